@@ -1,0 +1,174 @@
+use std::fmt;
+use std::io::{self, Read};
+
+use crate::ffi::ForeignBody;
+
+/// A response body: empty, bytes in memory, or a stream the host pulls from
+/// chunk by chunk (so a large or slow body is never held whole in memory).
+pub struct Body(pub(crate) Inner);
+
+pub(crate) enum Inner {
+    Empty,
+    Bytes(Vec<u8>),
+    Reader(Box<dyn Read + Send>),
+    Iter(Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>),
+    /// A body that came from the host (the response of `next`), passed on untouched.
+    Foreign(ForeignBody),
+}
+
+impl Body {
+    /// No body.
+    pub fn empty() -> Body {
+        Body(Inner::Empty)
+    }
+
+    /// Stream from a reader; it is read in chunks as the client accepts them.
+    pub fn from_reader(reader: impl Read + Send + 'static) -> Body {
+        Body(Inner::Reader(Box::new(reader)))
+    }
+
+    /// Stream chunks from an iterator; an `Err` aborts the response.
+    pub fn from_iter<I>(chunks: I) -> Body
+    where
+        I: IntoIterator<Item = io::Result<Vec<u8>>>,
+        I::IntoIter: Send + 'static,
+    {
+        Body(Inner::Iter(Box::new(chunks.into_iter())))
+    }
+
+    /// Exact length, when known without reading.
+    pub fn size_hint(&self) -> Option<u64> {
+        match &self.0 {
+            Inner::Empty => Some(0),
+            Inner::Bytes(b) => Some(b.len() as u64),
+            Inner::Foreign(f) => f.size_hint(),
+            Inner::Reader(_) | Inner::Iter(_) => None,
+        }
+    }
+
+    /// Read the body as a stream (for filters that transform it).
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        match self.0 {
+            Inner::Empty => Box::new(io::empty()),
+            Inner::Bytes(b) => Box::new(io::Cursor::new(b)),
+            Inner::Reader(r) => r,
+            Inner::Iter(it) => Box::new(IterReader {
+                it,
+                chunk: Vec::new(),
+                pos: 0,
+            }),
+            Inner::Foreign(f) => Box::new(f),
+        }
+    }
+
+    /// Read the whole body into memory.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        if let Inner::Bytes(b) = self.0 {
+            return Ok(b);
+        }
+        let mut out = Vec::new();
+        self.into_reader().read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::empty()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.0 {
+            Inner::Empty => "empty",
+            Inner::Bytes(_) => "bytes",
+            Inner::Reader(_) => "reader",
+            Inner::Iter(_) => "iter",
+            Inner::Foreign(_) => "foreign",
+        };
+        f.debug_struct("Body").field("kind", &kind).finish()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Body {
+        Body(Inner::Bytes(b))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body(Inner::Bytes(s.into_bytes()))
+    }
+}
+
+impl From<&str> for Body {
+    fn from(s: &str) -> Body {
+        Body(Inner::Bytes(s.as_bytes().to_vec()))
+    }
+}
+
+impl From<&[u8]> for Body {
+    fn from(s: &[u8]) -> Body {
+        Body(Inner::Bytes(s.to_vec()))
+    }
+}
+
+/// Adapts a chunk iterator to `Read`.
+pub(crate) struct IterReader {
+    pub(crate) it: Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>,
+    pub(crate) chunk: Vec<u8>,
+    pub(crate) pos: usize,
+}
+
+impl Read for IterReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            match self.it.next() {
+                None => return Ok(0),
+                Some(chunk) => {
+                    self.chunk = chunk?;
+                    self.pos = 0;
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The request body: read it with `std::io::Read`. Dropping it unread is fine
+/// (the host discards the rest).
+pub struct RequestBody(pub(crate) Option<ForeignBody>);
+
+impl RequestBody {
+    /// A request with no body.
+    pub fn empty() -> RequestBody {
+        RequestBody(None)
+    }
+
+    /// Read it all into memory.
+    pub fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl Read for RequestBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(f) => f.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestBody")
+    }
+}

@@ -1,0 +1,32 @@
+use std::sync::OnceLock;
+
+use crate::abi::{PhHost, PhStr};
+
+/// Severity of a log line sent to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+/// The host's service table, recorded at the first factory call. The host keeps
+/// it alive for the whole process, so a `&'static` is accurate.
+static HOST: OnceLock<&'static PhHost> = OnceLock::new();
+
+pub(crate) fn set_host(host: &'static PhHost) {
+    let _ = HOST.set(host);
+}
+
+/// Log a line through the host's logger (tracing); `target` is the plugin's name.
+/// Before the host has created an instance, the line goes to stderr.
+pub fn log(level: Level, target: &str, message: &str) {
+    match HOST.get() {
+        Some(host) => {
+            crate::ffi::host_log(host, level as i32, PhStr::from_str(target), PhStr::from_str(message))
+        }
+        None => eprintln!("[{level:?}] {target}: {message}"),
+    }
+}

@@ -1,0 +1,49 @@
+//! A filter that makes chain order visible: it appends its `tag` to the request
+//! header `X-Tag-Chain` on the way in and to the response header `X-Tag-Chain-Out`
+//! on the way out. With `deny_prefix = /P` it answers 403 itself for paths under /P.
+
+use plughost_sdk::{Config, Error, Filter, Next, Request, Response};
+
+struct Tag {
+    tag: String,
+    deny_prefix: Option<String>,
+}
+
+fn append(current: Option<&str>, tag: &str) -> String {
+    match current {
+        Some(list) if !list.is_empty() => format!("{list},{tag}"),
+        _ => tag.to_owned(),
+    }
+}
+
+impl Filter for Tag {
+    fn new(config: &Config) -> Result<Self, Error> {
+        let tag = config.require("tag")?;
+        if tag.is_empty() {
+            return Err(Error::new("key `tag` must not be empty"));
+        }
+        Ok(Tag {
+            tag: tag.to_owned(),
+            deny_prefix: config.get("deny_prefix").map(str::to_owned),
+        })
+    }
+
+    fn call(&self, mut req: Request, next: Next<'_>) -> Result<Response, Error> {
+        if let Some(prefix) = &self.deny_prefix {
+            if req.path_info.starts_with(prefix.as_str()) {
+                return Ok(Response::new(403)
+                    .header("Content-Type", "text/plain")
+                    .header("X-Tag-Denied-By", self.tag.as_str())
+                    .body("Forbidden\n"));
+            }
+        }
+        let chain = append(req.header("x-tag-chain"), &self.tag);
+        req.set_header("x-tag-chain", chain);
+        let mut resp = next.call(req)?;
+        let out = append(resp.header_value("X-Tag-Chain-Out"), &self.tag);
+        resp.set_header("X-Tag-Chain-Out", out);
+        Ok(resp)
+    }
+}
+
+plughost_sdk::export_plugin!(name: "tag", filters: { "main" => Tag });

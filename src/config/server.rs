@@ -1,0 +1,167 @@
+//! The `[server:NAME]` section: where and how to listen.
+//!
+//! Keys follow waitress (`host`, `port`, `listen`, `threads`, `url_scheme`,
+//! `url_prefix`) plus plughost's limits. An unknown key is an error, so a typo
+//! never silently leaves a default in place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::ini::Section;
+use super::{ConfigError, ErrorKind};
+
+/// Server settings, with defaults a public server can use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `host:port` pairs to listen on.
+    pub listen: Vec<(String, u16)>,
+    /// Plugin worker threads: at most this many plugin calls run at once.
+    pub threads: usize,
+    /// `wsgi.url_scheme` for requests (`http` or `https` behind a TLS proxy).
+    pub url_scheme: String,
+    /// A prefix moved from PATH_INFO to SCRIPT_NAME on every request.
+    pub url_prefix: String,
+    /// Largest request head (request line and headers) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes; larger gets 413.
+    pub max_body_bytes: u64,
+    /// Time a client has to send the request head.
+    pub header_timeout: Duration,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 8080;
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: vec![(DEFAULT_HOST.to_owned(), DEFAULT_PORT)],
+            threads: 8,
+            url_scheme: "http".into(),
+            url_prefix: String::new(),
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024 * 1024,
+            header_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `use =` values that name the built-in HTTP server.
+pub const SERVER_USES: &[&str] = &["egg:plughost#http", "egg:plughost", "egg:Paste#http", "egg:waitress#main", "egg:waitress"];
+
+impl ServerConfig {
+    /// Read a server section whose values are already interpolated.
+    pub fn from_section(file: &Path, section: &Section, values: &[(String, String, usize)]) -> Result<ServerConfig, ConfigError> {
+        let mut cfg = ServerConfig::default();
+        let mut host = None;
+        let mut port = None;
+        for (key, value, line) in values {
+            let err = |message: String| {
+                ConfigError::new(ErrorKind::BadValue, file, message)
+                    .at(*line)
+                    .in_section(&section.header)
+                    .for_key(key)
+            };
+            match key.as_str() {
+                "use" => {
+                    if !SERVER_USES.iter().any(|u| u.eq_ignore_ascii_case(value)) {
+                        return Err(err(format!(
+                            "unknown server {value:?}; plughost serves HTTP itself: use one of {}",
+                            SERVER_USES.join(", ")
+                        )));
+                    }
+                }
+                "host" => host = Some(value.clone()),
+                "port" => port = Some(value.parse::<u16>().map_err(|_| err(format!("not a port number: {value:?}")))?),
+                "listen" => {
+                    cfg.listen = value
+                        .split_whitespace()
+                        .map(|item| parse_listen(item).ok_or_else(|| err(format!("expected HOST:PORT, found {item:?}"))))
+                        .collect::<Result<_, _>>()?;
+                    if cfg.listen.is_empty() {
+                        return Err(err("empty".into()));
+                    }
+                }
+                "threads" => {
+                    cfg.threads = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?
+                }
+                "url_scheme" => {
+                    if value != "http" && value != "https" {
+                        return Err(err(format!("expected http or https, found {value:?}")));
+                    }
+                    cfg.url_scheme = value.clone();
+                }
+                "url_prefix" => {
+                    let trimmed = value.trim_end_matches('/');
+                    if !trimmed.is_empty() && !trimmed.starts_with('/') {
+                        return Err(err(format!("must start with `/`: {value:?}")));
+                    }
+                    cfg.url_prefix = trimmed.to_owned();
+                }
+                "max_header_bytes" => {
+                    cfg.max_header_bytes = positive(value)
+                        .filter(|n| *n >= 8192)
+                        .ok_or_else(|| err(format!("expected a number of bytes >= 8192, found {value:?}")))?
+                }
+                "max_body_bytes" => {
+                    cfg.max_body_bytes = value.parse().map_err(|_| err(format!("expected a number of bytes, found {value:?}")))?
+                }
+                "header_timeout" => cfg.header_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
+                "shutdown_timeout" => cfg.shutdown_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
+                _ => {
+                    return Err(ConfigError::new(
+                        ErrorKind::UnknownKey,
+                        file,
+                        format!(
+                            "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
+                             max_header_bytes, max_body_bytes, header_timeout, shutdown_timeout"
+                        ),
+                    )
+                    .at(*line)
+                    .in_section(&section.header)
+                    .for_key(key))
+                }
+            }
+        }
+        if host.is_some() || port.is_some() {
+            cfg.listen = vec![(
+                host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+                port.unwrap_or(DEFAULT_PORT),
+            )];
+        }
+        Ok(cfg)
+    }
+}
+
+fn positive(value: &str) -> Option<usize> {
+    value.parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+fn seconds(value: &str) -> Option<Duration> {
+    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).map(Duration::from_secs_f64)
+}
+
+/// `host:port`, `[v6]:port` or `*:port`.
+fn parse_listen(item: &str) -> Option<(String, u16)> {
+    let (host, port) = item.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host == "*" || host.is_empty() { "0.0.0.0" } else { host };
+    Some((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen("127.0.0.1:80"), Some(("127.0.0.1".into(), 80)));
+        assert_eq!(parse_listen("[::1]:8080"), Some(("::1".into(), 8080)));
+        assert_eq!(parse_listen("*:81"), Some(("0.0.0.0".into(), 81)));
+        assert_eq!(parse_listen("nope"), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! The `plughost` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use plughost::config::{self, Deployment};
+use plughost::pipeline::{self, WorkerPool};
+use plughost::plugin::Registry;
+use plughost::server;
+
+#[derive(Parser)]
+#[command(name = "plughost", version, about = "Serve WSGI-style apps and filters from plugin libraries, configured by a Paste Deploy INI file")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the configuration and serve it over HTTP.
+    Serve {
+        /// The config file, optionally with `#NAME` to pick the app (default: main).
+        #[arg(default_value = "deploy.ini")]
+        config: String,
+        /// Variables (`name=value`) for global_conf and `%(name)s`.
+        vars: Vec<String>,
+        /// Listen on this host instead of the server section's.
+        #[arg(long)]
+        host: Option<String>,
+        /// Listen on this port instead of the server section's (0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Resolve the configuration, load every plugin and run every factory, without listening.
+    Check {
+        /// The config file, optionally with `#NAME`.
+        #[arg(default_value = "deploy.ini")]
+        config: String,
+        /// Variables (`name=value`).
+        vars: Vec<String>,
+    },
+}
+
+/// `file.ini#name` into its parts.
+fn split_config(spec: &str) -> (PathBuf, Option<String>) {
+    match spec.rsplit_once('#') {
+        Some((file, name)) if !name.is_empty() => (PathBuf::from(file), Some(name.to_owned())),
+        _ => (PathBuf::from(spec.trim_end_matches('#')), None),
+    }
+}
+
+fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
+    vars.iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, val)) if !k.is_empty() => Ok((k.to_owned(), val.to_owned())),
+            _ => bail!("expected a variable as name=value, found {v:?}"),
+        })
+        .collect()
+}
+
+fn load(spec: &str, vars: &[String]) -> Result<Deployment> {
+    let (path, name) = split_config(spec);
+    let vars = parse_vars(vars)?;
+    let deployment = config::load(&path, name.as_deref(), &vars)?;
+    for w in &deployment.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(deployment)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, vars, host, port } => serve(&config, &vars, host, port),
+        Command::Check { config, vars } => check(&config, &vars),
+    };
+    if let Err(e) = result {
+        eprintln!("plughost: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Plugin calls hold at most `threads` of these; the rest serve body pumps.
+        .max_blocking_threads(threads + 512)
+        .thread_name("plughost")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve(spec: &str, vars: &[String], host: Option<String>, port: Option<u16>) -> Result<()> {
+    let mut deployment = load(spec, vars)?;
+    if host.is_some() || port.is_some() {
+        let (h, p) = deployment.server.listen.first().cloned().unwrap_or_default();
+        deployment.server.listen = vec![(host.unwrap_or(h), port.unwrap_or(p))];
+    }
+    let rt = runtime(deployment.server.threads)?;
+    let registry = Registry::new();
+    let pool = WorkerPool::new(deployment.server.threads);
+    let pipeline = pipeline::build(&deployment, &registry, &pool, rt.handle())?;
+    rt.block_on(async move {
+        let listeners = server::bind(&deployment.server).await?;
+        let mut out = std::io::stdout().lock();
+        for l in &listeners {
+            writeln!(out, "plughost: listening on http://{}", l.local_addr()?)?;
+        }
+        out.flush()?;
+        drop(out);
+        tracing::info!(config = %deployment.files[0].display(), threads = pool.size(), "serving");
+        server::serve(listeners, Arc::clone(&pipeline.root), deployment.server.clone(), shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+fn check(spec: &str, vars: &[String]) -> Result<()> {
+    let deployment = load(spec, vars)?;
+    let rt = runtime(1)?;
+    let registry = Registry::new();
+    let pool = WorkerPool::new(1);
+    pipeline::build(&deployment, &registry, &pool, rt.handle())?;
+    println!("{}: OK", deployment.files[0].display());
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,86 @@
+//! Turning a resolved [`Node`] tree into running handlers: load each library,
+//! run each factory (filters before what they wrap, as Paste Deploy does), and
+//! chain the instances.
+
+use std::sync::Arc;
+
+use plughost_sdk::abi;
+use tokio::runtime::Handle;
+
+use super::plugin_node::PluginNode;
+use super::{Handler, WorkerPool};
+use crate::config::{Component, Deployment, Kind, Node, Source};
+use crate::plugin::{Instance, Registry};
+
+/// A component that could not be created: where, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct BuildError {
+    /// `file:line: [section] key`.
+    pub location: String,
+    pub message: String,
+}
+
+/// A ready-to-serve chain of handlers.
+pub struct Pipeline {
+    pub root: Arc<dyn Handler>,
+}
+
+/// Create every instance of `deployment`'s app tree.
+pub fn build(deployment: &Deployment, registry: &Registry, pool: &WorkerPool, rt: &Handle) -> Result<Pipeline, BuildError> {
+    let builder = Builder {
+        deployment,
+        registry,
+        pool,
+        rt,
+    };
+    Ok(Pipeline {
+        root: builder.node(&deployment.app)?,
+    })
+}
+
+struct Builder<'a> {
+    deployment: &'a Deployment,
+    registry: &'a Registry,
+    pool: &'a WorkerPool,
+    rt: &'a Handle,
+}
+
+impl Builder<'_> {
+    fn node(&self, node: &Node) -> Result<Arc<dyn Handler>, BuildError> {
+        match node {
+            Node::App(app) => {
+                let instance = self.instance(app)?;
+                Ok(Arc::new(PluginNode::new(instance, None, self.pool.clone(), self.rt.clone())))
+            }
+            Node::Filter { filter, inner } => {
+                let instance = self.instance(filter)?;
+                let next = self.node(inner)?;
+                Ok(Arc::new(PluginNode::new(instance, Some(next), self.pool.clone(), self.rt.clone())))
+            }
+        }
+    }
+
+    fn instance(&self, c: &Component) -> Result<Instance, BuildError> {
+        let at = |key: &str| format!("{}:{}: [{}] {key}", c.file.display(), c.line, c.section);
+        let library = match &c.source {
+            Source::Egg { dist, .. } => self.registry.egg(dist, &self.deployment.plugin_dirs),
+            Source::Lib { path, .. } => self.registry.open(path),
+        }
+        .map_err(|e| BuildError {
+            location: at("use"),
+            message: e.to_string(),
+        })?;
+        let kind = match c.kind {
+            Kind::App => abi::PH_KIND_APP,
+            Kind::Filter => abi::PH_KIND_FILTER,
+        };
+        let entry = c.source.entry();
+        let file_name = library.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let label = format!("[{}] {file_name}#{entry}", c.section);
+        Instance::create(library.clone(), entry, kind, &c.global_conf, &c.local_conf, label).map_err(|message| BuildError {
+            location: at("use"),
+            message: format!("{}#{entry}: {message}", library.path.display()),
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! A plugin app or filter as a [`Handler`]: its calls run on the worker pool.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use tokio::runtime::Handle;
+
+use super::{error_response, Handler, Request, Response, ResponseFuture, WorkerPool};
+use crate::plugin::{Instance, NextHandle};
+
+pub(crate) struct PluginNode {
+    instance: Arc<Instance>,
+    /// The rest of the pipeline, for a filter.
+    next: Option<NextHandle>,
+    pool: WorkerPool,
+    rt: Handle,
+}
+
+impl PluginNode {
+    pub fn new(instance: Instance, next: Option<NextHandle>, pool: WorkerPool, rt: Handle) -> PluginNode {
+        PluginNode {
+            instance: Arc::new(instance),
+            next,
+            pool,
+            rt,
+        }
+    }
+}
+
+/// Call the instance on this (worker) thread and turn failures into a 500.
+fn call_here(instance: &Arc<Instance>, next: Option<&NextHandle>, rt: &Handle, mut req: Request) -> Response {
+    req.on_worker = true;
+    match instance.call(req, next, rt) {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(plugin = instance.label(), "{e}");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+impl Handler for PluginNode {
+    fn call(&self, req: Request) -> ResponseFuture<'_> {
+        Box::pin(async move {
+            if req.on_worker {
+                // Already on a worker (called from a filter's `next`): no second queue.
+                return call_here(&self.instance, self.next.as_ref(), &self.rt, req);
+            }
+            let instance = self.instance.clone();
+            let next = self.next.clone();
+            let rt = self.rt.clone();
+            match self.pool.run(move || call_here(&instance, next.as_ref(), &rt, req)).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(plugin = self.instance.label(), "worker failed: {e}");
+                    error_response(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            }
+        })
+    }
+}

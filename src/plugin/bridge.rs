@@ -1,0 +1,426 @@
+//! Conversions between the host's request/response/body types and the raw ABI
+//! views, in both directions. Ownership follows the ABI: the side that allocates
+//! supplies the `release`, and every handle is released exactly once (in `Drop`).
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
+use http_body_util::BodyExt;
+use plughost_sdk::abi::{self, PhBody, PhBodyVtbl, PhPair, PhRequest, PhResponse, PhStr};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::host_api::lossy;
+use super::library::same_ptr;
+use crate::pipeline::body::{self as bodies, ChannelBody};
+use crate::pipeline::{Body, BodyError, Request, Response};
+
+/// How much of a plugin's body is read on the worker before deciding to stream it:
+/// a body that ends within this is sent with a Content-Length and no extra thread.
+const PREREAD_BYTES: usize = 64 * 1024;
+/// Chunks in flight between a streaming plugin body and the connection.
+const STREAM_DEPTH: usize = 4;
+
+/// Hop-by-hop headers an app must not set; the server manages them.
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"];
+
+/// Keeps a plugin's instance (and so its library) alive while a body from it exists.
+pub(crate) type KeepAlive = Arc<dyn Any + Send + Sync>;
+
+// ---------------------------------------------------------------------------
+// Request view: host request -> PhRequest (borrowed for one call).
+
+/// The storage a [`PhRequest`] points into.
+pub(crate) struct RequestView {
+    headers: Vec<PhPair>,
+    extras: Vec<PhPair>,
+}
+
+impl RequestView {
+    pub fn new(req: &Request) -> RequestView {
+        RequestView {
+            headers: req
+                .headers
+                .iter()
+                .map(|(n, v)| PhPair {
+                    name: PhStr::from_str(n.as_str()),
+                    value: PhStr::from_bytes(v.as_bytes()),
+                })
+                .collect(),
+            extras: req
+                .extras
+                .iter()
+                .map(|(k, v)| PhPair {
+                    name: PhStr::from_str(k),
+                    value: PhStr::from_str(v),
+                })
+                .collect(),
+        }
+    }
+
+    /// The raw view; valid while both `self` and `req` are alive and unchanged.
+    pub fn raw(&self, req: &Request) -> PhRequest {
+        PhRequest {
+            struct_size: std::mem::size_of::<PhRequest>() as u32,
+            method: PhStr::from_str(req.method.as_str()),
+            scheme: PhStr::from_str(&req.scheme),
+            script_name: PhStr::from_bytes(&req.script_name),
+            path_info: PhStr::from_bytes(&req.path_info),
+            raw_path: PhStr::from_str(&req.raw_path),
+            query_string: PhStr::from_str(&req.query_string),
+            protocol: PhStr::from_str(req.protocol()),
+            server_name: PhStr::from_str(&req.server_name),
+            remote_addr: PhStr::from_str(&req.remote_addr),
+            server_port: req.server_port,
+            remote_port: req.remote_port,
+            headers: self.headers.as_ptr(),
+            header_count: self.headers.len(),
+            extras: self.extras.as_ptr(),
+            extra_count: self.extras.len(),
+            content_length: req.content_length().map_or(-1, |n| n as i64),
+        }
+    }
+}
+
+/// # Safety
+/// `pairs` must point at `count` pairs valid for the call (or be null).
+unsafe fn pairs<'a>(pairs: *const PhPair, count: usize) -> &'a [PhPair] {
+    if pairs.is_null() || count == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(pairs, count) }
+    }
+}
+
+/// Rebuild a host request from a view a filter passed to `next`.
+///
+/// # Safety
+/// `view` must be valid for the call; `body` is taken over.
+pub(crate) unsafe fn request_from_view(view: &PhRequest, body: PhBody, rt: &Handle, keep: &KeepAlive) -> Result<Request, String> {
+    let body = body_from_plugin(body, rt, keep.clone());
+    // SAFETY: every string and array of the view is valid for the call.
+    unsafe {
+        let method = Method::from_bytes(view.method.as_bytes()).map_err(|_| format!("invalid method {:?}", lossy(view.method)))?;
+        let mut headers = http::HeaderMap::with_capacity(view.header_count);
+        for p in pairs(view.headers, view.header_count) {
+            let (name, value) = header(p)?;
+            headers.append(name, value);
+        }
+        let extras = pairs(view.extras, view.extra_count)
+            .iter()
+            .map(|p| (lossy(p.name), lossy(p.value)))
+            .collect();
+        Ok(Request {
+            method,
+            scheme: lossy(view.scheme),
+            script_name: view.script_name.as_bytes().to_vec(),
+            path_info: view.path_info.as_bytes().to_vec(),
+            raw_path: lossy(view.raw_path),
+            query_string: lossy(view.query_string),
+            version: if view.protocol.as_bytes() == b"HTTP/1.0" { Version::HTTP_10 } else { Version::HTTP_11 },
+            server_name: lossy(view.server_name),
+            server_port: view.server_port,
+            remote_addr: lossy(view.remote_addr),
+            remote_port: view.remote_port,
+            headers,
+            extras,
+            body: body?,
+            on_worker: true,
+        })
+    }
+}
+
+/// # Safety
+/// The pair's strings must be valid for the call.
+unsafe fn header(p: &PhPair) -> Result<(HeaderName, HeaderValue), String> {
+    // SAFETY: guaranteed by the caller.
+    let (name, value) = unsafe { (p.name.as_bytes(), p.value.as_bytes()) };
+    let name = HeaderName::from_bytes(name).map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
+    let value = HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header {name}"))?;
+    Ok((name, value))
+}
+
+// ---------------------------------------------------------------------------
+// Host bodies handed to plugins (request bodies, and `next`'s response bodies).
+
+struct HostBody {
+    body: Body,
+    rt: Handle,
+    /// The chunk last handed out, kept alive until the next call.
+    chunk: Bytes,
+}
+
+static HOST_BODY_VTBL: PhBodyVtbl = PhBodyVtbl {
+    struct_size: std::mem::size_of::<PhBodyVtbl>() as u32,
+    next: host_body_next,
+    size_hint: host_body_size_hint,
+    release: host_body_release,
+};
+
+/// Hand a host body to a plugin. Plugins pull it on worker threads, where
+/// blocking on the runtime is allowed.
+pub(crate) fn body_to_plugin(body: Body, rt: &Handle) -> PhBody {
+    if http_body::Body::is_end_stream(&body) {
+        return PhBody::EMPTY;
+    }
+    let state = Box::new(HostBody {
+        body,
+        rt: rt.clone(),
+        chunk: Bytes::new(),
+    });
+    PhBody {
+        vtbl: &HOST_BODY_VTBL,
+        this: Box::into_raw(state).cast(),
+    }
+}
+
+unsafe extern "C" fn host_body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
+    // SAFETY: `this` is a live `HostBody` (not yet released) and the ABI forbids
+    // concurrent calls on one body.
+    let state = unsafe { &mut *this.cast::<HostBody>() };
+    loop {
+        let frame = state.rt.block_on(state.body.frame());
+        match frame {
+            None => return abi::PH_EOF,
+            Some(Err(e)) => {
+                tracing::debug!("request body failed: {e}");
+                return abi::PH_ERR;
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    state.chunk = data;
+                    // SAFETY: `chunk` is a valid out-pointer; the bytes live in
+                    // `state.chunk` until the next call or release.
+                    unsafe { *chunk = PhStr::from_bytes(&state.chunk) };
+                    return abi::PH_OK;
+                }
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn host_body_size_hint(this: *mut c_void) -> i64 {
+    // SAFETY: as in `host_body_next`.
+    let state = unsafe { &*this.cast::<HostBody>() };
+    http_body::Body::size_hint(&state.body).exact().map_or(-1, |n| n as i64)
+}
+
+unsafe extern "C" fn host_body_release(this: *mut c_void) {
+    // SAFETY: `this` came from `Box::into_raw` in `body_to_plugin`; released once.
+    drop(unsafe { Box::from_raw(this.cast::<HostBody>()) });
+}
+
+// ---------------------------------------------------------------------------
+// Plugin bodies received by the host.
+
+/// A body owned by a plugin; released exactly once when dropped.
+pub(crate) struct PluginBody {
+    raw: PhBody,
+    _keep: KeepAlive,
+}
+
+// SAFETY: the ABI allows a body to be used from any thread, one at a time;
+// `&mut self` access guarantees one at a time.
+unsafe impl Send for PluginBody {}
+
+impl PluginBody {
+    /// The next chunk (copied), `None` at the end, or the plugin's error code.
+    fn next(&mut self) -> Result<Option<&[u8]>, i32> {
+        let mut chunk = PhStr::EMPTY;
+        // SAFETY: we own a live body; `chunk` is a valid out-pointer.
+        let rc = unsafe { ((*self.raw.vtbl).next)(self.raw.this, &mut chunk) };
+        match rc {
+            abi::PH_OK => {
+                // SAFETY: the chunk is valid until the next call on this body.
+                Ok(Some(unsafe { chunk.as_bytes() }))
+            }
+            abi::PH_EOF => Ok(None),
+            code => Err(code),
+        }
+    }
+
+    fn size_hint(&self) -> Option<u64> {
+        // SAFETY: we own a live body.
+        let hint = unsafe { ((*self.raw.vtbl).size_hint)(self.raw.this) };
+        u64::try_from(hint).ok()
+    }
+}
+
+impl Drop for PluginBody {
+    fn drop(&mut self) {
+        // SAFETY: we own the body and release it exactly once, here.
+        unsafe { ((*self.raw.vtbl).release)(self.raw.this) }
+    }
+}
+
+fn body_error(code: i32) -> BodyError {
+    format!("plugin body failed (code {code})").into()
+}
+
+/// Turn a plugin's body into a host body. Runs on a worker thread: it reads up
+/// to [`PREREAD_BYTES`] at once; a body that ends within that becomes an
+/// in-memory body, anything longer is streamed by a pump on a blocking thread.
+pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Result<Body, String> {
+    if raw.vtbl.is_null() {
+        return Ok(bodies::empty());
+    }
+    if same_ptr(raw.vtbl, &HOST_BODY_VTBL) {
+        // One of ours, handed back unchanged (a filter passing the request body on).
+        // SAFETY: the vtable identifies a `HostBody` boxed by `body_to_plugin`;
+        // the plugin hands it back to us, so we now own it.
+        let state = unsafe { Box::from_raw(raw.this.cast::<HostBody>()) };
+        return Ok(state.body);
+    }
+    let mut body = PluginBody { raw, _keep: keep };
+    let exact = body.size_hint();
+    let mut first = BytesMut::new();
+    loop {
+        match body.next() {
+            Ok(None) => return Ok(bodies::full(first.freeze())),
+            Ok(Some(chunk)) => {
+                first.extend_from_slice(chunk);
+                if first.len() >= PREREAD_BYTES {
+                    break;
+                }
+            }
+            Err(code) => return Err(format!("body failed before its first {PREREAD_BYTES} bytes (code {code})")),
+        }
+    }
+    let exact = exact.map(|rest| rest + first.len() as u64);
+    let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+    rt.spawn_blocking(move || pump(body, tx));
+    Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody::new(first.freeze(), rx, exact)))
+}
+
+/// Move a plugin body's chunks into the channel until it ends, fails, or the
+/// receiver (the connection) goes away; then release it.
+fn pump(mut body: PluginBody, tx: mpsc::Sender<Result<Bytes, BodyError>>) {
+    loop {
+        let item = match body.next() {
+            Ok(None) => return,
+            Ok(Some(chunk)) => Ok(Bytes::copy_from_slice(chunk)),
+            Err(code) => {
+                tracing::error!("plugin response body failed midway (code {code}); aborting the response");
+                Err(body_error(code))
+            }
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses.
+
+/// Storage behind a response the host hands to a filter, freed by `release`.
+struct HostResponse {
+    reason: String,
+    pairs: Vec<PhPair>,
+    _headers: http::HeaderMap,
+}
+
+unsafe extern "C" fn host_response_release(owner: *mut c_void) {
+    // SAFETY: `owner` came from `Box::into_raw` in `response_to_plugin`; released once.
+    drop(unsafe { Box::from_raw(owner.cast::<HostResponse>()) });
+}
+
+/// Hand a host response to a filter (the result of its `next`).
+pub(crate) fn response_to_plugin(resp: Response, rt: &Handle, out: &mut PhResponse) {
+    let (parts, body) = resp.into_parts();
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let headers = parts.headers;
+    let pairs = headers
+        .iter()
+        .map(|(n, v)| PhPair {
+            name: PhStr::from_str(n.as_str()),
+            value: PhStr::from_bytes(v.as_bytes()),
+        })
+        .collect();
+    let owner = Box::new(HostResponse {
+        reason,
+        pairs,
+        _headers: headers,
+    });
+    out.status = parts.status.as_u16();
+    out.reason = PhStr::from_str(&owner.reason);
+    out.headers = owner.pairs.as_ptr();
+    out.header_count = owner.pairs.len();
+    out.body = body_to_plugin(body, rt);
+    out.owner = Box::into_raw(owner).cast();
+    out.release = Some(host_response_release);
+}
+
+/// Take a response a plugin filled in: validate it, copy its head, take its body
+/// and release the rest.
+///
+/// # Safety
+/// `raw` must have been filled by a successful plugin call.
+pub(crate) unsafe fn response_from_plugin(raw: PhResponse, rt: &Handle, keep: KeepAlive) -> Result<Response, String> {
+    // Own the body first, so it is released on every path below.
+    let body_raw = raw.body;
+    let head = (|| {
+        let status = StatusCode::from_u16(raw.status)
+            .ok()
+            .filter(|s| !s.is_informational())
+            .ok_or_else(|| format!("invalid status code {}", raw.status))?;
+        let mut builder = http::Response::builder().status(status);
+        // SAFETY: the reason and headers are valid until `release`, called below.
+        let reason = unsafe { raw.reason.as_bytes() };
+        if !reason.is_empty() && Some(reason) != status.canonical_reason().map(str::as_bytes) {
+            let phrase = hyper::ext::ReasonPhrase::try_from(reason.to_vec())
+                .map_err(|_| format!("invalid reason phrase {:?}", String::from_utf8_lossy(reason)))?;
+            builder = builder.extension(phrase);
+        }
+        // SAFETY: as above.
+        for p in unsafe { pairs(raw.headers, raw.header_count) } {
+            // SAFETY: as above.
+            let (name, value) = unsafe { header(p) }?;
+            if HOP_BY_HOP.contains(&name.as_str()) {
+                tracing::debug!(header = %name, "dropping a hop-by-hop header set by a plugin");
+                continue;
+            }
+            builder = builder.header(name, value);
+        }
+        Ok::<_, String>(builder)
+    })();
+    if let Some(release) = raw.release {
+        // SAFETY: we are the receiver; the storage is released exactly once.
+        unsafe { release(raw.owner) };
+    }
+    match head {
+        Ok(builder) => {
+            let body = body_from_plugin(body_raw, rt, keep)?;
+            builder.body(body).map_err(|e| format!("invalid response: {e}"))
+        }
+        Err(e) => {
+            discard_body(body_raw, keep);
+            Err(e)
+        }
+    }
+}
+
+/// Release a body without reading it.
+pub(crate) fn discard_body(raw: PhBody, keep: KeepAlive) {
+    if raw.vtbl.is_null() {
+        return;
+    }
+    if same_ptr(raw.vtbl, &HOST_BODY_VTBL) {
+        // SAFETY: one of ours handed back, as in `body_from_plugin`; freed once, here.
+        drop(unsafe { Box::from_raw(raw.this.cast::<HostBody>()) });
+        return;
+    }
+    drop(PluginBody { raw, _keep: keep });
+}

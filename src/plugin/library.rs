@@ -1,0 +1,207 @@
+//! Opening a plugin library and checking its handshake before using anything in it.
+//!
+//! A library is never unloaded: unloading Rust `cdylib`s is unsound (thread-local
+//! destructors can run after their code is unmapped), so a [`Library`] keeps its
+//! handle for the life of the process and everything created from it holds an
+//! `Arc<Library>`.
+
+use std::ffi::{c_void, CStr};
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+
+use plughost_sdk::abi::{self, PhHandlerVtbl, PhHandshake, PhPluginDesc};
+
+use super::LoadError;
+
+/// A loaded, checked plugin library.
+pub struct Library {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub build_info: String,
+    pub abi: (u16, u16),
+    pub panic_unwind: bool,
+    pub entries: Vec<EntryInfo>,
+    /// Kept open forever (see the module docs).
+    _handle: ManuallyDrop<libloading::Library>,
+}
+
+/// One named entry of a library.
+#[derive(Clone)]
+pub struct EntryInfo {
+    pub name: String,
+    pub kind: u32,
+    pub create: abi::PhCreateFn,
+    pub vtbl: *const PhHandlerVtbl,
+}
+
+// SAFETY: `vtbl` points at a static table inside the library, which is never
+// unloaded and never mutated, so it can be read from any thread.
+unsafe impl Send for EntryInfo {}
+// SAFETY: as above.
+unsafe impl Sync for EntryInfo {}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+fn host_version() -> (u16, u16) {
+    (abi::PH_ABI_MAJOR, abi::PH_ABI_MINOR)
+}
+
+/// Read a static NUL-terminated string of the library.
+///
+/// # Safety
+/// `p` must be null or point at a NUL-terminated string that lives as long as the library.
+unsafe fn c_string(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+impl Library {
+    /// Open `path`, check the handshake and read the descriptor.
+    pub fn open(path: &Path) -> Result<Library, LoadError> {
+        let display = path.to_owned();
+        #[cfg(unix)]
+        let handle: libloading::Library = {
+            use libloading::os::unix::{Library as UnixLibrary, RTLD_LOCAL, RTLD_NOW};
+            // SAFETY: loading runs the library's initialisers; plugins are trusted code
+            // chosen by the operator in the config file. RTLD_NOW makes missing symbols
+            // fail here rather than at first call; RTLD_LOCAL keeps each plugin's
+            // exported names from colliding with another's.
+            unsafe { UnixLibrary::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
+                .map_err(|e| LoadError::Open {
+                    path: display.clone(),
+                    message: e.to_string(),
+                })?
+                .into()
+        };
+        #[cfg(not(unix))]
+        // SAFETY: as above.
+        let handle = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
+
+        // SAFETY: `plughost_abi` is declared by the ABI as a static `PhHandshake`;
+        // we only read it through the pointer the loader gives us.
+        let handshake: PhHandshake = unsafe {
+            let symbol = handle
+                .get::<*const PhHandshake>(abi::HANDSHAKE_SYMBOL)
+                .map_err(|_| LoadError::NoHandshake { path: display.clone() })?;
+            std::ptr::read_unaligned(*symbol)
+        };
+        check_handshake(path, handshake.magic, handshake.abi_major, handshake.abi_minor)?;
+
+        // SAFETY: the handshake matched, so the library promises `plughost_plugin_v1`
+        // has the v1 signature and returns a static descriptor.
+        let desc: &'static PhPluginDesc = unsafe {
+            let symbol = handle
+                .get::<abi::PhDescriptorFn>(abi::DESCRIPTOR_SYMBOL_V1)
+                .map_err(|_| LoadError::NoDescriptor { path: display.clone() })?;
+            let p = symbol();
+            if p.is_null() {
+                return Err(LoadError::NoDescriptor { path: display });
+            }
+            &*p
+        };
+        check_handshake(path, desc.magic, desc.abi_major, desc.abi_minor)?;
+        if (desc.struct_size as usize) < std::mem::size_of::<PhPluginDesc>() {
+            return Err(LoadError::Invalid {
+                path: display,
+                message: format!("descriptor is {} bytes, v1 needs {}", desc.struct_size, std::mem::size_of::<PhPluginDesc>()),
+            });
+        }
+        let mut entries = Vec::with_capacity(desc.entry_count);
+        if desc.entry_count > 0 && !desc.entries.is_null() {
+            // SAFETY: the descriptor points at `entry_count` static entries.
+            let raw = unsafe { std::slice::from_raw_parts(desc.entries, desc.entry_count) };
+            for e in raw {
+                if e.vtbl.is_null() {
+                    return Err(LoadError::Invalid {
+                        path: display,
+                        message: "an entry has no function table".into(),
+                    });
+                }
+                entries.push(EntryInfo {
+                    // SAFETY: entry names are static NUL-terminated strings.
+                    name: unsafe { c_string(e.name) },
+                    kind: e.kind,
+                    create: e.create,
+                    vtbl: e.vtbl,
+                });
+            }
+        }
+        Ok(Library {
+            path: display,
+            // SAFETY: static NUL-terminated strings of the descriptor.
+            name: unsafe { c_string(desc.plugin_name) },
+            // SAFETY: as above.
+            version: unsafe { c_string(desc.plugin_version) },
+            // SAFETY: as above.
+            build_info: unsafe { c_string(desc.build_info) },
+            abi: (desc.abi_major, desc.abi_minor),
+            panic_unwind: desc.flags & abi::PH_FLAG_PANIC_UNWIND != 0,
+            entries,
+            _handle: ManuallyDrop::new(handle),
+        })
+    }
+
+    /// The entry called `name`.
+    pub fn entry(&self, name: &str) -> Option<&EntryInfo> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Entry names with their kinds, for messages.
+    pub fn entry_list(&self) -> String {
+        if self.entries.is_empty() {
+            return "none".into();
+        }
+        self.entries
+            .iter()
+            .map(|e| format!("{} ({})", e.name, kind_name(e.kind)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `app`, `filter` or `unknown`.
+pub fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        abi::PH_KIND_APP => "app",
+        abi::PH_KIND_FILTER => "filter",
+        _ => "unknown kind",
+    }
+}
+
+fn check_handshake(path: &Path, magic: u32, major: u16, minor: u16) -> Result<(), LoadError> {
+    if magic != abi::PH_MAGIC {
+        return Err(LoadError::BadMagic {
+            path: path.to_owned(),
+            magic,
+        });
+    }
+    let host = host_version();
+    if major != host.0 || minor > host.1 {
+        return Err(LoadError::AbiMismatch {
+            path: path.to_owned(),
+            plugin: (major, minor),
+            host,
+        });
+    }
+    Ok(())
+}
+
+/// Pointer identity of a vtable, to recognise the host's own bodies.
+pub(crate) fn same_ptr<T>(a: *const T, b: *const T) -> bool {
+    std::ptr::eq(a as *const c_void, b as *const c_void)
+}

@@ -1,0 +1,95 @@
+//! Turning an HTTP request into the pipeline's [`Request`] (WSGI's environ).
+
+use std::net::SocketAddr;
+
+use http_body_util::BodyExt;
+use percent_encoding::percent_decode_str;
+
+use crate::pipeline::{Body, Request};
+
+/// Per-listener facts that go into every request.
+#[derive(Debug, Clone)]
+pub struct ServerEnv {
+    pub url_scheme: String,
+    pub url_prefix: String,
+    pub local: SocketAddr,
+}
+
+/// Build the environ from the request head; `body` is the (limited) request body.
+pub fn environ(parts: http::request::Parts, body: Body, peer: SocketAddr, env: &ServerEnv) -> Request {
+    let raw_path = parts.uri.path().to_owned();
+    let decoded: Vec<u8> = percent_decode_str(&raw_path).collect();
+    let (script_name, path_info) = split_prefix(&env.url_prefix, decoded);
+    let server_name = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(host_without_port)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.host().map(str::to_owned))
+        .unwrap_or_else(|| env.local.ip().to_string());
+    Request {
+        method: parts.method,
+        scheme: env.url_scheme.clone(),
+        script_name,
+        path_info,
+        raw_path,
+        query_string: parts.uri.query().unwrap_or("").to_owned(),
+        version: parts.version,
+        server_name,
+        server_port: env.local.port(),
+        remote_addr: peer.ip().to_string(),
+        remote_port: peer.port(),
+        headers: parts.headers,
+        extras: Vec::new(),
+        body,
+        on_worker: false,
+    }
+}
+
+/// waitress's `url_prefix`: SCRIPT_NAME is the prefix, and a path under it (on a
+/// segment boundary) loses it from PATH_INFO.
+fn split_prefix(prefix: &str, path: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        return (Vec::new(), path);
+    }
+    let p = prefix.as_bytes();
+    if path.starts_with(p) && (path.len() == p.len() || path[p.len()] == b'/') {
+        (p.to_vec(), path[p.len()..].to_vec())
+    } else {
+        (p.to_vec(), path)
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Box a hyper body for the pipeline.
+pub fn boxed(body: impl http_body::Body<Data = bytes::Bytes, Error = crate::pipeline::BodyError> + Send + 'static) -> Body {
+    body.boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_on_segment_boundary() {
+        assert_eq!(split_prefix("/app", b"/app/x".to_vec()), (b"/app".to_vec(), b"/x".to_vec()));
+        assert_eq!(split_prefix("/app", b"/app".to_vec()), (b"/app".to_vec(), b"".to_vec()));
+        assert_eq!(split_prefix("/app", b"/apple".to_vec()), (b"/app".to_vec(), b"/apple".to_vec()));
+        assert_eq!(split_prefix("", b"/a".to_vec()), (b"".to_vec(), b"/a".to_vec()));
+    }
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("[::1]:80"), "::1");
+        assert_eq!(host_without_port("example.com"), "example.com");
+    }
+}

@@ -1,0 +1,123 @@
+//! The HTTP/1.1 server: listening, per-connection limits, the request limits the
+//! pipeline relies on, and graceful shutdown.
+
+mod environ;
+mod limit;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+pub use environ::ServerEnv;
+
+use crate::config::ServerConfig;
+use crate::pipeline::{error_response, Handler, Response};
+
+/// Bind every `listen` address of the config.
+pub async fn bind(cfg: &ServerConfig) -> std::io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for (host, port) in &cfg.listen {
+        let listener = TcpListener::bind((host.as_str(), *port))
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}")))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serve `handler` on `listeners` until `shutdown` resolves, then drain requests
+/// in flight for up to the configured shutdown timeout.
+pub async fn serve(listeners: Vec<TcpListener>, handler: Arc<dyn Handler>, cfg: ServerConfig, shutdown: impl Future<Output = ()>) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let cfg = Arc::new(cfg);
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let local = listener.local_addr().expect("a bound listener has an address");
+        let env = Arc::new(ServerEnv {
+            url_scheme: cfg.url_scheme.clone(),
+            url_prefix: cfg.url_prefix.clone(),
+            local,
+        });
+        accept_loops.spawn(accept_loop(listener, handler.clone(), cfg.clone(), env, graceful.clone()));
+    }
+    shutdown.await;
+    accept_loops.abort_all();
+    while accept_loops.join_next().await.is_some() {}
+    tracing::info!("shutting down: waiting up to {:?} for requests in flight", cfg.shutdown_timeout);
+    let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
+    match tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("shutdown timeout reached; closing remaining connections"),
+    }
+}
+
+async fn accept_loop(listener: TcpListener, handler: Arc<dyn Handler>, cfg: Arc<ServerConfig>, env: Arc<ServerEnv>, graceful: Arc<GracefulShutdown>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let cfg2 = cfg.clone();
+        let env = env.clone();
+        let service = service_fn(move |req: hyper::Request<Incoming>| {
+            let handler = handler.clone();
+            let cfg = cfg2.clone();
+            let env = env.clone();
+            async move { Ok::<_, Infallible>(handle(req, peer, &handler, &cfg, &env).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_timeout)
+            .max_buf_size(cfg.max_header_bytes)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(req: hyper::Request<Incoming>, peer: SocketAddr, handler: &Arc<dyn Handler>, cfg: &ServerConfig, env: &ServerEnv) -> Response {
+    let started = Instant::now();
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cfg.max_body_bytes) {
+        tracing::info!(%peer, "request body of {} bytes is over max_body_bytes ({})", declared.unwrap_or(0), cfg.max_body_bytes);
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let (parts, incoming) = req.into_parts();
+    let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes);
+    let request = environ::environ(parts, environ::boxed(body), peer, env);
+    let method = request.method.clone();
+    let path = request.raw_path.clone();
+    let mut resp = handler.call(request).await;
+    if overflow.hit() && resp.status().is_server_error() {
+        resp = error_response(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
