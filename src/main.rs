@@ -14,7 +14,11 @@ use plughost::plugin::Registry;
 use plughost::server;
 
 #[derive(Parser)]
-#[command(name = "plughost", version, about = "Serve WSGI-style apps and filters from plugin libraries, configured by a Paste Deploy INI file")]
+#[command(
+    name = "plughost",
+    version,
+    about = "Serve WSGI-style apps and filters from plugin libraries, configured by a Paste Deploy INI file"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,13 +79,20 @@ fn load(spec: &str, vars: &[String]) -> Result<Deployment> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, vars, host, port } => serve(&config, &vars, host, port),
+        Command::Serve {
+            config,
+            vars,
+            host,
+            port,
+        } => serve(&config, &vars, host, port),
         Command::Check { config, vars } => check(&config, &vars),
     };
     if let Err(e) = result {
@@ -103,7 +114,12 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 fn serve(spec: &str, vars: &[String], host: Option<String>, port: Option<u16>) -> Result<()> {
     let mut deployment = load(spec, vars)?;
     if host.is_some() || port.is_some() {
-        let (h, p) = deployment.server.listen.first().cloned().unwrap_or_default();
+        let (h, p) = deployment
+            .server
+            .listen
+            .first()
+            .cloned()
+            .unwrap_or_default();
         deployment.server.listen = vec![(host.unwrap_or(h), port.unwrap_or(p))];
     }
     let rt = runtime(deployment.server.threads)?;
@@ -119,7 +135,13 @@ fn serve(spec: &str, vars: &[String], host: Option<String>, port: Option<u16>) -
         out.flush()?;
         drop(out);
         tracing::info!(config = %deployment.files[0].display(), threads = pool.size(), "serving");
-        server::serve(listeners, Arc::clone(&pipeline.root), deployment.server.clone(), shutdown_signal()).await;
+        server::serve(
+            listeners,
+            Arc::clone(&pipeline.root),
+            deployment.server.clone(),
+            shutdown_signal(),
+        )
+        .await;
         Ok(())
     })
 }

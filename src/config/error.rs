@@ -31,7 +31,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(kind: ErrorKind, file: impl Into<PathBuf>, message: impl Into<String>) -> ConfigError {
+    pub fn new(
+        kind: ErrorKind,
+        file: impl Into<PathBuf>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             kind,
             file: file.into(),

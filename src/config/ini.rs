@@ -154,7 +154,10 @@ impl Parser<'_> {
         if let Some(first) = self.sections.iter().find(|s| s.header == header) {
             return Err(self.error(
                 line,
-                format!("duplicate section [{header}] (first defined at line {})", first.line),
+                format!(
+                    "duplicate section [{header}] (first defined at line {})",
+                    first.line
+                ),
             ));
         }
         self.sections.push(Section {
@@ -167,7 +170,10 @@ impl Parser<'_> {
 
     fn start_entry(&mut self, text: &str, indent: usize, line: usize) -> Result<(), SyntaxError> {
         let Some(split) = text.find(['=', ':']) else {
-            return Err(self.error(line, format!("expected `key = value` or a [section], found {text:?}")));
+            return Err(self.error(
+                line,
+                format!("expected `key = value` or a [section], found {text:?}"),
+            ));
         };
         let key = text[..split].trim_end();
         let value = text[split + 1..].trim();
@@ -230,7 +236,9 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        IniFile::parse(Path::new("t.ini"), text).unwrap_err().to_string()
+        IniFile::parse(Path::new("t.ini"), text)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -245,7 +253,8 @@ mod tests {
 
     #[test]
     fn no_inline_comments_and_comment_lines_dropped_inside_values() {
-        let f = parse("[s]\na = x ; y\nb = v # c\npipeline = one\n  # gone\n  two\n\n  three\n\n[t]\n");
+        let f =
+            parse("[s]\na = x ; y\nb = v # c\npipeline = one\n  # gone\n  two\n\n  three\n\n[t]\n");
         let s = f.section("s").unwrap();
         assert_eq!(s.get("a"), Some("x ; y"));
         assert_eq!(s.get("b"), Some("v # c"));
@@ -269,8 +278,14 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        assert_eq!(err("x = 1\n"), "t.ini:1: key `x` before the first [section] header");
-        assert_eq!(err("[a]\n[a]\n"), "t.ini:2: duplicate section [a] (first defined at line 1)");
+        assert_eq!(
+            err("x = 1\n"),
+            "t.ini:1: key `x` before the first [section] header"
+        );
+        assert_eq!(
+            err("[a]\n[a]\n"),
+            "t.ini:2: duplicate section [a] (first defined at line 1)"
+        );
         assert_eq!(
             err("[a]\nk = 1\nk = 2\n"),
             "t.ini:3: duplicate key `k` in [a] (first set at line 2)"

@@ -10,7 +10,11 @@ pub fn interpolate(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
     expand(value, lookup, 0)
 }
 
-fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String, String> {
+fn expand(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
     if depth > MAX_DEPTH {
         return Err(format!(
             "interpolation nested deeper than {MAX_DEPTH} levels (a loop?) in {value:?}"
@@ -26,7 +30,9 @@ fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) ->
             rest = after;
         } else if let Some(spec) = tail.strip_prefix('(') {
             let Some(close) = spec.find(")s") else {
-                return Err(format!("bad interpolation syntax in {value:?}: expected `%(name)s`"));
+                return Err(format!(
+                    "bad interpolation syntax in {value:?}: expected `%(name)s`"
+                ));
             };
             let name = &spec[..close];
             let Some(raw) = lookup(name) else {
@@ -49,21 +55,35 @@ mod tests {
     use super::*;
 
     fn with(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn expands_names_recursively_and_percent_escapes() {
         let l = with(&[("here", "/srv"), ("cache", "%(here)s/cache")]);
-        assert_eq!(interpolate("%(cache)s/x 100%%", &l).unwrap(), "/srv/cache/x 100%");
+        assert_eq!(
+            interpolate("%(cache)s/x 100%%", &l).unwrap(),
+            "/srv/cache/x 100%"
+        );
     }
 
     #[test]
     fn errors() {
         let l = with(&[("a", "%(b)s"), ("b", "%(a)s"), ("Name", "x")]);
         assert!(interpolate("50%", &l).unwrap_err().contains("lone `%`"));
-        assert!(interpolate("%(n)d", &l).unwrap_err().contains("bad interpolation"));
-        assert!(interpolate("%(name)s", &l).unwrap_err().contains("not defined"));
-        assert!(interpolate("%(a)s", &l).unwrap_err().contains("deeper than 10"));
+        assert!(interpolate("%(n)d", &l)
+            .unwrap_err()
+            .contains("bad interpolation"));
+        assert!(interpolate("%(name)s", &l)
+            .unwrap_err()
+            .contains("not defined"));
+        assert!(interpolate("%(a)s", &l)
+            .unwrap_err()
+            .contains("deeper than 10"));
     }
 }

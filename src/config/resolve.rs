@@ -12,9 +12,14 @@ use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Node, Source};
 /// Read `path` and resolve app `app_name` (default `main`) and `[server:main]`.
 /// `vars` are command-line variables: they join `global_conf` and fill in
 /// `%(name)s` where `[DEFAULT]` does not define the name.
-pub fn load(path: &Path, app_name: Option<&str>, vars: &[(String, String)]) -> Result<Deployment, ConfigError> {
-    let path = std::path::absolute(path)
-        .map_err(|e| ConfigError::new(ErrorKind::Read, path, format!("cannot resolve path: {e}")))?;
+pub fn load(
+    path: &Path,
+    app_name: Option<&str>,
+    vars: &[(String, String)],
+) -> Result<Deployment, ConfigError> {
+    let path = std::path::absolute(path).map_err(|e| {
+        ConfigError::new(ErrorKind::Read, path, format!("cannot resolve path: {e}"))
+    })?;
     let mut resolver = Resolver {
         files: HashMap::new(),
         order: Vec::new(),
@@ -75,8 +80,16 @@ impl LoadedFile {
             }
         }
         // `%` in a path must not read as interpolation syntax.
-        set(&mut raw_defaults, "here", dir.display().to_string().replace('%', "%%"));
-        set(&mut raw_defaults, "__file__", path.display().to_string().replace('%', "%%"));
+        set(
+            &mut raw_defaults,
+            "here",
+            dir.display().to_string().replace('%', "%%"),
+        );
+        set(
+            &mut raw_defaults,
+            "__file__",
+            path.display().to_string().replace('%', "%%"),
+        );
         for (k, v) in injected {
             if get(&raw_defaults, k).is_none() {
                 raw_defaults.push((k.clone(), v.replace('%', "%%")));
@@ -84,15 +97,16 @@ impl LoadedFile {
         }
         let mut defaults = Vec::with_capacity(raw_defaults.len());
         for (key, raw) in &raw_defaults {
-            let value = interpolate(raw, &|name| get(&raw_defaults, name).map(str::to_owned)).map_err(|m| {
-                let mut e = ConfigError::new(ErrorKind::Interpolation, path, m)
-                    .in_section("DEFAULT")
-                    .for_key(key);
-                if let Some(line) = default_lines.get(key) {
-                    e = e.at(*line);
-                }
-                e
-            })?;
+            let value = interpolate(raw, &|name| get(&raw_defaults, name).map(str::to_owned))
+                .map_err(|m| {
+                    let mut e = ConfigError::new(ErrorKind::Interpolation, path, m)
+                        .in_section("DEFAULT")
+                        .for_key(key);
+                    if let Some(line) = default_lines.get(key) {
+                        e = e.at(*line);
+                    }
+                    e
+                })?;
             defaults.push((key.clone(), value));
         }
         Ok(LoadedFile {
@@ -116,7 +130,12 @@ impl LoadedFile {
     /// `plugin_path` from `[DEFAULT]`, then `target/release` and `target/debug`.
     fn plugin_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = get(&self.defaults, "plugin_path")
-            .map(|p| p.split(':').filter(|s| !s.trim().is_empty()).map(|s| self.dir.join(s.trim())).collect())
+            .map(|p| {
+                p.split(':')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| self.dir.join(s.trim()))
+                    .collect()
+            })
             .unwrap_or_default();
         dirs.push(self.dir.join("target/release"));
         dirs.push(self.dir.join("target/debug"));
@@ -143,11 +162,18 @@ impl LoadedFile {
                     0 => continue,
                     1 => return Ok(matches[0]),
                     _ => {
-                        let list: Vec<String> = matches.iter().map(|s| format!("[{}] (line {})", s.header, s.line)).collect();
+                        let list: Vec<String> = matches
+                            .iter()
+                            .map(|s| format!("[{}] (line {})", s.header, s.line))
+                            .collect();
                         return Err(ConfigError::new(
                             ErrorKind::Ambiguous,
                             path,
-                            format!("{} `{name}` is ambiguous: {}", kind.as_str(), list.join(", ")),
+                            format!(
+                                "{} `{name}` is ambiguous: {}",
+                                kind.as_str(),
+                                list.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -156,7 +182,11 @@ impl LoadedFile {
         Err(ConfigError::new(
             ErrorKind::NoSection,
             path,
-            format!("no section for {} `{name}`: looked for {}", kind.as_str(), searched.join(", ")),
+            format!(
+                "no section for {} `{name}`: looked for {}",
+                kind.as_str(),
+                searched.join(", ")
+            ),
         ))
     }
 }
@@ -179,7 +209,9 @@ enum Reference {
 }
 
 fn parse_reference(value: &str, base: &Path) -> Result<Reference, String> {
-    let scheme_len = value.find(':').filter(|&i| i > 0 && value[..i].chars().all(|c| c.is_ascii_alphabetic()));
+    let scheme_len = value
+        .find(':')
+        .filter(|&i| i > 0 && value[..i].chars().all(|c| c.is_ascii_alphabetic()));
     let Some(i) = scheme_len else {
         return Ok(Reference::Section(value.trim().to_owned()));
     };
@@ -236,7 +268,11 @@ struct Resolver {
 }
 
 impl Resolver {
-    fn file(&mut self, path: &Path, injected: &[(String, String)]) -> Result<&LoadedFile, ConfigError> {
+    fn file(
+        &mut self,
+        path: &Path,
+        injected: &[(String, String)],
+    ) -> Result<&LoadedFile, ConfigError> {
         if !self.files.contains_key(path) {
             let loaded = LoadedFile::read(path, injected)?;
             self.order.push(path.to_owned());
@@ -245,13 +281,23 @@ impl Resolver {
         Ok(&self.files[path])
     }
 
-    fn resolve(&mut self, path: &Path, kind: Kind, name: &str, globals: &Conf) -> Result<Node, ConfigError> {
+    fn resolve(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        name: &str,
+        globals: &Conf,
+    ) -> Result<Node, ConfigError> {
         let resolved = self.resolve_section(path, kind, name, globals)?;
         let Core::Component(core) = resolved.core;
         let mut node = match kind {
             Kind::App => Node::App(core),
             Kind::Filter => {
-                return Err(ConfigError::new(ErrorKind::BadValue, path, "a filter cannot be served on its own"))
+                return Err(ConfigError::new(
+                    ErrorKind::BadValue,
+                    path,
+                    "a filter cannot be served on its own",
+                ))
             }
         };
         for filter in resolved.filters {
@@ -264,12 +310,27 @@ impl Resolver {
     }
 
     /// Resolve a filter reference into a chain, innermost first.
-    fn resolve_filter(&mut self, path: &Path, value: &str, line: usize, globals: &Conf) -> Result<Vec<Component>, String> {
+    fn resolve_filter(
+        &mut self,
+        path: &Path,
+        value: &str,
+        line: usize,
+        globals: &Conf,
+    ) -> Result<Vec<Component>, String> {
         let dir = self.files[path].dir.clone();
         match parse_reference(value, &dir)? {
-            Reference::Uri(source) => Ok(vec![uri_component(Kind::Filter, path, line, value, source, globals)]),
+            Reference::Uri(source) => Ok(vec![uri_component(
+                Kind::Filter,
+                path,
+                line,
+                value,
+                source,
+                globals,
+            )]),
             Reference::Section(name) => {
-                let resolved = self.resolve_section(path, Kind::Filter, &name, globals).map_err(|e| e.to_string())?;
+                let resolved = self
+                    .resolve_section(path, Kind::Filter, &name, globals)
+                    .map_err(|e| e.to_string())?;
                 let Core::Component(core) = resolved.core;
                 let mut chain = vec![core];
                 chain.extend(resolved.filters);
@@ -278,16 +339,30 @@ impl Resolver {
         }
     }
 
-    fn resolve_section(&mut self, path: &Path, kind: Kind, name: &str, incoming: &Conf) -> Result<Resolved, ConfigError> {
+    fn resolve_section(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        name: &str,
+        incoming: &Conf,
+    ) -> Result<Resolved, ConfigError> {
         let file = &self.files[path];
         let section = file.find(path, kind, name)?.clone();
         let frame = (path.to_owned(), section.header.clone());
         if self.stack.contains(&frame) {
-            let mut chain: Vec<String> = self.stack.iter().map(|(p, s)| format!("{}[{s}]", p.display())).collect();
+            let mut chain: Vec<String> = self
+                .stack
+                .iter()
+                .map(|(p, s)| format!("{}[{s}]", p.display()))
+                .collect();
             chain.push(format!("{}[{}]", path.display(), section.header));
-            return Err(ConfigError::new(ErrorKind::Cycle, path, format!("reference cycle: {}", chain.join(" -> ")))
-                .at(section.line)
-                .in_section(&section.header));
+            return Err(ConfigError::new(
+                ErrorKind::Cycle,
+                path,
+                format!("reference cycle: {}", chain.join(" -> ")),
+            )
+            .at(section.line)
+            .in_section(&section.header));
         }
         self.stack.push(frame);
         let result = self.resolve_entries(path, kind, &section, incoming);
@@ -295,10 +370,19 @@ impl Resolver {
         result
     }
 
-    fn resolve_entries(&mut self, path: &Path, kind: Kind, section: &Section, incoming: &Conf) -> Result<Resolved, ConfigError> {
+    fn resolve_entries(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        section: &Section,
+        incoming: &Conf,
+    ) -> Result<Resolved, ConfigError> {
         let file = &self.files[path];
         let err = |kind: ErrorKind, line: usize, key: &str, message: String| {
-            ConfigError::new(kind, path, message).at(line).in_section(&section.header).for_key(key)
+            ConfigError::new(kind, path, message)
+                .at(line)
+                .in_section(&section.header)
+                .for_key(key)
         };
         let raw_lookup = |name: &str| {
             section
@@ -321,7 +405,9 @@ impl Resolver {
                 set(&mut sets, name, value);
             } else if let Some(name) = entry.key.strip_prefix("get ") {
                 gets.push((name.trim().to_owned(), value, entry.line));
-            } else if entry.key.starts_with("paste.") && entry.key.ends_with("_factory") || entry.key == "paste.server_runner" {
+            } else if entry.key.starts_with("paste.") && entry.key.ends_with("_factory")
+                || entry.key == "paste.server_runner"
+            {
                 return Err(err(
                     ErrorKind::BadUri,
                     entry.line,
@@ -370,7 +456,8 @@ impl Resolver {
             .in_section(&section.header));
         };
         let dir = file.dir.clone();
-        let reference = parse_reference(&use_value, &dir).map_err(|m| err(ErrorKind::BadUri, use_line, "use", m))?;
+        let reference = parse_reference(&use_value, &dir)
+            .map_err(|m| err(ErrorKind::BadUri, use_line, "use", m))?;
         let mut resolved = match reference {
             Reference::Uri(source) => Resolved {
                 filters: Vec::new(),
@@ -393,7 +480,11 @@ impl Resolver {
                 for (k, v) in local {
                     set(&mut core.local_conf, &k, v);
                 }
-                set(&mut core.global_conf, "__file__", path.display().to_string());
+                set(
+                    &mut core.global_conf,
+                    "__file__",
+                    path.display().to_string(),
+                );
                 inner
             }
         };
@@ -408,7 +499,12 @@ impl Resolver {
 
     fn server(&mut self, path: &Path, name: &str) -> Result<ServerConfig, ConfigError> {
         let file = &self.files[path];
-        let Some(section) = file.ini.sections.iter().find(|s| section_matches(&s.header, "server", name)) else {
+        let Some(section) = file
+            .ini
+            .sections
+            .iter()
+            .find(|s| section_matches(&s.header, "server", name))
+        else {
             return Ok(ServerConfig::default());
         };
         let raw_lookup = |n: &str| {
@@ -419,7 +515,10 @@ impl Resolver {
         };
         let mut values = Vec::new();
         for e in &section.entries {
-            if file.default_lines.contains_key(&e.key) || e.key.starts_with("set ") || e.key.starts_with("get ") {
+            if file.default_lines.contains_key(&e.key)
+                || e.key.starts_with("set ")
+                || e.key.starts_with("get ")
+            {
                 continue;
             }
             let v = interpolate(&e.value, &raw_lookup).map_err(|m| {
@@ -436,7 +535,14 @@ impl Resolver {
 
 /// A component that comes straight from a URI (`filter-with = egg:...`): no
 /// section of its own, so no local config.
-fn uri_component(kind: Kind, path: &Path, line: usize, value: &str, source: Source, globals: &Conf) -> Component {
+fn uri_component(
+    kind: Kind,
+    path: &Path,
+    line: usize,
+    value: &str,
+    source: Source,
+    globals: &Conf,
+) -> Component {
     Component {
         kind,
         section: value.to_owned(),
@@ -466,7 +572,9 @@ mod tests {
     fn references() {
         let base = Path::new("/etc/x");
         match parse_reference("egg:hello#greet", base).unwrap() {
-            Reference::Uri(Source::Egg { dist, entry }) => assert_eq!((dist.as_str(), entry.as_str()), ("hello", "greet")),
+            Reference::Uri(Source::Egg { dist, entry }) => {
+                assert_eq!((dist.as_str(), entry.as_str()), ("hello", "greet"))
+            }
             _ => panic!(),
         }
         match parse_reference("EGG:echo", base).unwrap() {
@@ -480,8 +588,14 @@ mod tests {
             }
             _ => panic!(),
         }
-        assert!(matches!(parse_reference("other", base).unwrap(), Reference::Section(s) if s == "other"));
-        assert!(parse_reference("call:foo:bar", base).unwrap_err().contains("use egg:"));
-        assert!(parse_reference("app:foo", base).unwrap_err().contains("unknown scheme `app`"));
+        assert!(
+            matches!(parse_reference("other", base).unwrap(), Reference::Section(s) if s == "other")
+        );
+        assert!(parse_reference("call:foo:bar", base)
+            .unwrap_err()
+            .contains("use egg:"));
+        assert!(parse_reference("app:foo", base)
+            .unwrap_err()
+            .contains("unknown scheme `app`"));
     }
 }

@@ -50,11 +50,21 @@ impl Default for ServerConfig {
 }
 
 /// The `use =` values that name the built-in HTTP server.
-pub const SERVER_USES: &[&str] = &["egg:plughost#http", "egg:plughost", "egg:Paste#http", "egg:waitress#main", "egg:waitress"];
+pub const SERVER_USES: &[&str] = &[
+    "egg:plughost#http",
+    "egg:plughost",
+    "egg:Paste#http",
+    "egg:waitress#main",
+    "egg:waitress",
+];
 
 impl ServerConfig {
     /// Read a server section whose values are already interpolated.
-    pub fn from_section(file: &Path, section: &Section, values: &[(String, String, usize)]) -> Result<ServerConfig, ConfigError> {
+    pub fn from_section(
+        file: &Path,
+        section: &Section,
+        values: &[(String, String, usize)],
+    ) -> Result<ServerConfig, ConfigError> {
         let mut cfg = ServerConfig::default();
         let mut host = None;
         let mut port = None;
@@ -141,7 +151,11 @@ fn positive(value: &str) -> Option<usize> {
 }
 
 fn seconds(value: &str) -> Option<Duration> {
-    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).map(Duration::from_secs_f64)
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// `host:port`, `[v6]:port` or `*:port`.
@@ -149,7 +163,11 @@ fn parse_listen(item: &str) -> Option<(String, u16)> {
     let (host, port) = item.rsplit_once(':')?;
     let port = port.parse().ok()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host == "*" || host.is_empty() { "0.0.0.0" } else { host };
+    let host = if host == "*" || host.is_empty() {
+        "0.0.0.0"
+    } else {
+        host
+    };
     Some((host.to_owned(), port))
 }
 

@@ -22,7 +22,9 @@ pub fn empty() -> Body {
 
 /// A body held in memory.
 pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A body fed through a bounded channel by a producer on another thread: the
@@ -35,7 +37,11 @@ pub struct ChannelBody {
 }
 
 impl ChannelBody {
-    pub fn new(first: Bytes, rx: mpsc::Receiver<Result<Bytes, BodyError>>, exact: Option<u64>) -> ChannelBody {
+    pub fn new(
+        first: Bytes,
+        rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+        exact: Option<u64>,
+    ) -> ChannelBody {
         ChannelBody {
             first: (!first.is_empty()).then_some(first),
             rx,
@@ -48,11 +54,16 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        self.rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
     }
 
     fn size_hint(&self) -> SizeHint {

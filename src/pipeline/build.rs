@@ -27,7 +27,12 @@ pub struct Pipeline {
 }
 
 /// Create every instance of `deployment`'s app tree.
-pub fn build(deployment: &Deployment, registry: &Registry, pool: &WorkerPool, rt: &Handle) -> Result<Pipeline, BuildError> {
+pub fn build(
+    deployment: &Deployment,
+    registry: &Registry,
+    pool: &WorkerPool,
+    rt: &Handle,
+) -> Result<Pipeline, BuildError> {
     let builder = Builder {
         deployment,
         registry,
@@ -51,12 +56,22 @@ impl Builder<'_> {
         match node {
             Node::App(app) => {
                 let instance = self.instance(app)?;
-                Ok(Arc::new(PluginNode::new(instance, None, self.pool.clone(), self.rt.clone())))
+                Ok(Arc::new(PluginNode::new(
+                    instance,
+                    None,
+                    self.pool.clone(),
+                    self.rt.clone(),
+                )))
             }
             Node::Filter { filter, inner } => {
                 let instance = self.instance(filter)?;
                 let next = self.node(inner)?;
-                Ok(Arc::new(PluginNode::new(instance, Some(next), self.pool.clone(), self.rt.clone())))
+                Ok(Arc::new(PluginNode::new(
+                    instance,
+                    Some(next),
+                    self.pool.clone(),
+                    self.rt.clone(),
+                )))
             }
         }
     }
@@ -76,9 +91,21 @@ impl Builder<'_> {
             Kind::Filter => abi::PH_KIND_FILTER,
         };
         let entry = c.source.entry();
-        let file_name = library.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = library
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let label = format!("[{}] {file_name}#{entry}", c.section);
-        Instance::create(library.clone(), entry, kind, &c.global_conf, &c.local_conf, label).map_err(|message| BuildError {
+        Instance::create(
+            library.clone(),
+            entry,
+            kind,
+            &c.global_conf,
+            &c.local_conf,
+            label,
+        )
+        .map_err(|message| BuildError {
             location: at("use"),
             message: format!("{}#{entry}: {message}", library.path.display()),
         })

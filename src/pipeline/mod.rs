@@ -2,6 +2,7 @@
 //! [`Handler`] trait that plugin apps, plugin filters and built-ins all implement,
 //! and the builder that turns a resolved configuration into a chain of handlers.
 
+pub mod blocking;
 pub mod body;
 mod build;
 mod plugin_node;

@@ -17,7 +17,12 @@ pub(crate) struct PluginNode {
 }
 
 impl PluginNode {
-    pub fn new(instance: Instance, next: Option<NextHandle>, pool: WorkerPool, rt: Handle) -> PluginNode {
+    pub fn new(
+        instance: Instance,
+        next: Option<NextHandle>,
+        pool: WorkerPool,
+        rt: Handle,
+    ) -> PluginNode {
         PluginNode {
             instance: Arc::new(instance),
             next,
@@ -28,7 +33,12 @@ impl PluginNode {
 }
 
 /// Call the instance on this (worker) thread and turn failures into a 500.
-fn call_here(instance: &Arc<Instance>, next: Option<&NextHandle>, rt: &Handle, mut req: Request) -> Response {
+fn call_here(
+    instance: &Arc<Instance>,
+    next: Option<&NextHandle>,
+    rt: &Handle,
+    mut req: Request,
+) -> Response {
     req.on_worker = true;
     match instance.call(req, next, rt) {
         Ok(resp) => resp,
@@ -49,7 +59,11 @@ impl Handler for PluginNode {
             let instance = self.instance.clone();
             let next = self.next.clone();
             let rt = self.rt.clone();
-            match self.pool.run(move || call_here(&instance, next.as_ref(), &rt, req)).await {
+            match self
+                .pool
+                .run(move || call_here(&instance, next.as_ref(), &rt, req))
+                .await
+            {
                 Ok(resp) => resp,
                 Err(e) => {
                     tracing::error!(plugin = self.instance.label(), "worker failed: {e}");

@@ -26,7 +26,10 @@ impl WorkerPool {
     }
 
     /// Run `job` on a blocking thread once a worker is free.
-    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, tokio::task::JoinError> {
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
         let permit: OwnedSemaphorePermit = self
             .permits
             .clone()

@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::host_api::lossy;
 use super::library::same_ptr;
+use crate::pipeline::blocking;
 use crate::pipeline::body::{self as bodies, ChannelBody};
 use crate::pipeline::{Body, BodyError, Request, Response};
 
@@ -25,7 +27,15 @@ const PREREAD_BYTES: usize = 64 * 1024;
 const STREAM_DEPTH: usize = 4;
 
 /// Hop-by-hop headers an app must not set; the server manages them.
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
 
 /// Keeps a plugin's instance (and so its library) alive while a body from it exists.
 pub(crate) type KeepAlive = Arc<dyn Any + Send + Sync>;
@@ -100,11 +110,17 @@ unsafe fn pairs<'a>(pairs: *const PhPair, count: usize) -> &'a [PhPair] {
 ///
 /// # Safety
 /// `view` must be valid for the call; `body` is taken over.
-pub(crate) unsafe fn request_from_view(view: &PhRequest, body: PhBody, rt: &Handle, keep: &KeepAlive) -> Result<Request, String> {
+pub(crate) unsafe fn request_from_view(
+    view: &PhRequest,
+    body: PhBody,
+    rt: &Handle,
+    keep: &KeepAlive,
+) -> Result<Request, String> {
     let body = body_from_plugin(body, rt, keep.clone());
     // SAFETY: every string and array of the view is valid for the call.
     unsafe {
-        let method = Method::from_bytes(view.method.as_bytes()).map_err(|_| format!("invalid method {:?}", lossy(view.method)))?;
+        let method = Method::from_bytes(view.method.as_bytes())
+            .map_err(|_| format!("invalid method {:?}", lossy(view.method)))?;
         let mut headers = http::HeaderMap::with_capacity(view.header_count);
         for p in pairs(view.headers, view.header_count) {
             let (name, value) = header(p)?;
@@ -121,7 +137,11 @@ pub(crate) unsafe fn request_from_view(view: &PhRequest, body: PhBody, rt: &Hand
             path_info: view.path_info.as_bytes().to_vec(),
             raw_path: lossy(view.raw_path),
             query_string: lossy(view.query_string),
-            version: if view.protocol.as_bytes() == b"HTTP/1.0" { Version::HTTP_10 } else { Version::HTTP_11 },
+            version: if view.protocol.as_bytes() == b"HTTP/1.0" {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            },
             server_name: lossy(view.server_name),
             server_port: view.server_port,
             remote_addr: lossy(view.remote_addr),
@@ -139,8 +159,10 @@ pub(crate) unsafe fn request_from_view(view: &PhRequest, body: PhBody, rt: &Hand
 unsafe fn header(p: &PhPair) -> Result<(HeaderName, HeaderValue), String> {
     // SAFETY: guaranteed by the caller.
     let (name, value) = unsafe { (p.name.as_bytes(), p.value.as_bytes()) };
-    let name = HeaderName::from_bytes(name).map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
-    let value = HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header {name}"))?;
+    let name = HeaderName::from_bytes(name)
+        .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
+    let value =
+        HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header {name}"))?;
     Ok((name, value))
 }
 
@@ -149,7 +171,6 @@ unsafe fn header(p: &PhPair) -> Result<(HeaderName, HeaderValue), String> {
 
 struct HostBody {
     body: Body,
-    rt: Handle,
     /// The chunk last handed out, kept alive until the next call.
     chunk: Bytes,
 }
@@ -167,9 +188,9 @@ pub(crate) fn body_to_plugin(body: Body, rt: &Handle) -> PhBody {
     if http_body::Body::is_end_stream(&body) {
         return PhBody::EMPTY;
     }
+    let _ = rt;
     let state = Box::new(HostBody {
         body,
-        rt: rt.clone(),
         chunk: Bytes::new(),
     });
     PhBody {
@@ -182,26 +203,38 @@ unsafe extern "C" fn host_body_next(this: *mut c_void, chunk: *mut PhStr) -> i32
     // SAFETY: `this` is a live `HostBody` (not yet released) and the ABI forbids
     // concurrent calls on one body.
     let state = unsafe { &mut *this.cast::<HostBody>() };
-    loop {
-        let frame = state.rt.block_on(state.body.frame());
-        match frame {
-            None => return abi::PH_EOF,
+    // Host code must never unwind into the plugin's frames.
+    let next = catch_unwind(AssertUnwindSafe(|| loop {
+        // Not the runtime's block_on: this may run inside a filter's `next`, which
+        // is already inside the runtime's context (see `blocking::wait`).
+        match blocking::wait(state.body.frame()) {
+            None => return None,
             Some(Err(e)) => {
                 tracing::debug!("request body failed: {e}");
-                return abi::PH_ERR;
+                return Some(Err(()));
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    if data.is_empty() {
-                        continue;
+                    if !data.is_empty() {
+                        return Some(Ok(data));
                     }
-                    state.chunk = data;
-                    // SAFETY: `chunk` is a valid out-pointer; the bytes live in
-                    // `state.chunk` until the next call or release.
-                    unsafe { *chunk = PhStr::from_bytes(&state.chunk) };
-                    return abi::PH_OK;
                 }
             }
+        }
+    }));
+    match next {
+        Ok(None) => abi::PH_EOF,
+        Ok(Some(Ok(data))) => {
+            state.chunk = data;
+            // SAFETY: `chunk` is a valid out-pointer; the bytes live in
+            // `state.chunk` until the next call or release.
+            unsafe { *chunk = PhStr::from_bytes(&state.chunk) };
+            abi::PH_OK
+        }
+        Ok(Some(Err(()))) => abi::PH_ERR,
+        Err(_) => {
+            tracing::error!("reading a body panicked in the host");
+            abi::PH_ERR
         }
     }
 }
@@ -209,12 +242,17 @@ unsafe extern "C" fn host_body_next(this: *mut c_void, chunk: *mut PhStr) -> i32
 unsafe extern "C" fn host_body_size_hint(this: *mut c_void) -> i64 {
     // SAFETY: as in `host_body_next`.
     let state = unsafe { &*this.cast::<HostBody>() };
-    http_body::Body::size_hint(&state.body).exact().map_or(-1, |n| n as i64)
+    http_body::Body::size_hint(&state.body)
+        .exact()
+        .map_or(-1, |n| n as i64)
 }
 
 unsafe extern "C" fn host_body_release(this: *mut c_void) {
     // SAFETY: `this` came from `Box::into_raw` in `body_to_plugin`; released once.
-    drop(unsafe { Box::from_raw(this.cast::<HostBody>()) });
+    let state = unsafe { Box::from_raw(this.cast::<HostBody>()) };
+    if catch_unwind(AssertUnwindSafe(move || drop(state))).is_err() {
+        tracing::error!("dropping a body panicked in the host");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -290,13 +328,21 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
                     break;
                 }
             }
-            Err(code) => return Err(format!("body failed before its first {PREREAD_BYTES} bytes (code {code})")),
+            Err(code) => {
+                return Err(format!(
+                    "body failed before its first {PREREAD_BYTES} bytes (code {code})"
+                ))
+            }
         }
     }
     let exact = exact.map(|rest| rest + first.len() as u64);
     let (tx, rx) = mpsc::channel(STREAM_DEPTH);
     rt.spawn_blocking(move || pump(body, tx));
-    Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody::new(first.freeze(), rx, exact)))
+    Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody::new(
+        first.freeze(),
+        rx,
+        exact,
+    )))
 }
 
 /// Move a plugin body's chunks into the channel until it ends, fails, or the
@@ -307,7 +353,9 @@ fn pump(mut body: PluginBody, tx: mpsc::Sender<Result<Bytes, BodyError>>) {
             Ok(None) => return,
             Ok(Some(chunk)) => Ok(Bytes::copy_from_slice(chunk)),
             Err(code) => {
-                tracing::error!("plugin response body failed midway (code {code}); aborting the response");
+                tracing::error!(
+                    "plugin response body failed midway (code {code}); aborting the response"
+                );
                 Err(body_error(code))
             }
         };
@@ -368,7 +416,11 @@ pub(crate) fn response_to_plugin(resp: Response, rt: &Handle, out: &mut PhRespon
 ///
 /// # Safety
 /// `raw` must have been filled by a successful plugin call.
-pub(crate) unsafe fn response_from_plugin(raw: PhResponse, rt: &Handle, keep: KeepAlive) -> Result<Response, String> {
+pub(crate) unsafe fn response_from_plugin(
+    raw: PhResponse,
+    rt: &Handle,
+    keep: KeepAlive,
+) -> Result<Response, String> {
     // Own the body first, so it is released on every path below.
     let body_raw = raw.body;
     let head = (|| {
@@ -380,8 +432,12 @@ pub(crate) unsafe fn response_from_plugin(raw: PhResponse, rt: &Handle, keep: Ke
         // SAFETY: the reason and headers are valid until `release`, called below.
         let reason = unsafe { raw.reason.as_bytes() };
         if !reason.is_empty() && Some(reason) != status.canonical_reason().map(str::as_bytes) {
-            let phrase = hyper::ext::ReasonPhrase::try_from(reason.to_vec())
-                .map_err(|_| format!("invalid reason phrase {:?}", String::from_utf8_lossy(reason)))?;
+            let phrase = hyper::ext::ReasonPhrase::try_from(reason.to_vec()).map_err(|_| {
+                format!(
+                    "invalid reason phrase {:?}",
+                    String::from_utf8_lossy(reason)
+                )
+            })?;
             builder = builder.extension(phrase);
         }
         // SAFETY: as above.
@@ -403,7 +459,9 @@ pub(crate) unsafe fn response_from_plugin(raw: PhResponse, rt: &Handle, keep: Ke
     match head {
         Ok(builder) => {
             let body = body_from_plugin(body_raw, rt, keep)?;
-            builder.body(body).map_err(|e| format!("invalid response: {e}"))
+            builder
+                .body(body)
+                .map_err(|e| format!("invalid response: {e}"))
         }
         Err(e) => {
             discard_body(body_raw, keep);

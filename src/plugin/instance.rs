@@ -6,13 +6,15 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use plughost_sdk::abi::{self, PhBody, PhHandlerVtbl, PhNext, PhPair, PhRequest, PhResponse, PhStr};
+use plughost_sdk::abi::{
+    self, PhBody, PhHandlerVtbl, PhNext, PhPair, PhRequest, PhResponse, PhStr,
+};
 use tokio::runtime::Handle;
 
 use super::bridge::{self, KeepAlive, RequestView};
 use super::host_api::{ErrorSink, HOST_API};
 use super::library::{kind_name, Library};
-use crate::pipeline::{body, Handler, Request, Response};
+use crate::pipeline::{blocking, body, Handler, Request, Response};
 
 /// The rest of the pipeline, as a filter instance sees it.
 pub type NextHandle = Arc<dyn Handler>;
@@ -124,7 +126,12 @@ impl Instance {
 
     /// Call the instance on the current (worker) thread. `next` is the rest of the
     /// pipeline for a filter.
-    pub fn call(self: &Arc<Self>, mut req: Request, next: Option<&NextHandle>, rt: &Handle) -> Result<Response, CallError> {
+    pub fn call(
+        self: &Arc<Self>,
+        mut req: Request,
+        next: Option<&NextHandle>,
+        rt: &Handle,
+    ) -> Result<Response, CallError> {
         let keep: KeepAlive = self.clone();
         let view = RequestView::new(&req);
         let raw_req = view.raw(&req);
@@ -139,19 +146,26 @@ impl Instance {
             this: (state as *mut NextState).cast(),
             call: next_call,
         });
-        let next_ptr = raw_next.as_ref().map_or(std::ptr::null(), |n| n as *const PhNext);
+        let next_ptr = raw_next
+            .as_ref()
+            .map_or(std::ptr::null(), |n| n as *const PhNext);
         let mut sink = ErrorSink::default();
         let raw_sink = sink.raw();
         let mut out = PhResponse::empty();
         // SAFETY: `this` is live until `Drop`, which cannot run while `self` is
         // borrowed; the request view, next handle and sink outlive the call; the
         // body is handed over.
-        let rc = unsafe { ((*self.vtbl).call)(self.this, &raw_req, raw_body, next_ptr, &mut out, &raw_sink) };
+        let rc = unsafe {
+            ((*self.vtbl).call)(self.this, &raw_req, raw_body, next_ptr, &mut out, &raw_sink)
+        };
         drop(view);
         match rc {
             // SAFETY: the call succeeded, so `out` is filled.
-            abi::PH_OK => unsafe { bridge::response_from_plugin(out, rt, keep) }.map_err(CallError::InvalidResponse),
-            abi::PH_ERR_PANIC => Err(CallError::Panicked(sink.message.unwrap_or_else(|| "no message".into()))),
+            abi::PH_OK => unsafe { bridge::response_from_plugin(out, rt, keep) }
+                .map_err(CallError::InvalidResponse),
+            abi::PH_ERR_PANIC => Err(CallError::Panicked(
+                sink.message.unwrap_or_else(|| "no message".into()),
+            )),
             code => Err(CallError::Failed {
                 code,
                 message: sink.message.unwrap_or_else(|| "no message".into()),
@@ -176,7 +190,12 @@ struct NextState {
     called: bool,
 }
 
-unsafe extern "C" fn next_call(this: *mut c_void, req: *const PhRequest, body: PhBody, out: *mut PhResponse) -> i32 {
+unsafe extern "C" fn next_call(
+    this: *mut c_void,
+    req: *const PhRequest,
+    body: PhBody,
+    out: *mut PhResponse,
+) -> i32 {
     // SAFETY: `this` is the `NextState` of the filter call in progress; the ABI
     // forbids using it after that call returns.
     let state = unsafe { &mut *this.cast::<NextState>() };
@@ -190,7 +209,7 @@ unsafe extern "C" fn next_call(this: *mut c_void, req: *const PhRequest, body: P
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the view is valid for this call; the body is handed to us.
         let req = unsafe { bridge::request_from_view(&*req, body, &state.rt, &state.keep) }?;
-        let resp = state.rt.block_on(state.handler.call(req));
+        let resp = blocking::wait_in(&state.rt, state.handler.call(req));
         // SAFETY: `out` is the filter's valid out-pointer.
         bridge::response_to_plugin(resp, &state.rt, unsafe { &mut *out });
         Ok::<(), String>(())

@@ -97,17 +97,26 @@ impl Library {
         let handshake: PhHandshake = unsafe {
             let symbol = handle
                 .get::<*const PhHandshake>(abi::HANDSHAKE_SYMBOL)
-                .map_err(|_| LoadError::NoHandshake { path: display.clone() })?;
+                .map_err(|_| LoadError::NoHandshake {
+                    path: display.clone(),
+                })?;
             std::ptr::read_unaligned(*symbol)
         };
-        check_handshake(path, handshake.magic, handshake.abi_major, handshake.abi_minor)?;
+        check_handshake(
+            path,
+            handshake.magic,
+            handshake.abi_major,
+            handshake.abi_minor,
+        )?;
 
         // SAFETY: the handshake matched, so the library promises `plughost_plugin_v1`
         // has the v1 signature and returns a static descriptor.
         let desc: &'static PhPluginDesc = unsafe {
             let symbol = handle
                 .get::<abi::PhDescriptorFn>(abi::DESCRIPTOR_SYMBOL_V1)
-                .map_err(|_| LoadError::NoDescriptor { path: display.clone() })?;
+                .map_err(|_| LoadError::NoDescriptor {
+                    path: display.clone(),
+                })?;
             let p = symbol();
             if p.is_null() {
                 return Err(LoadError::NoDescriptor { path: display });
@@ -118,7 +127,11 @@ impl Library {
         if (desc.struct_size as usize) < std::mem::size_of::<PhPluginDesc>() {
             return Err(LoadError::Invalid {
                 path: display,
-                message: format!("descriptor is {} bytes, v1 needs {}", desc.struct_size, std::mem::size_of::<PhPluginDesc>()),
+                message: format!(
+                    "descriptor is {} bytes, v1 needs {}",
+                    desc.struct_size,
+                    std::mem::size_of::<PhPluginDesc>()
+                ),
             });
         }
         let mut entries = Vec::with_capacity(desc.entry_count);

@@ -24,13 +24,20 @@ pub enum LoadError {
     #[error("{} is not a plughost plugin: handshake magic is {magic:#010x}, expected {:#010x}", path.display(), plughost_sdk::abi::PH_MAGIC)]
     BadMagic { path: PathBuf, magic: u32 },
     #[error("{} was built for plugin ABI {}.{}, but this host speaks ABI {}.{}; rebuild the plugin against a matching plughost-sdk", path.display(), plugin.0, plugin.1, host.0, host.1)]
-    AbiMismatch { path: PathBuf, plugin: (u16, u16), host: (u16, u16) },
+    AbiMismatch {
+        path: PathBuf,
+        plugin: (u16, u16),
+        host: (u16, u16),
+    },
     #[error("{} has a handshake but no `plughost_plugin_v1` descriptor", path.display())]
     NoDescriptor { path: PathBuf },
     #[error("{} is not a valid plugin: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error("plugin `{name}` not found; searched: {}", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    NotFound { name: String, searched: Vec<PathBuf> },
+    NotFound {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
 }
 
 /// Every library opened by this process, by path, so each is opened once.
@@ -68,7 +75,7 @@ impl Registry {
             });
         }
         let lib = Arc::new(Library::open(&key)?);
-        if !lib.panic_unwind {
+        if !lib.panic_unwind && lib.build_info.starts_with("plughost-sdk") {
             tracing::warn!(
                 path = %key.display(),
                 "plugin was built without panic=unwind: a panic in it will abort the whole process"

@@ -20,7 +20,11 @@ pub fn library_file_name(name: &str) -> String {
 /// configuration's own directories.
 pub fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os(PLUGIN_PATH_ENV)
-        .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.extend(config_dirs.iter().cloned());
     dirs
@@ -30,7 +34,11 @@ pub fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
 pub fn find_library(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, Vec<PathBuf>> {
     let file = library_file_name(name);
     let candidates: Vec<PathBuf> = dirs.iter().map(|d| d.join(&file)).collect();
-    candidates.iter().find(|p| is_file(p)).cloned().ok_or(candidates)
+    candidates
+        .iter()
+        .find(|p| is_file(p))
+        .cloned()
+        .ok_or(candidates)
 }
 
 fn is_file(p: &Path) -> bool {
@@ -43,12 +51,22 @@ mod tests {
 
     #[test]
     fn names_follow_cargo() {
-        assert_eq!(library_file_name("c-hello"), format!("{}c_hello{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+        assert_eq!(
+            library_file_name("c-hello"),
+            format!(
+                "{}c_hello{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            )
+        );
     }
 
     #[test]
     fn missing_lists_every_candidate() {
-        let dirs = vec![PathBuf::from("/nonexistent/a"), PathBuf::from("/nonexistent/b")];
+        let dirs = vec![
+            PathBuf::from("/nonexistent/a"),
+            PathBuf::from("/nonexistent/b"),
+        ];
         let tried = find_library("x", &dirs).unwrap_err();
         assert_eq!(tried.len(), 2);
         assert!(tried[1].starts_with("/nonexistent/b"));

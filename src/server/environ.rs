@@ -16,7 +16,12 @@ pub struct ServerEnv {
 }
 
 /// Build the environ from the request head; `body` is the (limited) request body.
-pub fn environ(parts: http::request::Parts, body: Body, peer: SocketAddr, env: &ServerEnv) -> Request {
+pub fn environ(
+    parts: http::request::Parts,
+    body: Body,
+    peer: SocketAddr,
+    env: &ServerEnv,
+) -> Request {
     let raw_path = parts.uri.path().to_owned();
     let decoded: Vec<u8> = percent_decode_str(&raw_path).collect();
     let (script_name, path_info) = split_prefix(&env.url_prefix, decoded);
@@ -70,7 +75,9 @@ fn host_without_port(host: &str) -> &str {
 }
 
 /// Box a hyper body for the pipeline.
-pub fn boxed(body: impl http_body::Body<Data = bytes::Bytes, Error = crate::pipeline::BodyError> + Send + 'static) -> Body {
+pub fn boxed(
+    body: impl http_body::Body<Data = bytes::Bytes, Error = crate::pipeline::BodyError> + Send + 'static,
+) -> Body {
     body.boxed_unsync()
 }
 
@@ -80,10 +87,22 @@ mod tests {
 
     #[test]
     fn prefix_on_segment_boundary() {
-        assert_eq!(split_prefix("/app", b"/app/x".to_vec()), (b"/app".to_vec(), b"/x".to_vec()));
-        assert_eq!(split_prefix("/app", b"/app".to_vec()), (b"/app".to_vec(), b"".to_vec()));
-        assert_eq!(split_prefix("/app", b"/apple".to_vec()), (b"/app".to_vec(), b"/apple".to_vec()));
-        assert_eq!(split_prefix("", b"/a".to_vec()), (b"".to_vec(), b"/a".to_vec()));
+        assert_eq!(
+            split_prefix("/app", b"/app/x".to_vec()),
+            (b"/app".to_vec(), b"/x".to_vec())
+        );
+        assert_eq!(
+            split_prefix("/app", b"/app".to_vec()),
+            (b"/app".to_vec(), b"".to_vec())
+        );
+        assert_eq!(
+            split_prefix("/app", b"/apple".to_vec()),
+            (b"/app".to_vec(), b"/apple".to_vec())
+        );
+        assert_eq!(
+            split_prefix("", b"/a".to_vec()),
+            (b"".to_vec(), b"/a".to_vec())
+        );
     }
 
     #[test]

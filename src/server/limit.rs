@@ -47,7 +47,10 @@ impl Body for LimitedBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -55,7 +58,9 @@ impl Body for LimitedBody {
                     let len = data.len() as u64;
                     if len > self.remaining {
                         self.overflow.0.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err("request body is over max_body_bytes".into())));
+                        return Poll::Ready(Some(
+                            Err("request body is over max_body_bytes".into()),
+                        ));
                     }
                     self.remaining -= len;
                 }

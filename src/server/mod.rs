@@ -29,7 +29,9 @@ pub async fn bind(cfg: &ServerConfig) -> std::io::Result<Vec<TcpListener>> {
     for (host, port) in &cfg.listen {
         let listener = TcpListener::bind((host.as_str(), *port))
             .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}")))?;
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
+            })?;
         listeners.push(listener);
     }
     Ok(listeners)
@@ -37,23 +39,39 @@ pub async fn bind(cfg: &ServerConfig) -> std::io::Result<Vec<TcpListener>> {
 
 /// Serve `handler` on `listeners` until `shutdown` resolves, then drain requests
 /// in flight for up to the configured shutdown timeout.
-pub async fn serve(listeners: Vec<TcpListener>, handler: Arc<dyn Handler>, cfg: ServerConfig, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    handler: Arc<dyn Handler>,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = Arc::new(GracefulShutdown::new());
     let cfg = Arc::new(cfg);
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
-        let local = listener.local_addr().expect("a bound listener has an address");
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let env = Arc::new(ServerEnv {
             url_scheme: cfg.url_scheme.clone(),
             url_prefix: cfg.url_prefix.clone(),
             local,
         });
-        accept_loops.spawn(accept_loop(listener, handler.clone(), cfg.clone(), env, graceful.clone()));
+        accept_loops.spawn(accept_loop(
+            listener,
+            handler.clone(),
+            cfg.clone(),
+            env,
+            graceful.clone(),
+        ));
     }
     shutdown.await;
     accept_loops.abort_all();
     while accept_loops.join_next().await.is_some() {}
-    tracing::info!("shutting down: waiting up to {:?} for requests in flight", cfg.shutdown_timeout);
+    tracing::info!(
+        "shutting down: waiting up to {:?} for requests in flight",
+        cfg.shutdown_timeout
+    );
     let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
     match tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
@@ -61,7 +79,13 @@ pub async fn serve(listeners: Vec<TcpListener>, handler: Arc<dyn Handler>, cfg: 
     }
 }
 
-async fn accept_loop(listener: TcpListener, handler: Arc<dyn Handler>, cfg: Arc<ServerConfig>, env: Arc<ServerEnv>, graceful: Arc<GracefulShutdown>) {
+async fn accept_loop(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    cfg: Arc<ServerConfig>,
+    env: Arc<ServerEnv>,
+    graceful: Arc<GracefulShutdown>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -97,7 +121,13 @@ async fn accept_loop(listener: TcpListener, handler: Arc<dyn Handler>, cfg: Arc<
     }
 }
 
-async fn handle(req: hyper::Request<Incoming>, peer: SocketAddr, handler: &Arc<dyn Handler>, cfg: &ServerConfig, env: &ServerEnv) -> Response {
+async fn handle(
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    handler: &Arc<dyn Handler>,
+    cfg: &ServerConfig,
+    env: &ServerEnv,
+) -> Response {
     let started = Instant::now();
     let declared = req
         .headers()
@@ -120,4 +150,3 @@ async fn handle(req: hyper::Request<Incoming>, peer: SocketAddr, handler: &Arc<d
     tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }
-

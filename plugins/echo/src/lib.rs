@@ -70,7 +70,13 @@ fn pattern_body(len: u64, fail_after: Option<u64>) -> Body {
             n = n.min(limit - sent);
         }
         let start = (sent % PATTERN.len() as u64) as usize;
-        let chunk: Vec<u8> = PATTERN.iter().cycle().skip(start).take(n as usize).copied().collect();
+        let chunk: Vec<u8> = PATTERN
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(n as usize)
+            .copied()
+            .collect();
         sent += n;
         Some(Ok(chunk))
     }))
@@ -97,7 +103,10 @@ impl App for Echo {
     fn call(&self, mut req: Request) -> Result<Response, Error> {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(ms) = req.header("x-echo-sleep-ms") {
-            let ms: u64 = ms.trim().parse().map_err(|_| Error::new("X-Echo-Sleep-Ms: not a number"))?;
+            let ms: u64 = ms
+                .trim()
+                .parse()
+                .map_err(|_| Error::new("X-Echo-Sleep-Ms: not a number"))?;
             std::thread::sleep(Duration::from_millis(ms));
         }
         if req.header("x-echo-panic") == Some("1") {
@@ -124,18 +133,26 @@ impl App for Echo {
         let mut resp = Response::new(status);
         resp.reason = reason;
         for spec in req.header_all("x-echo-header") {
-            let (name, value) = spec
-                .split_once(':')
-                .ok_or_else(|| Error::new(format!("X-Echo-Header: expected `Name: value`, got {spec:?}")))?;
-            resp.headers.push((name.trim().to_owned(), value.trim().to_owned()));
+            let (name, value) = spec.split_once(':').ok_or_else(|| {
+                Error::new(format!(
+                    "X-Echo-Header: expected `Name: value`, got {spec:?}"
+                ))
+            })?;
+            resp.headers
+                .push((name.trim().to_owned(), value.trim().to_owned()));
         }
         if resp.header_value("content-type").is_none() {
-            resp.headers.push(("Content-Type".into(), "application/json".into()));
+            resp.headers
+                .push(("Content-Type".into(), "application/json".into()));
         }
 
         let number = |name: &str| -> Result<Option<u64>, Error> {
             req.header(name)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| Error::new(format!("{name}: not a number"))))
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| Error::new(format!("{name}: not a number")))
+                })
                 .transpose()
         };
         let fail_after = number("x-echo-fail-after")?;
@@ -166,7 +183,8 @@ impl App for Echo {
                 "entry": self.config.entry(),
                 "counter": counter,
             });
-            let mut text = serde_json::to_string_pretty(&report).map_err(|e| Error::new(e.to_string()))?;
+            let mut text =
+                serde_json::to_string_pretty(&report).map_err(|e| Error::new(e.to_string()))?;
             text.push('\n');
             match fail_after {
                 Some(limit) => pattern_body(u64::MAX, Some(limit)),

@@ -9,7 +9,9 @@ struct Hello {
 impl App for Hello {
     fn new(config: &Config) -> Result<Self, Error> {
         let greeting = config.get("greeting").unwrap_or("Hello, world!");
-        Ok(Hello { greeting: greeting.to_owned() })
+        Ok(Hello {
+            greeting: greeting.to_owned(),
+        })
     }
 
     fn call(&self, _req: Request) -> Result<Response, Error> {

@@ -247,12 +247,20 @@ unsafe extern "C" fn body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
         Ok(Ok(true)) => PH_OK,
         Ok(Ok(false)) => PH_EOF,
         Ok(Err(e)) => {
-            crate::log(crate::Level::Error, "plughost_sdk", &format!("response body failed: {e}"));
+            crate::log(
+                crate::Level::Error,
+                "plughost_sdk",
+                &format!("response body failed: {e}"),
+            );
             PH_ERR
         }
         Err(payload) => {
             let msg = panic_message(payload);
-            crate::log(crate::Level::Error, "plughost_sdk", &format!("response body panicked: {msg}"));
+            crate::log(
+                crate::Level::Error,
+                "plughost_sdk",
+                &format!("response body panicked: {msg}"),
+            );
             PH_ERR_PANIC
         }
     };
@@ -319,7 +327,11 @@ unsafe extern "C" fn body_release(this: *mut c_void) {
     let state = unsafe { Box::from_raw(this.cast::<BodySource>()) };
     if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(state))) {
         let msg = panic_message(payload);
-        crate::log(crate::Level::Error, "plughost_sdk", &format!("dropping a body panicked: {msg}"));
+        crate::log(
+            crate::Level::Error,
+            "plughost_sdk",
+            &format!("dropping a body panicked: {msg}"),
+        );
     }
 }
 
@@ -406,7 +418,12 @@ fn response_into_raw(resp: Response, out: &mut PhResponse) {
 unsafe fn response_from_raw(raw: PhResponse) -> Response {
     let body = ForeignBody::new(raw.body);
     // SAFETY: the reason and headers are valid until `release(owner)`, called below.
-    let (reason, headers) = unsafe { (owned(raw.reason), owned_pairs(raw.headers, raw.header_count)) };
+    let (reason, headers) = unsafe {
+        (
+            owned(raw.reason),
+            owned_pairs(raw.headers, raw.header_count),
+        )
+    };
     if let Some(release) = raw.release {
         // SAFETY: we are the receiver and release the storage exactly once.
         unsafe { release(raw.owner) };
@@ -453,7 +470,9 @@ pub(crate) fn call_next(next: &PhNext, req: Request) -> Result<Response, Error> 
     // its strings outlive the call; the body is handed over.
     let rc = unsafe { (next.call)(next.this, &view, body, &mut out) };
     if rc != PH_OK {
-        return Err(Error::new(format!("the rest of the pipeline failed (code {rc})")));
+        return Err(Error::new(format!(
+            "the rest of the pipeline failed (code {rc})"
+        )));
     }
     // SAFETY: the call succeeded, so `out` is filled.
     Ok(unsafe { response_from_raw(out) })
@@ -519,7 +538,11 @@ unsafe extern "C" fn destroy<T>(this: *mut c_void) {
     let instance = unsafe { Box::from_raw(this.cast::<T>()) };
     if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(instance))) {
         let msg = panic_message(payload);
-        crate::log(crate::Level::Error, "plughost_sdk", &format!("destroying an instance panicked: {msg}"));
+        crate::log(
+            crate::Level::Error,
+            "plughost_sdk",
+            &format!("destroying an instance panicked: {msg}"),
+        );
     }
 }
 
@@ -546,7 +569,17 @@ impl<T: App> AppGlue<T> {
     ) -> i32 {
         // SAFETY: arguments as the ABI describes; forwarded unchanged.
         unsafe {
-            create_with::<T>(host, entry, global, global_count, local, local_count, this_out, err, T::new)
+            create_with::<T>(
+                host,
+                entry,
+                global,
+                global_count,
+                local,
+                local_count,
+                this_out,
+                err,
+                T::new,
+            )
         }
     }
 
@@ -561,7 +594,8 @@ impl<T: App> AppGlue<T> {
         guard(err, || {
             // SAFETY: `this` is a live instance of `T` (the host destroys it only after
             // its last call); `req` and `out` are valid for the call.
-            let (app, request, out) = unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
+            let (app, request, out) =
+                unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
             response_into_raw(app.call(request)?, out);
             Ok(())
         })
@@ -591,7 +625,17 @@ impl<T: Filter> FilterGlue<T> {
     ) -> i32 {
         // SAFETY: arguments as the ABI describes; forwarded unchanged.
         unsafe {
-            create_with::<T>(host, entry, global, global_count, local, local_count, this_out, err, T::new)
+            create_with::<T>(
+                host,
+                entry,
+                global,
+                global_count,
+                local,
+                local_count,
+                this_out,
+                err,
+                T::new,
+            )
         }
     }
 
@@ -605,12 +649,15 @@ impl<T: Filter> FilterGlue<T> {
     ) -> i32 {
         guard(err, || {
             // SAFETY: as for apps; a filter's `next` is a valid handle for this call.
-            let (filter, request, out) = unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
+            let (filter, request, out) =
+                unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
             if next.is_null() {
                 return Err(Error::new("filter called without a next handler"));
             }
             // SAFETY: checked non-null above; valid for the duration of this call.
-            let next = Next { raw: unsafe { &*next } };
+            let next = Next {
+                raw: unsafe { &*next },
+            };
             response_into_raw(filter.call(request, next)?, out);
             Ok(())
         })
@@ -618,7 +665,10 @@ impl<T: Filter> FilterGlue<T> {
 }
 
 /// A descriptor entry for an app type (used by [`crate::export_plugin!`]).
-pub const fn app_entry<T: App>(name: *const std::ffi::c_char, vtbl: &'static PhHandlerVtbl) -> PhEntry {
+pub const fn app_entry<T: App>(
+    name: *const std::ffi::c_char,
+    vtbl: &'static PhHandlerVtbl,
+) -> PhEntry {
     PhEntry {
         kind: PH_KIND_APP,
         name,
@@ -628,7 +678,10 @@ pub const fn app_entry<T: App>(name: *const std::ffi::c_char, vtbl: &'static PhH
 }
 
 /// A descriptor entry for a filter type (used by [`crate::export_plugin!`]).
-pub const fn filter_entry<T: Filter>(name: *const std::ffi::c_char, vtbl: &'static PhHandlerVtbl) -> PhEntry {
+pub const fn filter_entry<T: Filter>(
+    name: *const std::ffi::c_char,
+    vtbl: &'static PhHandlerVtbl,
+) -> PhEntry {
     PhEntry {
         kind: PH_KIND_FILTER,
         name,
@@ -648,12 +701,17 @@ pub const fn descriptor(
         abi_major: PH_ABI_MAJOR,
         abi_minor: PH_ABI_MINOR,
         struct_size: std::mem::size_of::<PhPluginDesc>() as u32,
-        flags: if cfg!(panic = "unwind") { PH_FLAG_PANIC_UNWIND } else { 0 },
+        flags: if cfg!(panic = "unwind") {
+            PH_FLAG_PANIC_UNWIND
+        } else {
+            0
+        },
         plugin_name: name,
         plugin_version: version,
-        build_info: concat!("plughost-sdk ", env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast(),
+        build_info: concat!("plughost-sdk ", env!("CARGO_PKG_VERSION"), "\0")
+            .as_ptr()
+            .cast(),
         entries: entries.as_ptr(),
         entry_count: entries.len(),
     }
 }
-

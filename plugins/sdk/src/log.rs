@@ -24,9 +24,12 @@ pub(crate) fn set_host(host: &'static PhHost) {
 /// Before the host has created an instance, the line goes to stderr.
 pub fn log(level: Level, target: &str, message: &str) {
     match HOST.get() {
-        Some(host) => {
-            crate::ffi::host_log(host, level as i32, PhStr::from_str(target), PhStr::from_str(message))
-        }
+        Some(host) => crate::ffi::host_log(
+            host,
+            level as i32,
+            PhStr::from_str(target),
+            PhStr::from_str(message),
+        ),
         None => eprintln!("[{level:?}] {target}: {message}"),
     }
 }

@@ -1,0 +1,125 @@
+/*
+ * c-hello: the hello app written in C against plughost.h.
+ * Answers "Hello, world!" or the `greeting` key of its section.
+ *
+ * Build: cc -shared -fPIC -O2 -I plugins/sdk/include -o libc_hello.so plugins/c-hello/hello.c
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plughost.h"
+
+PLUGHOST_EXPORT_HANDSHAKE();
+
+typedef struct hello {
+    char *greeting;
+    size_t len;
+} hello;
+
+/* A body that hands out one chunk: the greeting. */
+typedef struct once_body {
+    const hello *app;
+    int done;
+} once_body;
+
+static int32_t once_next(void *self, ph_str *chunk) {
+    once_body *b = self;
+    if (b->done) return PH_EOF;
+    b->done = 1;
+    chunk->ptr = (const uint8_t *)b->app->greeting;
+    chunk->len = b->app->len;
+    return PH_OK;
+}
+
+static int64_t once_size_hint(void *self) {
+    once_body *b = self;
+    return b->done ? 0 : (int64_t)b->app->len;
+}
+
+static void once_release(void *self) { free(self); }
+
+static const ph_body_vtbl ONCE_VTBL = {sizeof(ph_body_vtbl), once_next, once_size_hint, once_release};
+
+static const ph_pair HEADERS[] = {
+    {{(const uint8_t *)"Content-Type", 12}, {(const uint8_t *)"text/plain; charset=utf-8", 25}},
+};
+
+static void error(const ph_error_sink *err, const char *msg) {
+    if (err) err->set(err->self, ph_cstr(msg));
+}
+
+static int32_t hello_call(void *self, const ph_request *req, ph_body body, const ph_next *next,
+                          ph_response *out, const ph_error_sink *err) {
+    (void)req;
+    (void)next;
+    /* The request body is ours: release it (we do not read it). */
+    if (body.vtbl) body.vtbl->release(body.self);
+    once_body *b = malloc(sizeof *b);
+    if (!b) {
+        error(err, "out of memory");
+        return PH_ERR;
+    }
+    b->app = self;
+    b->done = 0;
+    out->status = 200;
+    out->reason.ptr = NULL;
+    out->reason.len = 0;
+    out->headers = HEADERS; /* static storage: nothing to release */
+    out->header_count = 1;
+    out->body.vtbl = &ONCE_VTBL;
+    out->body.self = b;
+    out->owner = NULL;
+    out->release = NULL;
+    return PH_OK;
+}
+
+static void hello_destroy(void *self) {
+    hello *h = self;
+    free(h->greeting);
+    free(h);
+}
+
+static const ph_handler_vtbl HELLO_VTBL = {sizeof(ph_handler_vtbl), hello_call, hello_destroy};
+
+static int32_t hello_create(const ph_host *host, ph_str entry, const ph_pair *global_conf,
+                            size_t global_count, const ph_pair *local_conf, size_t local_count,
+                            void **self_out, const ph_error_sink *err) {
+    (void)host;
+    (void)entry;
+    (void)global_conf;
+    (void)global_count;
+    const char *text = "Hello, world!";
+    size_t len = strlen(text);
+    for (size_t i = 0; i < local_count; i++) {
+        if (local_conf[i].name.len == 8 && memcmp(local_conf[i].name.ptr, "greeting", 8) == 0) {
+            text = (const char *)local_conf[i].value.ptr;
+            len = local_conf[i].value.len;
+        }
+    }
+    hello *h = malloc(sizeof *h);
+    char *copy = malloc(len + 1);
+    if (!h || !copy) {
+        free(h);
+        free(copy);
+        error(err, "out of memory");
+        return PH_ERR;
+    }
+    memcpy(copy, text, len); /* borrowed for this call only: copy it */
+    copy[len] = 0;
+    h->greeting = copy;
+    h->len = len;
+    *self_out = h;
+    return PH_OK;
+}
+
+static const ph_entry ENTRIES[] = {
+    {PH_KIND_APP, "main", hello_create, &HELLO_VTBL},
+};
+
+static const ph_plugin_desc DESC = {
+    PH_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR, sizeof(ph_plugin_desc), 0,
+    "c-hello", "0.1.0", "C, plughost.h 1.0",
+    ENTRIES, sizeof ENTRIES / sizeof ENTRIES[0],
+};
+
+PH_EXPORT const ph_plugin_desc *plughost_plugin_v1(void) { return &DESC; }

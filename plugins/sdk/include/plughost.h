@@ -1,0 +1,191 @@
+/*
+ * plughost.h: the plughost plugin ABI, version 1.0, for plugins written in C.
+ *
+ * This header mirrors plugins/sdk/src/abi.rs field for field; a test
+ * (plugins/sdk/tests/c_header.rs) compiles it and checks every size and offset
+ * against the Rust definitions.
+ *
+ * Contract (see the SDK docs for the full text):
+ *  - Export exactly two symbols: `plughost_abi` (use PLUGHOST_EXPORT_HANDSHAKE) and
+ *    `plughost_plugin_v1`, which returns a static descriptor and has no side effects.
+ *  - `create` may run once per configured section; `call` runs on many threads at
+ *    once and must be thread-safe; `destroy` runs once, after the last call.
+ *  - Strings (ph_str) and arrays are borrowed for the duration of the call: copy
+ *    what you keep. Never free memory the host allocated.
+ *  - A ph_body is owned by whoever holds it: call `release` exactly once, also on
+ *    bodies you stop reading early. `call` always consumes its request body.
+ *  - Fill a ph_response with your own storage and set `release`/`owner` so the
+ *    host can free it through you; the host takes `body` separately.
+ *  - Return PH_OK or a negative code; report messages through the error sink.
+ *    Nothing may unwind or longjmp out of a plugin function.
+ *
+ * Build: cc -shared -fPIC -O2 -I plugins/sdk/include -o libNAME.so NAME.c
+ */
+#ifndef PLUGHOST_H
+#define PLUGHOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PH_MAGIC 0x504C5547u /* "PLUG" */
+#define PH_ABI_MAJOR 1
+#define PH_ABI_MINOR 0
+
+#define PH_OK 0
+#define PH_EOF 1
+#define PH_ERR (-1)
+#define PH_ERR_PANIC (-2)
+
+#define PH_KIND_APP 1u
+#define PH_KIND_FILTER 2u
+
+#define PH_FLAG_PANIC_UNWIND 1u
+
+#define PH_LOG_ERROR 1
+#define PH_LOG_WARN 2
+#define PH_LOG_INFO 3
+#define PH_LOG_DEBUG 4
+#define PH_LOG_TRACE 5
+
+/* A borrowed byte string; not NUL-terminated. */
+typedef struct ph_str {
+    const uint8_t *ptr;
+    size_t len;
+} ph_str;
+
+typedef struct ph_pair {
+    ph_str name;
+    ph_str value;
+} ph_pair;
+
+typedef struct ph_body_vtbl {
+    uint32_t struct_size;
+    /* PH_OK with *chunk set (valid until the next call or release), PH_EOF, or < 0. */
+    int32_t (*next)(void *self, ph_str *chunk);
+    /* Exact remaining length, or -1. */
+    int64_t (*size_hint)(void *self);
+    /* Exactly once. */
+    void (*release)(void *self);
+} ph_body_vtbl;
+
+/* vtbl == NULL is the empty body. */
+typedef struct ph_body {
+    const ph_body_vtbl *vtbl;
+    void *self;
+} ph_body;
+
+typedef struct ph_request {
+    uint32_t struct_size;
+    ph_str method;
+    ph_str scheme;
+    ph_str script_name;
+    ph_str path_info;
+    ph_str raw_path;
+    ph_str query_string;
+    ph_str protocol;
+    ph_str server_name;
+    ph_str remote_addr;
+    uint16_t server_port;
+    uint16_t remote_port;
+    const ph_pair *headers; /* lower-case names, in order */
+    size_t header_count;
+    const ph_pair *extras;
+    size_t extra_count;
+    int64_t content_length; /* -1 when unknown */
+} ph_request;
+
+typedef struct ph_response {
+    uint16_t status;
+    ph_str reason; /* empty: the standard phrase */
+    const ph_pair *headers;
+    size_t header_count;
+    ph_body body; /* taken by the receiver */
+    void *owner;
+    void (*release)(void *owner); /* frees reason/headers storage; may be NULL */
+} ph_response;
+
+typedef struct ph_error_sink {
+    void *self;
+    void (*set)(void *self, ph_str message); /* copies the message */
+} ph_error_sink;
+
+typedef struct ph_next {
+    void *self;
+    int32_t (*call)(void *self, const ph_request *req, ph_body body, ph_response *out);
+} ph_next;
+
+typedef struct ph_host {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    void (*log)(int32_t level, ph_str target, ph_str message);
+} ph_host;
+
+typedef struct ph_handler_vtbl {
+    uint32_t struct_size;
+    /* `next` is NULL for apps. */
+    int32_t (*call)(void *self, const ph_request *req, ph_body body, const ph_next *next,
+                    ph_response *out, const ph_error_sink *err);
+    void (*destroy)(void *self);
+} ph_handler_vtbl;
+
+typedef int32_t (*ph_create_fn)(const ph_host *host, ph_str entry,
+                                const ph_pair *global_conf, size_t global_count,
+                                const ph_pair *local_conf, size_t local_count,
+                                void **self_out, const ph_error_sink *err);
+
+typedef struct ph_entry {
+    uint32_t kind;
+    const char *name;
+    ph_create_fn create;
+    const ph_handler_vtbl *vtbl;
+} ph_entry;
+
+typedef struct ph_plugin_desc {
+    uint32_t magic;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    uint32_t struct_size;
+    uint32_t flags;
+    const char *plugin_name;
+    const char *plugin_version;
+    const char *build_info;
+    const ph_entry *entries;
+    size_t entry_count;
+} ph_plugin_desc;
+
+typedef struct ph_handshake {
+    uint32_t magic;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+} ph_handshake;
+
+#if defined(_WIN32)
+#define PH_EXPORT __declspec(dllexport)
+#else
+#define PH_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Defines the `plughost_abi` handshake symbol for this header's ABI version. */
+#define PLUGHOST_EXPORT_HANDSHAKE() \
+    PH_EXPORT const ph_handshake plughost_abi = {PH_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR}
+
+/* A small helper: a ph_str of a NUL-terminated C string. */
+static inline ph_str ph_cstr(const char *s) {
+    ph_str out;
+    size_t n = 0;
+    while (s[n]) n++;
+    out.ptr = (const uint8_t *)s;
+    out.len = n;
+    return out;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PLUGHOST_H */
