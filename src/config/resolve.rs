@@ -203,6 +203,7 @@ fn section_matches(header: &str, prefix: &str, name: &str) -> bool {
 }
 
 /// A `use =` (or `filter-with =`) reference.
+#[derive(Debug)]
 enum Reference {
     Uri(Source),
     Section(String),

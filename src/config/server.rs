@@ -125,10 +125,8 @@ impl ServerConfig {
                     return Err(ConfigError::new(
                         ErrorKind::UnknownKey,
                         file,
-                        format!(
-                            "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
-                             max_header_bytes, max_body_bytes, header_timeout, shutdown_timeout"
-                        ),
+                        "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
+                         max_header_bytes, max_body_bytes, header_timeout, shutdown_timeout",
                     )
                     .at(*line)
                     .in_section(&section.header)

@@ -184,11 +184,10 @@ static HOST_BODY_VTBL: PhBodyVtbl = PhBodyVtbl {
 
 /// Hand a host body to a plugin. Plugins pull it on worker threads, where
 /// blocking on the runtime is allowed.
-pub(crate) fn body_to_plugin(body: Body, rt: &Handle) -> PhBody {
+pub(crate) fn body_to_plugin(body: Body) -> PhBody {
     if http_body::Body::is_end_stream(&body) {
         return PhBody::EMPTY;
     }
-    let _ = rt;
     let state = Box::new(HostBody {
         body,
         chunk: Bytes::new(),
@@ -382,7 +381,7 @@ unsafe extern "C" fn host_response_release(owner: *mut c_void) {
 }
 
 /// Hand a host response to a filter (the result of its `next`).
-pub(crate) fn response_to_plugin(resp: Response, rt: &Handle, out: &mut PhResponse) {
+pub(crate) fn response_to_plugin(resp: Response, out: &mut PhResponse) {
     let (parts, body) = resp.into_parts();
     let reason = parts
         .extensions
@@ -406,7 +405,7 @@ pub(crate) fn response_to_plugin(resp: Response, rt: &Handle, out: &mut PhRespon
     out.reason = PhStr::from_str(&owner.reason);
     out.headers = owner.pairs.as_ptr();
     out.header_count = owner.pairs.len();
-    out.body = body_to_plugin(body, rt);
+    out.body = body_to_plugin(body);
     out.owner = Box::into_raw(owner).cast();
     out.release = Some(host_response_release);
 }

@@ -56,6 +56,13 @@ fn pairs(conf: &[(String, String)]) -> Vec<PhPair> {
         .collect()
 }
 
+fn with_article(kind: &str) -> String {
+    match kind {
+        "app" => "an app".into(),
+        other => format!("a {other}"),
+    }
+}
+
 impl Instance {
     /// Run entry `entry`'s factory with the section's configuration.
     pub fn create(
@@ -75,10 +82,10 @@ impl Instance {
         };
         if info.kind != want_kind {
             return Err(format!(
-                "entry `{entry}` of {} is a {}, but this section needs a {}",
+                "entry `{entry}` of {} is {} entry, but this section needs {}",
                 lib.path.display(),
-                kind_name(info.kind),
-                kind_name(want_kind)
+                with_article(kind_name(info.kind)),
+                with_article(kind_name(want_kind))
             ));
         }
         let (global, local) = (pairs(global), pairs(local));
@@ -135,7 +142,7 @@ impl Instance {
         let keep: KeepAlive = self.clone();
         let view = RequestView::new(&req);
         let raw_req = view.raw(&req);
-        let raw_body = bridge::body_to_plugin(std::mem::replace(&mut req.body, body::empty()), rt);
+        let raw_body = bridge::body_to_plugin(std::mem::replace(&mut req.body, body::empty()));
         let mut next_state = next.map(|handler| NextState {
             handler: handler.clone(),
             rt: rt.clone(),
@@ -211,7 +218,7 @@ unsafe extern "C" fn next_call(
         let req = unsafe { bridge::request_from_view(&*req, body, &state.rt, &state.keep) }?;
         let resp = blocking::wait_in(&state.rt, state.handler.call(req));
         // SAFETY: `out` is the filter's valid out-pointer.
-        bridge::response_to_plugin(resp, &state.rt, unsafe { &mut *out });
+        bridge::response_to_plugin(resp, unsafe { &mut *out });
         Ok::<(), String>(())
     }));
     match result {

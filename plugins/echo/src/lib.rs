@@ -56,7 +56,7 @@ impl Fnv {
 /// `N` bytes of the pattern in chunks; an error after `fail_after` bytes if set.
 fn pattern_body(len: u64, fail_after: Option<u64>) -> Body {
     let mut sent = 0u64;
-    Body::from_iter(std::iter::from_fn(move || {
+    Body::from_chunks(std::iter::from_fn(move || {
         if let Some(limit) = fail_after {
             if sent >= limit {
                 return Some(Err(io::Error::other("X-Echo-Fail-After reached")));

@@ -28,7 +28,7 @@ impl Body {
     }
 
     /// Stream chunks from an iterator; an `Err` aborts the response.
-    pub fn from_iter<I>(chunks: I) -> Body
+    pub fn from_chunks<I>(chunks: I) -> Body
     where
         I: IntoIterator<Item = io::Result<Vec<u8>>>,
         I::IntoIter: Send + 'static,

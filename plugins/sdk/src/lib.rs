@@ -56,7 +56,7 @@
 //!   serving. Build plugins with `panic = "unwind"` (the default); with `abort` a
 //!   panic ends the whole process, and the host warns at load time.
 //! - Bodies stream both ways: read the request with [`RequestBody`] (`std::io::Read`),
-//!   answer with [`Body::from_reader`] or [`Body::from_iter`] for large or slow output.
+//!   answer with [`Body::from_reader`] or [`Body::from_chunks`] for large or slow output.
 //! - The raw C ABI is in [`abi`] and `include/plughost.h` (for C authors); the SDK
 //!   hides it completely, so plugin code needs no `unsafe`.
 
