@@ -6,6 +6,7 @@
 //! into them through the C ABI of `plughost-sdk`; [`config`] reads and resolves
 //! the configuration. See ARCHITECTURE.md.
 
+pub mod builtins;
 pub mod config;
 pub mod pipeline;
 pub mod plugin;

@@ -13,6 +13,8 @@ pub mod server;
 
 use std::path::PathBuf;
 
+use crate::builtins::Builtin;
+
 pub use error::{ConfigError, ErrorKind};
 pub use resolve::load;
 pub use server::ServerConfig;
@@ -72,6 +74,19 @@ pub struct Component {
 }
 
 impl Component {
+    /// The directory of the file that defines this component (for relative paths).
+    pub fn dir(&self) -> &std::path::Path {
+        self.file.parent().unwrap_or(std::path::Path::new("/"))
+    }
+
+    /// A key of the section's local config.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.local_conf
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// `file:line [section]`, for messages.
     pub fn location(&self) -> String {
         format!("{}:{} [{}]", self.file.display(), self.line, self.section)
@@ -85,12 +100,15 @@ pub enum Source {
     Egg { dist: String, entry: String },
     /// `lib:PATH#ENTRY`: a library file (already resolved against the config file).
     Lib { path: PathBuf, entry: String },
+    /// A component built into the host (`egg:plughost#cache`, `egg:Paste#urlmap`, ...).
+    Builtin(Builtin),
 }
 
 impl Source {
     pub fn entry(&self) -> &str {
         match self {
             Source::Egg { entry, .. } | Source::Lib { entry, .. } => entry,
+            Source::Builtin(b) => b.uri().rsplit('#').next().unwrap_or("main"),
         }
     }
 }

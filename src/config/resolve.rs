@@ -8,6 +8,7 @@ use super::ini::{IniFile, Section};
 use super::interpolate::interpolate;
 use super::server::ServerConfig;
 use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Node, Source};
+use crate::builtins::Builtin;
 
 /// Read `path` and resolve app `app_name` (default `main`) and `[server:main]`.
 /// `vars` are command-line variables: they join `global_conf` and fill in
@@ -228,6 +229,15 @@ fn parse_reference(value: &str, base: &Path) -> Result<Reference, String> {
             let dist = target.split("==").next().unwrap_or(target).trim();
             if dist.is_empty() {
                 return Err(format!("`{value}`: expected egg:NAME#ENTRY"));
+            }
+            if let Some(builtin) = Builtin::lookup(dist, entry) {
+                return Ok(Reference::Uri(Source::Builtin(builtin)));
+            }
+            if Builtin::is_builtin_dist(dist) && dist.eq_ignore_ascii_case("plughost") {
+                return Err(format!(
+                    "`{value}`: plughost has no built-in `{entry}`; built-ins: {}",
+                    Builtin::entries_of(dist).join(", ")
+                ));
             }
             Ok(Reference::Uri(Source::Egg {
                 dist: dist.to_owned(),

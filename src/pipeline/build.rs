@@ -9,6 +9,7 @@ use tokio::runtime::Handle;
 
 use super::plugin_node::PluginNode;
 use super::{Handler, WorkerPool};
+use crate::builtins::{self, Builtin};
 use crate::config::{Component, Deployment, Kind, Node, Source};
 use crate::plugin::{Instance, Registry};
 
@@ -54,26 +55,52 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn node(&self, node: &Node) -> Result<Arc<dyn Handler>, BuildError> {
         match node {
-            Node::App(app) => {
-                let instance = self.instance(app)?;
-                Ok(Arc::new(PluginNode::new(
-                    instance,
-                    None,
-                    self.pool.clone(),
-                    self.rt.clone(),
-                )))
-            }
-            Node::Filter { filter, inner } => {
-                let instance = self.instance(filter)?;
-                let next = self.node(inner)?;
-                Ok(Arc::new(PluginNode::new(
-                    instance,
-                    Some(next),
-                    self.pool.clone(),
-                    self.rt.clone(),
-                )))
-            }
+            Node::App(app) => match &app.source {
+                Source::Builtin(builtin) => self.builtin(app, *builtin, None),
+                _ => {
+                    let instance = self.instance(app)?;
+                    Ok(Arc::new(PluginNode::new(
+                        instance,
+                        None,
+                        self.pool.clone(),
+                        self.rt.clone(),
+                    )))
+                }
+            },
+            Node::Filter { filter, inner } => match &filter.source {
+                Source::Builtin(builtin) => {
+                    let next = self.node(inner)?;
+                    self.builtin(filter, *builtin, Some(next))
+                }
+                _ => {
+                    let instance = self.instance(filter)?;
+                    let next = self.node(inner)?;
+                    Ok(Arc::new(PluginNode::new(
+                        instance,
+                        Some(next),
+                        self.pool.clone(),
+                        self.rt.clone(),
+                    )))
+                }
+            },
         }
+    }
+
+    fn builtin(
+        &self,
+        c: &Component,
+        builtin: Builtin,
+        next: Option<Arc<dyn Handler>>,
+    ) -> Result<Arc<dyn Handler>, BuildError> {
+        let made = match (builtin, next) {
+            (Builtin::Static, None) => builtins::static_files::app(c),
+            (Builtin::Cache, Some(next)) => builtins::cache::filter(c, next),
+            (b, _) => Err(format!("{} cannot be used as {}", b.uri(), c.kind.as_str())),
+        };
+        made.map_err(|message| BuildError {
+            location: format!("{}:{}: [{}]", c.file.display(), c.line, c.section),
+            message,
+        })
     }
 
     fn instance(&self, c: &Component) -> Result<Instance, BuildError> {
@@ -81,6 +108,7 @@ impl Builder<'_> {
         let library = match &c.source {
             Source::Egg { dist, .. } => self.registry.egg(dist, &self.deployment.plugin_dirs),
             Source::Lib { path, .. } => self.registry.open(path),
+            Source::Builtin(b) => unreachable!("built-in {b:?} is not a plugin"),
         }
         .map_err(|e| BuildError {
             location: at("use"),
