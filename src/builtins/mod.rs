@@ -2,6 +2,7 @@
 //! its Paste Deploy (or wsgi_cache, waitress) name, so existing files keep working.
 
 pub mod cache;
+pub mod file_response;
 pub mod static_files;
 
 /// A built-in component.

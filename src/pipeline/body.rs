@@ -73,3 +73,22 @@ impl http_body::Body for ChannelBody {
         }
     }
 }
+
+/// A body that fails at once (the connection is cut if the head went out).
+pub fn failed(error: BodyError) -> Body {
+    Failed(Some(error)).boxed_unsync()
+}
+
+struct Failed(Option<BodyError>);
+
+impl http_body::Body for Failed {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Poll::Ready(self.0.take().map(Err))
+    }
+}
