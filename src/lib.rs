@@ -7,6 +7,7 @@
 //! the configuration. See ARCHITECTURE.md.
 
 pub mod builtins;
+pub mod check;
 pub mod config;
 pub mod pipeline;
 pub mod plugin;

@@ -28,11 +28,11 @@ struct Cli {
 enum Command {
     /// Load the configuration and serve it over HTTP.
     Serve {
-        /// The config file, optionally with `#NAME` to pick the app (default: main).
-        #[arg(default_value = "deploy.ini")]
-        config: String,
-        /// Variables (`name=value`) for global_conf and `%(name)s`.
-        vars: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Use [server:NAME] instead of [server:main].
+        #[arg(long, value_name = "NAME")]
+        server_name: Option<String>,
         /// Listen on this host instead of the server section's.
         #[arg(long)]
         host: Option<String>,
@@ -40,14 +40,28 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
-    /// Resolve the configuration, load every plugin and run every factory, without listening.
+    /// Resolve the configuration, load every plugin and run every factory,
+    /// without listening; print the tree and any warnings.
     Check {
-        /// The config file, optionally with `#NAME`.
-        #[arg(default_value = "deploy.ini")]
-        config: String,
-        /// Variables (`name=value`).
-        vars: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Check [server:NAME] instead of [server:main].
+        #[arg(long, value_name = "NAME")]
+        server_name: Option<String>,
+        /// Print the tree as JSON.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The config file, optionally with `#NAME` to pick the app (default: main).
+    #[arg(default_value = "deploy.ini", value_name = "CONFIG[#NAME]")]
+    config: String,
+    /// Variables (`name=value`) for global_conf and `%(name)s`.
+    #[arg(value_name = "NAME=VALUE")]
+    vars: Vec<String>,
 }
 
 /// `file.ini#name` into its parts.
@@ -67,14 +81,10 @@ fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn load(spec: &str, vars: &[String]) -> Result<Deployment> {
-    let (path, name) = split_config(spec);
-    let vars = parse_vars(vars)?;
-    let deployment = config::load(&path, name.as_deref(), &vars)?;
-    for w in &deployment.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(deployment)
+fn load(args: &ConfigArgs, server_name: Option<&str>) -> Result<Deployment> {
+    let (path, name) = split_config(&args.config);
+    let vars = parse_vars(&args.vars)?;
+    Ok(config::load(&path, name.as_deref(), server_name, &vars)?)
 }
 
 fn main() {
@@ -89,11 +99,15 @@ fn main() {
     let result = match cli.command {
         Command::Serve {
             config,
-            vars,
+            server_name,
             host,
             port,
-        } => serve(&config, &vars, host, port),
-        Command::Check { config, vars } => check(&config, &vars),
+        } => serve(&config, server_name.as_deref(), host, port),
+        Command::Check {
+            config,
+            server_name,
+            json,
+        } => check(&config, server_name.as_deref(), json),
     };
     if let Err(e) = result {
         eprintln!("plughost: error: {e:#}");
@@ -111,8 +125,16 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn serve(spec: &str, vars: &[String], host: Option<String>, port: Option<u16>) -> Result<()> {
-    let mut deployment = load(spec, vars)?;
+fn serve(
+    args: &ConfigArgs,
+    server_name: Option<&str>,
+    host: Option<String>,
+    port: Option<u16>,
+) -> Result<()> {
+    let mut deployment = load(args, server_name)?;
+    for w in &deployment.warnings {
+        tracing::warn!("{w}");
+    }
     if host.is_some() || port.is_some() {
         let (h, p) = deployment
             .server
@@ -146,13 +168,21 @@ fn serve(spec: &str, vars: &[String], host: Option<String>, port: Option<u16>) -
     })
 }
 
-fn check(spec: &str, vars: &[String]) -> Result<()> {
-    let deployment = load(spec, vars)?;
+fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()> {
+    let deployment = load(args, server_name)?;
     let rt = runtime(1)?;
     let registry = Registry::new();
     let pool = WorkerPool::new(1);
     pipeline::build(&deployment, &registry, &pool, rt.handle())?;
-    println!("{}: OK", deployment.files[0].display());
+    if json {
+        println!("{:#}", plughost::check::deployment_json(&deployment));
+    } else {
+        print!("{}", plughost::check::deployment_text(&deployment));
+        for w in &deployment.warnings {
+            println!("warning: {w}");
+        }
+        println!("{}: OK", deployment.files[0].display());
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod file_response;
 pub mod static_files;
+pub mod urlmap;
 
 /// A built-in component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,11 +5,16 @@
 //! `local_conf`, and never loads a library or calls a factory. The pipeline
 //! builder turns the tree into running handlers.
 
+mod conf;
+mod defaults;
 pub mod error;
 pub mod ini;
 pub mod interpolate;
+mod lookup;
+mod reference;
 mod resolve;
 pub mod server;
+pub mod urlmap;
 
 use std::path::PathBuf;
 
@@ -32,6 +37,8 @@ pub struct Deployment {
     pub plugin_dirs: Vec<PathBuf>,
     /// Things that are not errors but probably mistakes.
     pub warnings: Vec<String>,
+    /// Plugins that `require =` keys say must be loadable, with where they were named.
+    pub requires: Vec<(String, String)>,
 }
 
 /// A node of the application tree.
@@ -41,6 +48,77 @@ pub enum Node {
     App(Component),
     /// A filter wrapping the rest of the tree.
     Filter { filter: Component, inner: Box<Node> },
+    /// An urlmap composite: path prefixes (and domains) mapped to apps.
+    UrlMap {
+        map: Component,
+        mounts: Vec<Mount>,
+        not_found: Option<Box<Node>>,
+    },
+}
+
+/// One entry of an urlmap.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub key: urlmap::MountKey,
+    /// The line of the key, for messages.
+    pub line: usize,
+    pub app: Node,
+}
+
+impl Node {
+    /// Every component in the tree, outermost first.
+    pub fn components(&self) -> Vec<&Component> {
+        let mut out = Vec::new();
+        self.walk(&mut |c| out.push(c));
+        out
+    }
+
+    fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Component)) {
+        match self {
+            Node::App(c) => f(c),
+            Node::Filter { filter, inner } => {
+                f(filter);
+                inner.walk(f);
+            }
+            Node::UrlMap {
+                map,
+                mounts,
+                not_found,
+            } => {
+                f(map);
+                for m in mounts {
+                    m.app.walk(f);
+                }
+                if let Some(n) = not_found {
+                    n.walk(f);
+                }
+            }
+        }
+    }
+
+    /// Every component, mutably.
+    pub(crate) fn for_each_mut(&mut self, f: &mut dyn FnMut(&mut Component)) {
+        match self {
+            Node::App(c) => f(c),
+            Node::Filter { filter, inner } => {
+                f(filter);
+                inner.for_each_mut(f);
+            }
+            Node::UrlMap {
+                map,
+                mounts,
+                not_found,
+            } => {
+                f(map);
+                for m in mounts {
+                    m.app.for_each_mut(f);
+                }
+                if let Some(n) = not_found {
+                    n.for_each_mut(f);
+                }
+            }
+        }
+    }
 }
 
 /// Whether a component is an app or a filter.

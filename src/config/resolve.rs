@@ -1,612 +1,778 @@
-//! Section lookup, `use =`, `filter-with`, `set`/`get`, DEFAULT and interpolation:
-//! the Paste Deploy rules that turn a file into a tree of [`Component`]s.
+//! Paste Deploy's resolution rules: section lookup, `use =` in all its forms,
+//! `filter-with`, `[filter-app:]`, `[pipeline:]`, `[composite:]`/urlmap,
+//! `set`/`get`, DEFAULT, includes and interpolation. The result is a tree of
+//! [`Component`]s with the exact `global_conf`/`local_conf` each factory gets.
+//! Nothing here loads a library or runs a factory.
+//!
+//! Where Paste Deploy crashes or silently drops a setting (the FIX items of the
+//! spec), this raises a clear error instead: cycles, an empty pipeline, settings
+//! on a section that `use`s a pipeline, `filter-with` on pipelines and
+//! filter-apps (which wraps the app here), a `get` of an undefined key.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
+use super::conf::{get, overlay, set, Conf};
+use super::defaults::Defaults;
 use super::ini::{IniFile, Section};
 use super::interpolate::interpolate;
+use super::lookup::{self, SectionType, Want};
+use super::reference::{self, Reference};
 use super::server::ServerConfig;
-use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Node, Source};
+use super::urlmap;
+use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Mount, Node, Source};
 use crate::builtins::Builtin;
 
-/// Read `path` and resolve app `app_name` (default `main`) and `[server:main]`.
-/// `vars` are command-line variables: they join `global_conf` and fill in
-/// `%(name)s` where `[DEFAULT]` does not define the name.
+/// Read `path` and resolve app `app_name` and server `server_name` (both
+/// default `main`). `vars` are command-line variables: they override DEFAULT in
+/// every factory's `global_conf`, and fill `%(name)s` where DEFAULT lacks the name.
 pub fn load(
     path: &Path,
     app_name: Option<&str>,
+    server_name: Option<&str>,
     vars: &[(String, String)],
 ) -> Result<Deployment, ConfigError> {
     let path = std::path::absolute(path).map_err(|e| {
         ConfigError::new(ErrorKind::Read, path, format!("cannot resolve path: {e}"))
     })?;
-    let mut resolver = Resolver {
-        files: HashMap::new(),
-        order: Vec::new(),
-        stack: Vec::new(),
-        warnings: Vec::new(),
-    };
-    let file = resolver.file(&path, vars)?;
-    let globals = file.globals(vars);
-    let plugin_dirs = file.plugin_dirs();
-    let app = resolver.resolve(&path, Kind::App, app_name.unwrap_or("main"), &globals)?;
-    let server = resolver.server(&path, "main")?;
+    let mut r = Resolver::default();
+    let vars: Conf = vars.to_vec();
+    let ctx = r.open(&path, &vars)?;
+    let globals = overlay(&ctx.defaults.values, &vars);
+    let app = r.app_named(&ctx, app_name.unwrap_or("main"), &globals)?;
+    let server = r.server(&ctx, server_name.unwrap_or("main"))?;
+    let plugin_dirs = plugin_dirs(&ctx);
     Ok(Deployment {
         app,
         server,
-        files: resolver.order,
+        files: r.order,
         plugin_dirs,
-        warnings: resolver.warnings,
+        warnings: r.warnings,
+        requires: r.requires,
     })
 }
 
-type Conf = Vec<(String, String)>;
-
-fn set(conf: &mut Conf, key: &str, value: String) {
-    match conf.iter_mut().find(|(k, _)| k == key) {
-        Some(slot) => slot.1 = value,
-        None => conf.push((key.to_owned(), value)),
-    }
-}
-
-fn get<'a>(conf: &'a Conf, key: &str) -> Option<&'a str> {
-    conf.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
-/// A parsed file with its interpolated defaults D(F).
-struct LoadedFile {
-    ini: IniFile,
-    dir: PathBuf,
-    /// Raw default values (for interpolating other values).
-    raw_defaults: Conf,
-    /// Interpolated defaults.
-    defaults: Conf,
-    /// Where each default key came from.
-    default_lines: HashMap<String, usize>,
-}
-
-impl LoadedFile {
-    fn read(path: &Path, injected: &[(String, String)]) -> Result<LoadedFile, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(ErrorKind::Read, path, format!("cannot read: {e}")))?;
-        let ini = IniFile::parse(path, &text)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
-        let mut raw_defaults: Conf = Vec::new();
-        let mut default_lines = HashMap::new();
-        if let Some(section) = ini.section("DEFAULT") {
-            for e in &section.entries {
-                raw_defaults.push((e.key.clone(), e.value.clone()));
-                default_lines.insert(e.key.clone(), e.line);
-            }
-        }
-        // `%` in a path must not read as interpolation syntax.
-        set(
-            &mut raw_defaults,
-            "here",
-            dir.display().to_string().replace('%', "%%"),
-        );
-        set(
-            &mut raw_defaults,
-            "__file__",
-            path.display().to_string().replace('%', "%%"),
-        );
-        for (k, v) in injected {
-            if get(&raw_defaults, k).is_none() {
-                raw_defaults.push((k.clone(), v.replace('%', "%%")));
-            }
-        }
-        let mut defaults = Vec::with_capacity(raw_defaults.len());
-        for (key, raw) in &raw_defaults {
-            let value = interpolate(raw, &|name| get(&raw_defaults, name).map(str::to_owned))
-                .map_err(|m| {
-                    let mut e = ConfigError::new(ErrorKind::Interpolation, path, m)
-                        .in_section("DEFAULT")
-                        .for_key(key);
-                    if let Some(line) = default_lines.get(key) {
-                        e = e.at(*line);
-                    }
-                    e
-                })?;
-            defaults.push((key.clone(), value));
-        }
-        Ok(LoadedFile {
-            ini,
-            dir,
-            raw_defaults,
-            defaults,
-            default_lines,
+/// `plugin_path` from `[DEFAULT]`, then `target/release` and `target/debug`.
+fn plugin_dirs(ctx: &Ctx) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = get(&ctx.defaults.values, "plugin_path")
+        .map(|p| {
+            p.split(':')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| ctx.dir.join(s))
+                .collect()
         })
-    }
-
-    /// G for a top-level load: D with the caller's variables laid over.
-    fn globals(&self, vars: &[(String, String)]) -> Conf {
-        let mut g = self.defaults.clone();
-        for (k, v) in vars {
-            set(&mut g, k, v.clone());
-        }
-        g
-    }
-
-    /// `plugin_path` from `[DEFAULT]`, then `target/release` and `target/debug`.
-    fn plugin_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = get(&self.defaults, "plugin_path")
-            .map(|p| {
-                p.split(':')
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| self.dir.join(s.trim()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        dirs.push(self.dir.join("target/release"));
-        dirs.push(self.dir.join("target/debug"));
-        dirs
-    }
-
-    /// Find the section for (kind, name), Paste Deploy's lookup rules.
-    fn find(&self, path: &Path, kind: Kind, name: &str) -> Result<&Section, ConfigError> {
-        let groups: &[&[&str]] = match kind {
-            Kind::App => &[&["app", "application"]],
-            Kind::Filter => &[&["filter"]],
-        };
-        let mut searched = Vec::new();
-        for group in groups {
-            for prefix in *group {
-                let matches: Vec<&Section> = self
-                    .ini
-                    .sections
-                    .iter()
-                    .filter(|s| section_matches(&s.header, prefix, name))
-                    .collect();
-                searched.push(format!("[{prefix}:{name}]"));
-                match matches.len() {
-                    0 => continue,
-                    1 => return Ok(matches[0]),
-                    _ => {
-                        let list: Vec<String> = matches
-                            .iter()
-                            .map(|s| format!("[{}] (line {})", s.header, s.line))
-                            .collect();
-                        return Err(ConfigError::new(
-                            ErrorKind::Ambiguous,
-                            path,
-                            format!(
-                                "{} `{name}` is ambiguous: {}",
-                                kind.as_str(),
-                                list.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        Err(ConfigError::new(
-            ErrorKind::NoSection,
-            path,
-            format!(
-                "no section for {} `{name}`: looked for {}",
-                kind.as_str(),
-                searched.join(", ")
-            ),
-        ))
-    }
+        .unwrap_or_default();
+    dirs.push(ctx.dir.join("target/release"));
+    dirs.push(ctx.dir.join("target/debug"));
+    dirs
 }
 
-/// `[prefix:name]` (name trimmed), or bare `[prefix]` for `main`.
-fn section_matches(header: &str, prefix: &str, name: &str) -> bool {
-    if header == prefix {
-        return name == "main";
-    }
-    header
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .is_some_and(|rest| rest.trim() == name)
+/// One opening of a file: its parse and its defaults D(F).
+#[derive(Clone)]
+struct Ctx {
+    path: PathBuf,
+    dir: PathBuf,
+    ini: Rc<IniFile>,
+    defaults: Rc<Defaults>,
 }
 
-/// A `use =` (or `filter-with =`) reference.
-#[derive(Debug)]
-enum Reference {
-    Uri(Source),
-    Section(String),
-}
-
-fn parse_reference(value: &str, base: &Path) -> Result<Reference, String> {
-    let scheme_len = value
-        .find(':')
-        .filter(|&i| i > 0 && value[..i].chars().all(|c| c.is_ascii_alphabetic()));
-    let Some(i) = scheme_len else {
-        return Ok(Reference::Section(value.trim().to_owned()));
-    };
-    let scheme = value[..i].to_ascii_lowercase();
-    let rest = &value[i + 1..];
-    let (target, entry) = match rest.split_once('#') {
-        Some((t, e)) => (t.trim(), e.trim()),
-        None => (rest.trim(), "main"),
-    };
-    let entry = if entry.is_empty() { "main" } else { entry };
-    match scheme.as_str() {
-        "egg" => {
-            let dist = target.split("==").next().unwrap_or(target).trim();
-            if dist.is_empty() {
-                return Err(format!("`{value}`: expected egg:NAME#ENTRY"));
-            }
-            if let Some(builtin) = Builtin::lookup(dist, entry) {
-                return Ok(Reference::Uri(Source::Builtin(builtin)));
-            }
-            if Builtin::is_builtin_dist(dist) && dist.eq_ignore_ascii_case("plughost") {
-                return Err(format!(
-                    "`{value}`: plughost has no built-in `{entry}`; built-ins: {}",
-                    Builtin::entries_of(dist).join(", ")
-                ));
-            }
-            Ok(Reference::Uri(Source::Egg {
-                dist: dist.to_owned(),
-                entry: entry.to_owned(),
-            }))
-        }
-        "lib" => {
-            if target.is_empty() {
-                return Err(format!("`{value}`: expected lib:PATH#ENTRY"));
-            }
-            Ok(Reference::Uri(Source::Lib {
-                path: base.join(target),
-                entry: entry.to_owned(),
-            }))
-        }
-        "call" => Err(format!(
-            "`{value}`: call: names Python code, which plughost cannot run; use egg:NAME#ENTRY or lib:PATH#ENTRY"
-        )),
-        _ => Err(format!("`{value}`: unknown scheme `{scheme}`; known schemes: egg, lib")),
-    }
-}
-
-/// What resolving one section gives before `filter-with` wraps it.
+/// What a section resolves to before the referencing section wraps it.
 struct Resolved {
-    /// Filters from `filter-with`, innermost first.
-    filters: Vec<Component>,
     core: Core,
+    /// `filter-with` filters, innermost first.
+    filters: Vec<Component>,
 }
 
 enum Core {
+    /// One factory: an app, or (resolving a filter) the filter.
     Component(Component),
+    /// `[filter-app:]`: its filter chain (innermost first) around `next`.
+    FilterApp {
+        filters: Vec<Component>,
+        next: Box<Node>,
+    },
+    /// A composition that takes no settings of its own (pipeline, urlmap).
+    Tree { node: Node, what: &'static str },
 }
 
+impl Resolved {
+    fn into_node(self) -> Node {
+        let node = match self.core {
+            Core::Component(c) => Node::App(c),
+            Core::FilterApp { filters, next } => wrap(*next, filters),
+            Core::Tree { node, .. } => node,
+        };
+        wrap(node, self.filters)
+    }
+}
+
+/// Wrap `node` in `filters` (innermost first).
+fn wrap(mut node: Node, filters: Vec<Component>) -> Node {
+    for filter in filters {
+        node = Node::Filter {
+            filter,
+            inner: Box::new(node),
+        };
+    }
+    node
+}
+
+/// A section's keys after `set`, `get`, DEFAULT and the reserved keys are taken out.
+struct Keys {
+    /// G with this section's `set`s applied.
+    globals: Conf,
+    /// The `set`s alone (A), to lay over a `use` target's global config.
+    sets: Conf,
+    /// L: the local config.
+    local: Conf,
+    /// Reserved keys: name → (value, line).
+    reserved: HashMap<&'static str, (String, usize)>,
+}
+
+const RESERVED: &[&str] = &["use", "filter-with", "next", "pipeline", "require"];
+
+#[derive(Default)]
 struct Resolver {
-    files: HashMap<PathBuf, LoadedFile>,
+    files: HashMap<PathBuf, Rc<IniFile>>,
     order: Vec<PathBuf>,
     stack: Vec<(PathBuf, String)>,
     warnings: Vec<String>,
+    requires: Vec<(String, String)>,
 }
 
 impl Resolver {
-    fn file(
-        &mut self,
-        path: &Path,
-        injected: &[(String, String)],
-    ) -> Result<&LoadedFile, ConfigError> {
-        if !self.files.contains_key(path) {
-            let loaded = LoadedFile::read(path, injected)?;
-            self.order.push(path.to_owned());
-            self.files.insert(path.to_owned(), loaded);
-        }
-        Ok(&self.files[path])
-    }
-
-    fn resolve(
-        &mut self,
-        path: &Path,
-        kind: Kind,
-        name: &str,
-        globals: &Conf,
-    ) -> Result<Node, ConfigError> {
-        let resolved = self.resolve_section(path, kind, name, globals)?;
-        let Core::Component(core) = resolved.core;
-        let mut node = match kind {
-            Kind::App => Node::App(core),
-            Kind::Filter => {
-                return Err(ConfigError::new(
-                    ErrorKind::BadValue,
-                    path,
-                    "a filter cannot be served on its own",
-                ))
+    /// Open `path` with `injected` keys joining its defaults.
+    fn open(&mut self, path: &Path, injected: &Conf) -> Result<Ctx, ConfigError> {
+        let ini = match self.files.get(path) {
+            Some(ini) => ini.clone(),
+            None => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(ErrorKind::Read, path, format!("cannot read: {e}"))
+                })?;
+                let ini = Rc::new(IniFile::parse(path, &text)?);
+                self.files.insert(path.to_owned(), ini.clone());
+                self.order.push(path.to_owned());
+                ini
             }
         };
-        for filter in resolved.filters {
-            node = Node::Filter {
-                filter,
-                inner: Box::new(node),
-            };
-        }
-        Ok(node)
+        let defaults = Rc::new(Defaults::new(&ini, path, injected)?);
+        Ok(Ctx {
+            path: path.to_owned(),
+            dir: path.parent().unwrap_or(Path::new("/")).to_owned(),
+            ini,
+            defaults,
+        })
     }
 
-    /// Resolve a filter reference into a chain, innermost first.
-    fn resolve_filter(
+    fn app_named(&mut self, ctx: &Ctx, name: &str, globals: &Conf) -> Result<Node, ConfigError> {
+        Ok(self.section(ctx, Want::App, name, globals)?.into_node())
+    }
+
+    /// Resolve an APP reference (`next`, a pipeline's last item, an urlmap value).
+    fn app_ref(
         &mut self,
-        path: &Path,
+        ctx: &Ctx,
         value: &str,
-        line: usize,
         globals: &Conf,
-    ) -> Result<Vec<Component>, String> {
-        let dir = self.files[path].dir.clone();
-        match parse_reference(value, &dir)? {
-            Reference::Uri(source) => Ok(vec![uri_component(
-                Kind::Filter,
-                path,
-                line,
-                value,
-                source,
-                globals,
-            )]),
-            Reference::Section(name) => {
-                let resolved = self
-                    .resolve_section(path, Kind::Filter, &name, globals)
-                    .map_err(|e| e.to_string())?;
-                let Core::Component(core) = resolved.core;
-                let mut chain = vec![core];
-                chain.extend(resolved.filters);
-                Ok(chain)
+        at: &At,
+    ) -> Result<Node, ConfigError> {
+        match reference::parse(value, &ctx.dir).map_err(|m| at.error(ErrorKind::BadUri, m))? {
+            Reference::Code(source) => {
+                let c = code_component(Kind::App, &source, value, globals, at)?;
+                if source == Source::Builtin(Builtin::UrlMap) {
+                    return Err(at.error(
+                        ErrorKind::BadUri,
+                        format!("`{value}`: an urlmap needs its mounts; define it in a [composite:] section and name that"),
+                    ));
+                }
+                Ok(Node::App(c))
             }
+            Reference::Config { path, name } => {
+                let (inner, g) = self.include(&path, globals, at)?;
+                Ok(self
+                    .section(&inner, Want::App, &name, &g)
+                    .map_err(|e| at.locate(e))?
+                    .into_node())
+            }
+            Reference::Section(name) => Ok(self
+                .section(ctx, Want::App, &name, globals)
+                .map_err(|e| at.locate(e))?
+                .into_node()),
         }
     }
 
-    fn resolve_section(
+    /// Resolve a FILTER reference into a chain, innermost first.
+    fn filter_ref(
+        &mut self,
+        ctx: &Ctx,
+        value: &str,
+        globals: &Conf,
+        at: &At,
+    ) -> Result<Vec<Component>, ConfigError> {
+        let resolved =
+            match reference::parse(value, &ctx.dir).map_err(|m| at.error(ErrorKind::BadUri, m))? {
+                Reference::Code(source) => {
+                    return Ok(vec![code_component(
+                        Kind::Filter,
+                        &source,
+                        value,
+                        globals,
+                        at,
+                    )?])
+                }
+                Reference::Config { path, name } => {
+                    let (inner, g) = self.include(&path, globals, at)?;
+                    self.section(&inner, Want::Filter, &name, &g)
+                        .map_err(|e| at.locate(e))?
+                }
+                Reference::Section(name) => self
+                    .section(ctx, Want::Filter, &name, globals)
+                    .map_err(|e| at.locate(e))?,
+            };
+        let Core::Component(core) = resolved.core else {
+            unreachable!("filter sections resolve to one component")
+        };
+        let mut chain = vec![core];
+        chain.extend(resolved.filters);
+        Ok(chain)
+    }
+
+    /// Open an included file: its D' gets the includer's G where it lacks a key,
+    /// and its G' is D' with the includer's G laid over (the includer wins).
+    fn include(
         &mut self,
         path: &Path,
-        kind: Kind,
+        globals: &Conf,
+        at: &At,
+    ) -> Result<(Ctx, Conf), ConfigError> {
+        let inner = self.open(path, globals).map_err(|e| at.locate(e))?;
+        let g = overlay(&inner.defaults.values, globals);
+        Ok((inner, g))
+    }
+
+    fn section(
+        &mut self,
+        ctx: &Ctx,
+        want: Want,
         name: &str,
         incoming: &Conf,
     ) -> Result<Resolved, ConfigError> {
-        let file = &self.files[path];
-        let section = file.find(path, kind, name)?.clone();
-        let frame = (path.to_owned(), section.header.clone());
+        let (section, ty) = lookup::find(&ctx.ini, &ctx.path, want, name)?;
+        let frame = (ctx.path.clone(), section.header.clone());
         if self.stack.contains(&frame) {
             let mut chain: Vec<String> = self
                 .stack
                 .iter()
                 .map(|(p, s)| format!("{}[{s}]", p.display()))
                 .collect();
-            chain.push(format!("{}[{}]", path.display(), section.header));
+            chain.push(format!("{}[{}]", ctx.path.display(), section.header));
             return Err(ConfigError::new(
                 ErrorKind::Cycle,
-                path,
+                &ctx.path,
                 format!("reference cycle: {}", chain.join(" -> ")),
             )
             .at(section.line)
             .in_section(&section.header));
         }
         self.stack.push(frame);
-        let result = self.resolve_entries(path, kind, &section, incoming);
+        let section = section.clone();
+        let result = self.section_body(ctx, ty, &section, incoming);
         self.stack.pop();
         result
     }
 
-    fn resolve_entries(
+    fn keys(
         &mut self,
-        path: &Path,
-        kind: Kind,
+        ctx: &Ctx,
         section: &Section,
         incoming: &Conf,
-    ) -> Result<Resolved, ConfigError> {
-        let file = &self.files[path];
-        let err = |kind: ErrorKind, line: usize, key: &str, message: String| {
-            ConfigError::new(kind, path, message)
-                .at(line)
-                .in_section(&section.header)
-                .for_key(key)
+        reserved_here: &[&'static str],
+    ) -> Result<Keys, ConfigError> {
+        let at = |line: usize, key: &str| At {
+            file: ctx.path.clone(),
+            line,
+            section: section.header.clone(),
+            key: key.to_owned(),
         };
         let raw_lookup = |name: &str| {
             section
                 .get(name)
                 .map(str::to_owned)
-                .or_else(|| get(&file.raw_defaults, name).map(str::to_owned))
+                .or_else(|| get(&ctx.defaults.raw, name).map(str::to_owned))
         };
-        let mut globals = incoming.clone();
-        let mut sets: Conf = Vec::new();
-        let mut local: Conf = Vec::new();
-        let mut gets: Vec<(String, String, usize)> = Vec::new();
-        let mut use_value = None;
-        let mut filter_with = None;
+        let mut keys = Keys {
+            globals: incoming.clone(),
+            sets: Vec::new(),
+            local: Vec::new(),
+            reserved: HashMap::new(),
+        };
+        let mut gets = Vec::new();
         for entry in &section.entries {
+            let here = at(entry.line, &entry.key);
             let value = interpolate(&entry.value, &raw_lookup)
-                .map_err(|m| err(ErrorKind::Interpolation, entry.line, &entry.key, m))?;
+                .map_err(|m| here.error(ErrorKind::Interpolation, m))?;
             if let Some(name) = entry.key.strip_prefix("set ") {
                 let name = name.trim();
-                set(&mut globals, name, value.clone());
-                set(&mut sets, name, value);
+                set(&mut keys.globals, name, value.clone());
+                set(&mut keys.sets, name, value);
             } else if let Some(name) = entry.key.strip_prefix("get ") {
-                gets.push((name.trim().to_owned(), value, entry.line));
-            } else if entry.key.starts_with("paste.") && entry.key.ends_with("_factory")
-                || entry.key == "paste.server_runner"
+                gets.push((name.trim().to_owned(), value, here));
+            } else if entry.key.starts_with("paste.")
+                && (entry.key.ends_with("_factory") || entry.key.ends_with("_runner"))
             {
-                return Err(err(
+                return Err(here.error(
                     ErrorKind::BadUri,
-                    entry.line,
-                    &entry.key,
                     "names a Python factory, which plughost cannot run; use `use = egg:NAME#ENTRY` or `use = lib:PATH#ENTRY`".into(),
                 ));
-            } else if entry.key == "use" {
-                use_value = Some((value, entry.line));
-            } else if entry.key == "filter-with" {
-                filter_with = Some((value, entry.line));
-            } else if let Some(line) = file.default_lines.get(&entry.key) {
+            } else if let Some(&key) = reserved_here.iter().find(|k| **k == entry.key) {
+                keys.reserved.insert(key, (value, entry.line));
+            } else if ctx.defaults.contains(&entry.key) {
+                let origin = match ctx.defaults.lines.get(&entry.key) {
+                    Some(line) => format!("[DEFAULT] defines it (line {line})"),
+                    None => "the including file or the command line defines it".to_owned(),
+                };
                 self.warnings.push(format!(
-                    "{}:{}: [{}] key `{}` is dropped from the section's local config because [DEFAULT] defines it \
-                     (line {line}); write `set {} = ...` to override the default",
-                    path.display(),
+                    "{}:{}: [{}] key `{}` is dropped from the section's local config because {origin}; \
+                     write `set {} = ...` to override it",
+                    ctx.path.display(),
                     entry.line,
                     section.header,
                     entry.key,
                     entry.key
                 ));
-            } else if get(&file.defaults, &entry.key).is_some() {
-                // `here`, `__file__` or an injected variable: silently global, as in Paste.
             } else {
-                local.push((entry.key.clone(), value));
+                keys.local.push((entry.key.clone(), value));
             }
         }
-        for (name, gkey, line) in gets {
-            let value = get(&globals, &gkey).ok_or_else(|| {
-                err(
-                    ErrorKind::MissingKey,
-                    line,
-                    &format!("get {name}"),
-                    format!("global key `{gkey}` is not defined"),
-                )
-            })?;
-            set(&mut local, &name, value.to_owned());
+        for (name, gkey, here) in gets {
+            let value = get(&keys.globals, &gkey)
+                .ok_or_else(|| {
+                    here.error(
+                        ErrorKind::MissingKey,
+                        format!("global key `{gkey}` is not defined"),
+                    )
+                })?
+                .to_owned();
+            set(&mut keys.local, &name, value);
         }
+        if let Some((value, line)) = keys.reserved.get("require").cloned() {
+            for dist in value.split_whitespace() {
+                self.requires
+                    .push((dist.to_owned(), at(line, "require").to_string()));
+            }
+        }
+        Ok(keys)
+    }
 
-        let Some((use_value, use_line)) = use_value else {
-            return Err(ConfigError::new(
-                ErrorKind::MissingKey,
-                path,
-                "no `use =` key: say where the code comes from (egg:NAME#ENTRY, lib:PATH#ENTRY or another section)",
-            )
-            .at(section.line)
-            .in_section(&section.header));
+    fn section_body(
+        &mut self,
+        ctx: &Ctx,
+        ty: SectionType,
+        section: &Section,
+        incoming: &Conf,
+    ) -> Result<Resolved, ConfigError> {
+        let at_section = || At {
+            file: ctx.path.clone(),
+            line: section.line,
+            section: section.header.clone(),
+            key: String::new(),
         };
-        let dir = file.dir.clone();
-        let reference = parse_reference(&use_value, &dir)
-            .map_err(|m| err(ErrorKind::BadUri, use_line, "use", m))?;
-        let mut resolved = match reference {
-            Reference::Uri(source) => Resolved {
-                filters: Vec::new(),
-                core: Core::Component(Component {
-                    kind,
-                    section: section.header.clone(),
-                    file: path.to_owned(),
-                    line: section.line,
-                    source,
-                    global_conf: globals.clone(),
-                    local_conf: local,
-                }),
-            },
-            Reference::Section(target) => {
-                let mut inner = self.resolve_section(path, kind, &target, &globals)?;
-                let Core::Component(core) = &mut inner.core;
-                for (k, v) in &sets {
-                    set(&mut core.global_conf, k, v.clone());
-                }
-                for (k, v) in local {
-                    set(&mut core.local_conf, &k, v);
-                }
-                set(
-                    &mut core.global_conf,
-                    "__file__",
-                    path.display().to_string(),
-                );
-                inner
+        let reserved: &[&'static str] = match ty {
+            SectionType::Pipeline => &["use", "filter-with", "pipeline", "require"],
+            SectionType::FilterApp => &["use", "filter-with", "next", "require"],
+            _ => &["use", "filter-with", "require"],
+        };
+        debug_assert!(reserved.iter().all(|k| RESERVED.contains(k)));
+        let keys = self.keys(ctx, section, incoming, reserved)?;
+        let key_at = |key: &str| -> At {
+            let line = keys.reserved.get(key).map_or(section.line, |(_, l)| *l);
+            At {
+                file: ctx.path.clone(),
+                line,
+                section: section.header.clone(),
+                key: key.to_owned(),
             }
         };
-        if let Some((value, line)) = filter_with {
-            let chain = self
-                .resolve_filter(path, &value, line, &globals)
-                .map_err(|m| err(ErrorKind::BadUri, line, "filter-with", m))?;
+        let mut resolved = match ty {
+            SectionType::Pipeline => self.pipeline(ctx, section, &keys, &at_section())?,
+            SectionType::FilterApp => {
+                let Some((next, _)) = keys.reserved.get("next").cloned() else {
+                    return Err(at_section().error(
+                        ErrorKind::MissingKey,
+                        "a [filter-app:] needs `next =` naming the app it wraps".into(),
+                    ));
+                };
+                let Some((use_value, _)) = keys.reserved.get("use").cloned() else {
+                    return Err(at_section().error(
+                        ErrorKind::MissingKey,
+                        "no `use =` key naming the filter".into(),
+                    ));
+                };
+                let next = self.app_ref(ctx, &next, &keys.globals, &key_at("next"))?;
+                let mut filters =
+                    self.filter_ref(ctx, &use_value, &keys.globals, &key_at("use"))?;
+                merge_into(&mut filters[0], &keys, ctx);
+                Resolved {
+                    core: Core::FilterApp {
+                        filters,
+                        next: Box::new(next),
+                    },
+                    filters: Vec::new(),
+                }
+            }
+            SectionType::App | SectionType::Composite | SectionType::Filter => {
+                let kind = if ty == SectionType::Filter {
+                    Kind::Filter
+                } else {
+                    Kind::App
+                };
+                let Some((use_value, _)) = keys.reserved.get("use").cloned() else {
+                    return Err(at_section().error(
+                        ErrorKind::MissingKey,
+                        "no `use =` key: say where the code comes from (egg:NAME#ENTRY, lib:PATH#ENTRY, config:FILE#NAME or another section)".into(),
+                    ));
+                };
+                self.use_target(ctx, ty, kind, section, &use_value, &keys, &key_at("use"))?
+            }
+            SectionType::Server => unreachable!("servers are resolved by `server`"),
+        };
+        if let Some((value, _)) = keys.reserved.get("filter-with").cloned() {
+            let chain = self.filter_ref(ctx, &value, &keys.globals, &key_at("filter-with"))?;
             resolved.filters.extend(chain);
         }
         Ok(resolved)
     }
 
-    fn server(&mut self, path: &Path, name: &str) -> Result<ServerConfig, ConfigError> {
-        let file = &self.files[path];
-        let Some(section) = file
-            .ini
-            .sections
-            .iter()
-            .find(|s| section_matches(&s.header, "server", name))
-        else {
-            return Ok(ServerConfig::default());
+    /// `use =` in an app, composite or filter section.
+    #[allow(clippy::too_many_arguments)]
+    fn use_target(
+        &mut self,
+        ctx: &Ctx,
+        ty: SectionType,
+        kind: Kind,
+        section: &Section,
+        value: &str,
+        keys: &Keys,
+        at: &At,
+    ) -> Result<Resolved, ConfigError> {
+        let want = if kind == Kind::Filter {
+            Want::Filter
+        } else {
+            Want::App
+        };
+        let mut target = match reference::parse(value, &ctx.dir)
+            .map_err(|m| at.error(ErrorKind::BadUri, m))?
+        {
+            Reference::Code(Source::Builtin(Builtin::UrlMap)) if kind == Kind::App => {
+                return Ok(Resolved {
+                    core: Core::Tree {
+                        node: self.urlmap(ctx, section, keys, at)?,
+                        what: "urlmap",
+                    },
+                    filters: Vec::new(),
+                });
+            }
+            Reference::Code(source) => {
+                if ty == SectionType::Composite {
+                    return Err(at.error(
+                        ErrorKind::BadUri,
+                        format!("`{value}` is not a composite factory; plughost's composite is egg:plughost#urlmap (egg:Paste#urlmap)"),
+                    ));
+                }
+                let mut c = code_component(kind, &source, value, &keys.globals, at)?;
+                c.section = section.header.clone();
+                c.line = section.line;
+                c.local_conf = keys.local.clone();
+                return Ok(Resolved {
+                    core: Core::Component(c),
+                    filters: Vec::new(),
+                });
+            }
+            Reference::Config { path, name } => {
+                let (inner, g) = self.include(&path, &keys.globals, at)?;
+                self.section(&inner, want, &name, &g)
+                    .map_err(|e| at.locate(e))?
+            }
+            Reference::Section(name) => self
+                .section(ctx, want, &name, &keys.globals)
+                .map_err(|e| at.locate(e))?,
+        };
+        // S's keys and `set`s win over T's; T's filter-with stays inside S's.
+        match &mut target.core {
+            Core::Component(c) => merge_into(c, keys, ctx),
+            Core::FilterApp { filters, .. } => merge_into(&mut filters[0], keys, ctx),
+            Core::Tree { node, what } => {
+                if !keys.local.is_empty() {
+                    let names: Vec<&str> = keys.local.iter().map(|(k, _)| k.as_str()).collect();
+                    return Err(at.error(
+                        ErrorKind::BadValue,
+                        format!("`{value}` is a {what}, which takes no settings, but this section sets: {}", names.join(", ")),
+                    ));
+                }
+                node.for_each_mut(&mut |c| {
+                    for (k, v) in &keys.sets {
+                        set(&mut c.global_conf, k, v.clone());
+                    }
+                });
+            }
+        }
+        Ok(target)
+    }
+
+    fn pipeline(
+        &mut self,
+        ctx: &Ctx,
+        section: &Section,
+        keys: &Keys,
+        at: &At,
+    ) -> Result<Resolved, ConfigError> {
+        let Some((value, line)) = keys.reserved.get("pipeline").cloned() else {
+            return Err(at.error(
+                ErrorKind::MissingKey,
+                "a [pipeline:] needs `pipeline =` (filters, then the app)".into(),
+            ));
+        };
+        let key_at = |key: &str, line: usize| At {
+            file: ctx.path.clone(),
+            line,
+            section: section.header.clone(),
+            key: key.to_owned(),
+        };
+        if let Some((_, line)) = keys.reserved.get("use") {
+            return Err(key_at("use", *line).error(
+                ErrorKind::UnknownKey,
+                "a [pipeline:] takes no `use`; list its items in `pipeline =`".into(),
+            ));
+        }
+        if !keys.local.is_empty() {
+            let names: Vec<&str> = keys.local.iter().map(|(k, _)| k.as_str()).collect();
+            return Err(at.error(
+                ErrorKind::UnknownKey,
+                format!(
+                    "a [pipeline:] takes only `pipeline` (and `set`); extra settings: {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let items: Vec<&str> = value.split_whitespace().collect();
+        let Some((app, filters)) = items.split_last() else {
+            return Err(key_at("pipeline", line).error(
+                ErrorKind::BadValue,
+                "empty pipeline: list the filters, then the app".into(),
+            ));
+        };
+        let here = key_at("pipeline", line);
+        let mut node = self.app_ref(ctx, app, &keys.globals, &here)?;
+        for item in filters.iter().rev() {
+            let chain = self.filter_ref(ctx, item, &keys.globals, &here)?;
+            node = wrap(node, chain);
+        }
+        Ok(Resolved {
+            core: Core::Tree {
+                node,
+                what: "pipeline",
+            },
+            filters: Vec::new(),
+        })
+    }
+
+    fn urlmap(
+        &mut self,
+        ctx: &Ctx,
+        section: &Section,
+        keys: &Keys,
+        at: &At,
+    ) -> Result<Node, ConfigError> {
+        let mut entries: Vec<Mount> = Vec::new();
+        let mut not_found_value = None;
+        for (key, value) in &keys.local {
+            let line = section.entry(key).map_or(section.line, |e| e.line);
+            let here = At {
+                file: ctx.path.clone(),
+                line,
+                section: section.header.clone(),
+                key: key.clone(),
+            };
+            if key == "not_found_app" {
+                not_found_value = Some((value.clone(), here));
+                continue;
+            }
+            let mount_key =
+                urlmap::parse_key(key).map_err(|m| here.error(ErrorKind::BadValue, m))?;
+            let app = self.app_ref(ctx, value, &keys.globals, &here)?;
+            // A later duplicate replaces an earlier one, as in Paste.
+            entries.retain(|m| m.key != mount_key);
+            entries.push(Mount {
+                key: mount_key,
+                line,
+                app,
+            });
+        }
+        if not_found_value.is_none() {
+            if let Some(v) = get(&keys.globals, "not_found_app") {
+                not_found_value = Some((v.to_owned(), at.clone()));
+            }
+        }
+        let not_found = match not_found_value {
+            Some((value, here)) => {
+                Some(Box::new(self.app_ref(ctx, &value, &keys.globals, &here)?))
+            }
+            None => None,
+        };
+        entries.sort_by_key(|m| urlmap::sort_key(&m.key));
+        let map = Component {
+            kind: Kind::App,
+            section: section.header.clone(),
+            file: ctx.path.clone(),
+            line: section.line,
+            source: Source::Builtin(Builtin::UrlMap),
+            global_conf: keys.globals.clone(),
+            local_conf: keys.local.clone(),
+        };
+        Ok(Node::UrlMap {
+            map,
+            mounts: entries,
+            not_found,
+        })
+    }
+
+    fn server(&mut self, ctx: &Ctx, name: &str) -> Result<ServerConfig, ConfigError> {
+        let (section, _) = match lookup::find(&ctx.ini, &ctx.path, Want::Server, name) {
+            Ok(found) => found,
+            Err(e) if e.kind == ErrorKind::NoSection && name == "main" => {
+                return Ok(ServerConfig::default())
+            }
+            Err(e) => return Err(e),
         };
         let raw_lookup = |n: &str| {
             section
                 .get(n)
                 .map(str::to_owned)
-                .or_else(|| get(&file.raw_defaults, n).map(str::to_owned))
+                .or_else(|| get(&ctx.defaults.raw, n).map(str::to_owned))
         };
         let mut values = Vec::new();
         for e in &section.entries {
-            if file.default_lines.contains_key(&e.key)
-                || e.key.starts_with("set ")
-                || e.key.starts_with("get ")
-            {
+            if e.key.starts_with("set ") || e.key.starts_with("get ") {
+                continue;
+            }
+            if ctx.defaults.contains(&e.key) {
+                self.warnings.push(format!(
+                    "{}:{}: [{}] key `{}` is ignored because [DEFAULT] (or the command line) defines it",
+                    ctx.path.display(),
+                    e.line,
+                    section.header,
+                    e.key
+                ));
                 continue;
             }
             let v = interpolate(&e.value, &raw_lookup).map_err(|m| {
-                ConfigError::new(ErrorKind::Interpolation, path, m)
+                ConfigError::new(ErrorKind::Interpolation, &ctx.path, m)
                     .at(e.line)
                     .in_section(&section.header)
                     .for_key(&e.key)
             })?;
             values.push((e.key.clone(), v, e.line));
         }
-        ServerConfig::from_section(path, section, &values)
+        ServerConfig::from_section(&ctx.path, section, &values)
     }
 }
 
-/// A component that comes straight from a URI (`filter-with = egg:...`): no
-/// section of its own, so no local config.
-fn uri_component(
+/// Apply the referencing section's `set`s and keys to a `use` target's factory.
+fn merge_into(c: &mut Component, keys: &Keys, ctx: &Ctx) {
+    for (k, v) in &keys.sets {
+        set(&mut c.global_conf, k, v.clone());
+    }
+    for (k, v) in &keys.local {
+        set(&mut c.local_conf, k, v.clone());
+    }
+    set(
+        &mut c.global_conf,
+        "__file__",
+        ctx.path.display().to_string(),
+    );
+}
+
+/// A component that comes straight from a URI (no section of its own, so no local config).
+fn code_component(
     kind: Kind,
-    path: &Path,
-    line: usize,
+    source: &Source,
     value: &str,
-    source: Source,
     globals: &Conf,
-) -> Component {
-    Component {
+    at: &At,
+) -> Result<Component, ConfigError> {
+    if let Source::Builtin(b) = source {
+        let fits = match kind {
+            Kind::App => matches!(b, Builtin::Static | Builtin::UrlMap),
+            Kind::Filter => matches!(b, Builtin::Cache),
+        };
+        if !fits {
+            let what = match b {
+                Builtin::Cache => "a filter: use it with filter-with, in a [filter:] section or as a pipeline filter",
+                Builtin::Http => "a server: use it in [server:main]",
+                _ => "an app",
+            };
+            return Err(at.error(ErrorKind::BadUri, format!("`{value}` is {what}")));
+        }
+    }
+    Ok(Component {
         kind,
         section: value.to_owned(),
-        file: path.to_owned(),
-        line,
-        source,
+        file: at.file.clone(),
+        line: at.line,
+        source: source.clone(),
         global_conf: globals.clone(),
         local_conf: Vec::new(),
+    })
+}
+
+/// Where a reference was written, for errors.
+#[derive(Clone)]
+struct At {
+    file: PathBuf,
+    line: usize,
+    section: String,
+    key: String,
+}
+
+impl At {
+    fn error(&self, kind: ErrorKind, message: String) -> ConfigError {
+        let mut e = ConfigError::new(kind, &self.file, message)
+            .at(self.line)
+            .in_section(&self.section);
+        if !self.key.is_empty() {
+            e = e.for_key(&self.key);
+        }
+        e
+    }
+
+    /// Give a lookup error (which knows only the file searched) the place of the reference.
+    fn locate(&self, e: ConfigError) -> ConfigError {
+        if e.line.is_some() {
+            return e;
+        }
+        let searched = if e.file == self.file {
+            String::new()
+        } else {
+            format!(" (in {})", e.file.display())
+        };
+        ConfigError {
+            message: format!("{}{searched}", e.message),
+            ..self.error(e.kind, String::new())
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn section_lookup_rules() {
-        assert!(section_matches("app:main", "app", "main"));
-        assert!(section_matches("app: main ", "app", "main"));
-        assert!(section_matches("app", "app", "main"));
-        assert!(!section_matches("app", "app", "other"));
-        assert!(!section_matches("App:main", "app", "main"));
-        assert!(!section_matches("application:main", "app", "main"));
-    }
-
-    #[test]
-    fn references() {
-        let base = Path::new("/etc/x");
-        match parse_reference("egg:hello#greet", base).unwrap() {
-            Reference::Uri(Source::Egg { dist, entry }) => {
-                assert_eq!((dist.as_str(), entry.as_str()), ("hello", "greet"))
-            }
-            _ => panic!(),
-        }
-        match parse_reference("EGG:echo", base).unwrap() {
-            Reference::Uri(Source::Egg { entry, .. }) => assert_eq!(entry, "main"),
-            _ => panic!(),
-        }
-        match parse_reference("lib:plugins/libx.so#a", base).unwrap() {
-            Reference::Uri(Source::Lib { path, entry }) => {
-                assert_eq!(path, Path::new("/etc/x/plugins/libx.so"));
-                assert_eq!(entry, "a");
-            }
-            _ => panic!(),
-        }
-        assert!(
-            matches!(parse_reference("other", base).unwrap(), Reference::Section(s) if s == "other")
-        );
-        assert!(parse_reference("call:foo:bar", base)
-            .unwrap_err()
-            .contains("use egg:"));
-        assert!(parse_reference("app:foo", base)
-            .unwrap_err()
-            .contains("unknown scheme `app`"));
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: [{}] {}",
+            self.file.display(),
+            self.line,
+            self.section,
+            self.key
+        )
     }
 }

@@ -9,8 +9,9 @@ use tokio::runtime::Handle;
 
 use super::plugin_node::PluginNode;
 use super::{Handler, WorkerPool};
+use crate::builtins::urlmap::UrlMap;
 use crate::builtins::{self, Builtin};
-use crate::config::{Component, Deployment, Kind, Node, Source};
+use crate::config::{Component, Deployment, Kind, Mount, Node, Source};
 use crate::plugin::{Instance, Registry};
 
 /// A component that could not be created: where, and why.
@@ -40,6 +41,15 @@ pub fn build(
         pool,
         rt,
     };
+    // `require =`: every named plugin must load before any factory runs.
+    for (dist, at) in &deployment.requires {
+        registry
+            .egg(dist, &deployment.plugin_dirs)
+            .map_err(|e| BuildError {
+                location: at.clone(),
+                message: e.to_string(),
+            })?;
+    }
     Ok(Pipeline {
         root: builder.node(&deployment.app)?,
     })
@@ -83,7 +93,23 @@ impl Builder<'_> {
                     )))
                 }
             },
+            Node::UrlMap {
+                mounts, not_found, ..
+            } => self.urlmap(mounts, not_found.as_deref()),
         }
+    }
+
+    fn urlmap(
+        &self,
+        mounts: &[Mount],
+        not_found: Option<&Node>,
+    ) -> Result<Arc<dyn Handler>, BuildError> {
+        let mut built = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            built.push((m.key.clone(), self.node(&m.app)?));
+        }
+        let not_found = not_found.map(|n| self.node(n)).transpose()?;
+        Ok(Arc::new(UrlMap::new(built, not_found)))
     }
 
     fn builtin(
