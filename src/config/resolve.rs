@@ -268,13 +268,12 @@ impl Resolver {
                 .map(|(p, s)| format!("{}[{s}]", p.display()))
                 .collect();
             chain.push(format!("{}[{}]", ctx.path.display(), section.header));
+            // No line here: the caller's `locate` points at the reference that closed the loop.
             return Err(ConfigError::new(
                 ErrorKind::Cycle,
                 &ctx.path,
                 format!("reference cycle: {}", chain.join(" -> ")),
-            )
-            .at(section.line)
-            .in_section(&section.header));
+            ));
         }
         self.stack.push(frame);
         let section = section.clone();
