@@ -88,9 +88,15 @@ impl Host {
 
     /// Start, or return everything it printed if it exits instead of listening.
     pub fn try_start_in(dir: &Path, config: &str, args: &[&str]) -> Result<Host, String> {
-        let plugin_dir = plugins();
         let path = dir.join("deploy.ini");
         std::fs::write(&path, config).unwrap();
+        Host::serve_path(&path, args)
+    }
+
+    /// Serve an existing config file (the directory of the file is `dir`).
+    pub fn serve_path(path: &Path, args: &[&str]) -> Result<Host, String> {
+        let plugin_dir = plugins();
+        let dir = path.parent().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_plughost"))
             .arg("serve")
             .arg(&path)

@@ -1,0 +1,59 @@
+//! Every config in examples/ starts and answers as its comments say.
+
+mod support;
+
+use support::*;
+
+fn serve(name: &str) -> Host {
+    Host::serve_path(&repo_dir().join("examples").join(name), &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn filter_chain_example() {
+    let host = serve("filter-chain.ini");
+    let r = host.get("/hello");
+    assert_eq!(r.json()["headers"]["x-tag-chain"], "outer,inner");
+    assert_eq!(r.header("x-tag-chain-out"), Some("inner,outer"));
+    assert_eq!(host.get("/admin/x").status, 403);
+}
+
+#[test]
+fn pipeline_example() {
+    let host = serve("pipeline.ini");
+    let r = host.get("/");
+    let j = r.json();
+    assert_eq!(j["headers"]["x-tag-chain"], "auth,audit");
+    assert_eq!(j["global_conf"]["environment"], "example");
+    assert_eq!(r.header("x-tag-chain-out"), Some("audit,auth"));
+    assert_eq!(host.get("/private/x").status, 403);
+}
+
+#[test]
+fn filter_app_example() {
+    let host = serve("filter-app.ini");
+    let r = host.get("/");
+    assert_eq!(r.text(), "Hello from a filter-app");
+    assert_eq!(r.header("x-tag-chain-out"), Some("wrapper"));
+}
+
+#[test]
+fn urlmap_example() {
+    let host = serve("urlmap.ini");
+    assert_eq!(host.get("/").text(), "Welcome home");
+    let j = host.get("/api/items").json();
+    assert_eq!((j["script_name"].as_str(), j["path_info"].as_str()), (Some("/api"), Some("/items")));
+    let index = host.get("/static/");
+    assert_eq!(index.status, 200);
+    assert!(index.text().contains("Static files from examples/static"));
+    let css = host.get("/static/style.css");
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+}
+
+#[test]
+fn include_example() {
+    let host = serve("include.ini");
+    let j = host.get("/").json();
+    assert_eq!(j["local_conf"], serde_json::json!({"colour": "green", "size": "large"}));
+    assert_eq!(j["global_conf"]["site"], "example");
+}
