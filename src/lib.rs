@@ -12,3 +12,4 @@ pub mod config;
 pub mod pipeline;
 pub mod plugin;
 pub mod server;
+pub mod reload;

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -11,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 use plughost::config::{self, Deployment};
 use plughost::pipeline::{self, WorkerPool};
 use plughost::plugin::Registry;
+use plughost::reload::{LoadSpec, Reloader};
 use plughost::server;
 
 #[derive(Parser)]
@@ -39,6 +39,10 @@ enum Command {
         /// Listen on this port instead of the server section's (0 picks a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// Reload when the config, an included file or a plugin library changes
+        /// (SIGHUP reloads with or without this).
+        #[arg(long)]
+        reload: bool,
     },
     /// Resolve the configuration, load every plugin and run every factory,
     /// without listening; print the tree and any warnings.
@@ -97,12 +101,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve {
-            config,
-            server_name,
-            host,
-            port,
-        } => serve(&config, server_name.as_deref(), host, port),
+        Command::Serve { config, server_name, host, port, reload } => serve(&config, server_name.as_deref(), host, port, reload),
         Command::Check {
             config,
             server_name,
@@ -115,39 +114,31 @@ fn main() {
     }
 }
 
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Plugin calls hold at most `threads` of these; the rest serve body pumps.
-        .max_blocking_threads(threads + 512)
+        // Plugin calls hold at most `threads` of the blocking threads (a
+        // semaphore in the worker pool); the rest serve body pumps and files.
         .thread_name("plughost")
         .build()
         .context("cannot start the async runtime")
 }
 
-fn serve(
-    args: &ConfigArgs,
-    server_name: Option<&str>,
-    host: Option<String>,
-    port: Option<u16>,
-) -> Result<()> {
-    let mut deployment = load(args, server_name)?;
+fn serve(args: &ConfigArgs, server_name: Option<&str>, host: Option<String>, port: Option<u16>, watch: bool) -> Result<()> {
+    let (path, app_name) = split_config(&args.config);
+    let spec = LoadSpec {
+        path,
+        app_name,
+        server_name: server_name.map(str::to_owned),
+        vars: parse_vars(&args.vars)?,
+        host,
+        port,
+    };
+    let rt = runtime()?;
+    let (reloader, deployment) = Reloader::start(spec, rt.handle().clone())?;
     for w in &deployment.warnings {
         tracing::warn!("{w}");
     }
-    if host.is_some() || port.is_some() {
-        let (h, p) = deployment
-            .server
-            .listen
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        deployment.server.listen = vec![(host.unwrap_or(h), port.unwrap_or(p))];
-    }
-    let rt = runtime(deployment.server.threads)?;
-    let registry = Registry::new();
-    let pool = WorkerPool::new(deployment.server.threads);
-    let pipeline = pipeline::build(&deployment, &registry, &pool, rt.handle())?;
     rt.block_on(async move {
         let listeners = server::bind(&deployment.server).await?;
         let mut out = std::io::stdout().lock();
@@ -156,21 +147,20 @@ fn serve(
         }
         out.flush()?;
         drop(out);
-        tracing::info!(config = %deployment.files[0].display(), threads = pool.size(), "serving");
-        server::serve(
-            listeners,
-            Arc::clone(&pipeline.root),
-            deployment.server.clone(),
-            shutdown_signal(),
-        )
-        .await;
+        tracing::info!(config = %deployment.files[0].display(), threads = reloader.pool().size(), reload = watch, "serving");
+        #[cfg(unix)]
+        tokio::spawn(reloader.clone().on_sighup());
+        if watch {
+            tokio::spawn(reloader.clone().watch());
+        }
+        server::serve(listeners, reloader.live(), deployment.server.clone(), shutdown_signal()).await;
         Ok(())
     })
 }
 
 fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()> {
     let deployment = load(args, server_name)?;
-    let rt = runtime(1)?;
+    let rt = runtime()?;
     let registry = Registry::new();
     let pool = WorkerPool::new(1);
     pipeline::build(&deployment, &registry, &pool, rt.handle())?;

@@ -41,7 +41,10 @@ fn urlmap_example() {
     let host = serve("urlmap.ini");
     assert_eq!(host.get("/").text(), "Welcome home");
     let j = host.get("/api/items").json();
-    assert_eq!((j["script_name"].as_str(), j["path_info"].as_str()), (Some("/api"), Some("/items")));
+    assert_eq!(
+        (j["script_name"].as_str(), j["path_info"].as_str()),
+        (Some("/api"), Some("/items"))
+    );
     let index = host.get("/static/");
     assert_eq!(index.status, 200);
     assert!(index.text().contains("Static files from examples/static"));
@@ -54,6 +57,9 @@ fn urlmap_example() {
 fn include_example() {
     let host = serve("include.ini");
     let j = host.get("/").json();
-    assert_eq!(j["local_conf"], serde_json::json!({"colour": "green", "size": "large"}));
+    assert_eq!(
+        j["local_conf"],
+        serde_json::json!({"colour": "green", "size": "large"})
+    );
     assert_eq!(j["global_conf"]["site"], "example");
 }

@@ -9,6 +9,11 @@
 
 #include "plughost.h"
 
+/* The answer when no `greeting` is configured (overridable at build time). */
+#ifndef C_HELLO_DEFAULT
+#define C_HELLO_DEFAULT "Hello, world!"
+#endif
+
 PLUGHOST_EXPORT_HANDSHAKE();
 
 typedef struct hello {
@@ -88,7 +93,7 @@ static int32_t hello_create(const ph_host *host, ph_str entry, const ph_pair *gl
     (void)entry;
     (void)global_conf;
     (void)global_count;
-    const char *text = "Hello, world!";
+    const char *text = C_HELLO_DEFAULT;
     size_t len = strlen(text);
     for (size_t i = 0; i < local_count; i++) {
         if (local_conf[i].name.len == 8 && memcmp(local_conf[i].name.ptr, "greeting", 8) == 0) {

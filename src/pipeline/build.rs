@@ -2,6 +2,8 @@
 //! run each factory (filters before what they wrap, as Paste Deploy does), and
 //! chain the instances.
 
+use std::cell::RefCell;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use plughost_sdk::abi;
@@ -26,6 +28,8 @@ pub struct BuildError {
 /// A ready-to-serve chain of handlers.
 pub struct Pipeline {
     pub root: Arc<dyn Handler>,
+    /// Every plugin library the pipeline uses (for reload watching).
+    pub libraries: Vec<PathBuf>,
 }
 
 /// Create every instance of `deployment`'s app tree.
@@ -40,6 +44,7 @@ pub fn build(
         registry,
         pool,
         rt,
+        libraries: RefCell::new(Vec::new()),
     };
     // `require =`: every named plugin must load before any factory runs.
     for (dist, at) in &deployment.requires {
@@ -50,8 +55,10 @@ pub fn build(
                 message: e.to_string(),
             })?;
     }
+    let root = builder.node(&deployment.app)?;
     Ok(Pipeline {
-        root: builder.node(&deployment.app)?,
+        root,
+        libraries: builder.libraries.into_inner(),
     })
 }
 
@@ -60,6 +67,7 @@ struct Builder<'a> {
     registry: &'a Registry,
     pool: &'a WorkerPool,
     rt: &'a Handle,
+    libraries: RefCell<Vec<PathBuf>>,
 }
 
 impl Builder<'_> {
@@ -140,6 +148,11 @@ impl Builder<'_> {
             location: at("use"),
             message: e.to_string(),
         })?;
+        let mut libraries = self.libraries.borrow_mut();
+        if !libraries.contains(&library.path) {
+            libraries.push(library.path.clone());
+        }
+        drop(libraries);
         let kind = match c.kind {
             Kind::App => abi::PH_KIND_APP,
             Kind::Filter => abi::PH_KIND_FILTER,

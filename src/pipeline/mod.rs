@@ -7,6 +7,7 @@ pub mod body;
 mod build;
 mod plugin_node;
 mod pool;
+mod swap;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 pub use body::{Body, BodyError};
 pub use build::{build, BuildError, Pipeline};
 pub use pool::WorkerPool;
+pub use swap::Swappable;
 
 /// The response every handler produces.
 pub type Response = http::Response<Body>;

@@ -68,9 +68,11 @@ unsafe fn c_string(p: *const std::ffi::c_char) -> String {
 }
 
 impl Library {
-    /// Open `path`, check the handshake and read the descriptor.
-    pub fn open(path: &Path) -> Result<Library, LoadError> {
-        let display = path.to_owned();
+    /// Open `path`, check the handshake and read the descriptor. Messages and
+    /// [`Library::path`] name `shown` (the file the user named, when `path` is a
+    /// private copy of it).
+    pub fn open(path: &Path, shown: &Path) -> Result<Library, LoadError> {
+        let display = shown.to_owned();
         #[cfg(unix)]
         let handle: libloading::Library = {
             use libloading::os::unix::{Library as UnixLibrary, RTLD_LOCAL, RTLD_NOW};
@@ -123,7 +125,7 @@ impl Library {
             }
             &*p
         };
-        check_handshake(path, desc.magic, desc.abi_major, desc.abi_minor)?;
+        check_handshake(shown, desc.magic, desc.abi_major, desc.abi_minor)?;
         if (desc.struct_size as usize) < std::mem::size_of::<PhPluginDesc>() {
             return Err(LoadError::Invalid {
                 path: display,

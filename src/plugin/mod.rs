@@ -40,10 +40,60 @@ pub enum LoadError {
     },
 }
 
-/// Every library opened by this process, by path, so each is opened once.
+/// Every library opened by this process, so each is opened once, and a
+/// library rebuilt in place is opened again (as new code) on the next load.
 #[derive(Default)]
 pub struct Registry {
-    libraries: Mutex<HashMap<PathBuf, Arc<Library>>>,
+    state: Mutex<RegistryState>,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    /// Canonical path → what was last loaded from it.
+    by_path: HashMap<PathBuf, Loaded>,
+    /// Content hash → library, so unchanged contents are never opened twice.
+    by_hash: HashMap<u64, Arc<Library>>,
+}
+
+struct Loaded {
+    stamp: FileStamp,
+    lib: Arc<Library>,
+}
+
+/// What identifies a version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now, if it exists.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+        })
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Where private copies of rebuilt libraries go. The dynamic loader hands back
+/// the already-open library for a path it has seen (whatever is on disk now), so
+/// new code must be opened under a new name.
+fn copies_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("plughost-{}-libs", std::process::id()))
 }
 
 impl Registry {
@@ -61,20 +111,56 @@ impl Registry {
         self.open(&path)
     }
 
-    /// Open the library at `path` (or return the one already open).
+    /// Open the library at `path`: the one already open if the file is unchanged,
+    /// else its current contents (through a private copy when the path was
+    /// opened before with other contents).
     pub fn open(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-        let mut libs = self.libraries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(lib) = libs.get(&key) {
-            return Ok(lib.clone());
+        let open_error = |message: String| LoadError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        let Some(stamp) = FileStamp::of(&key).filter(|_| key.is_file()) else {
+            return Err(open_error("no such file".into()));
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = state.by_path.get(&key) {
+            if loaded.stamp == stamp {
+                return Ok(loaded.lib.clone());
+            }
         }
-        if !key.is_file() {
-            return Err(LoadError::Open {
-                path: path.to_owned(),
-                message: "no such file".into(),
-            });
+        let bytes = std::fs::read(&key).map_err(|e| open_error(e.to_string()))?;
+        let hash = content_hash(&bytes);
+        if let Some(lib) = state.by_hash.get(&hash).cloned() {
+            state.by_path.insert(
+                key,
+                Loaded {
+                    stamp,
+                    lib: lib.clone(),
+                },
+            );
+            return Ok(lib);
         }
-        let lib = Arc::new(Library::open(&key)?);
+        let open_path = if state.by_path.contains_key(&key) {
+            let dir = copies_dir();
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
+            let stem = key
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let copy = dir.join(format!(
+                "{stem}-{hash:016x}{}",
+                std::env::consts::DLL_SUFFIX
+            ));
+            std::fs::write(&copy, &bytes)
+                .map_err(|e| open_error(format!("cannot copy to {}: {e}", copy.display())))?;
+            tracing::info!(path = %key.display(), copy = %copy.display(), "plugin library changed on disk; loading the new build");
+            copy
+        } else {
+            key.clone()
+        };
+        let lib = Arc::new(Library::open(&open_path, &key)?);
         if !lib.panic_unwind && lib.build_info.starts_with("plughost-sdk") {
             tracing::warn!(
                 path = %key.display(),
@@ -82,7 +168,14 @@ impl Registry {
             );
         }
         tracing::debug!(path = %key.display(), name = %lib.name, version = %lib.version, build = %lib.build_info, "loaded plugin");
-        libs.insert(key, lib.clone());
+        state.by_hash.insert(hash, lib.clone());
+        state.by_path.insert(
+            key,
+            Loaded {
+                stamp,
+                lib: lib.clone(),
+            },
+        );
         Ok(lib)
     }
 }
