@@ -316,7 +316,6 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
         return Ok(state.body);
     }
     let mut body = PluginBody { raw, _keep: keep };
-    let exact = body.size_hint();
     let mut first = BytesMut::new();
     loop {
         match body.next() {
@@ -334,7 +333,9 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
             }
         }
     }
-    let exact = exact.map(|rest| rest + first.len() as u64);
+    // `size_hint` is what remains, so ask after the pre-read (asking before and
+    // adding the pre-read bytes counted them twice: a doubled Content-Length).
+    let exact = body.size_hint().map(|rest| rest + first.len() as u64);
     let (tx, rx) = mpsc::channel(STREAM_DEPTH);
     rt.spawn_blocking(move || pump(body, tx));
     Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody::new(

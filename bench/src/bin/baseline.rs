@@ -1,0 +1,96 @@
+//! The "bare hyper" baseline: a minimal hyper 1 server (tokio multi-thread,
+//! HTTP/1.1, keep-alive) that answers every request with the same bytes from
+//! memory. It is set up like plughost's own server (TCP_NODELAY, keep-alive, the
+//! same Content-Type as the hello app) so the difference between the two is the
+//! cost of the config tree, the worker pool and the plugin ABI.
+//!
+//!     baseline --port 0 --size 2048
+//!     baseline --port 8081 --body-file page.html
+//!
+//! Prints `listening on http://ADDR` once it listens; listens on 127.0.0.1 only.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(about = "A bare hyper server answering every request with the same bytes")]
+struct Args {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Answer with this file's bytes.
+    #[arg(long, value_name = "PATH", conflicts_with = "size")]
+    body_file: Option<PathBuf>,
+    /// Answer with N bytes (`a`..`z` repeated).
+    #[arg(long, value_name = "N")]
+    size: Option<usize>,
+    /// Content-Type of the answer (the hello app's by default).
+    #[arg(long, default_value = "text/plain; charset=utf-8")]
+    content_type: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let body = match (&args.body_file, args.size) {
+        (Some(path), _) => Bytes::from(
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        (None, Some(n)) => Bytes::from((0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<_>>()),
+        (None, None) => Bytes::from_static(b"Hello, world!"),
+    };
+    let content_type = http::HeaderValue::from_str(&args.content_type)
+        .context("--content-type is not a valid header value")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(serve(args.port, body, content_type))
+}
+
+async fn serve(port: u16, body: Bytes, content_type: http::HeaderValue) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{}", listener.local_addr()?)?;
+        out.flush()?;
+    }
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("baseline: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        let content_type = content_type.clone();
+        let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+            let mut resp = Response::new(Full::new(body.clone()));
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type.clone());
+            async move { Ok::<_, Infallible>(resp) }
+        });
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
