@@ -1,0 +1,215 @@
+//! Small hot pages kept in memory, each revalidated on every use by one
+//! `newfstatat` of its path (device, inode, size, mtime and ctime must all be
+//! unchanged), so deleting or replacing a file still takes effect on the very
+//! next request. A hit from here costs one system call instead of four (open,
+//! fstat, read, close), and the response's headers are prepared once.
+//!
+//! An entry is only ever made from a file opened safely (no symlinks, beneath
+//! cache_dir). The revalidation's path lookup may follow a symlink planted
+//! later, but then it finds another inode and the entry is dropped; the same
+//! inode means the same bytes that were read safely.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use rustix::fs::{statat, AtFlags, Stat};
+
+use crate::builtins::file_response::etag;
+
+/// What identifies one version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    pub fn of(meta: &Metadata) -> Version {
+        Version {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    fn of_stat(st: &Stat) -> Version {
+        Version {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+}
+
+/// One page with its ready-made header values.
+pub struct Entry {
+    version: Version,
+    pub body: Bytes,
+    pub content_length: HeaderValue,
+    pub etag: HeaderValue,
+    pub last_modified: Option<HeaderValue>,
+}
+
+impl Entry {
+    /// An entry for `body`, the whole content of a file with metadata `meta`.
+    /// Its validators are the ones `serve_file` gives the same file.
+    pub fn new(meta: &Metadata, body: Bytes) -> Entry {
+        let modified = meta.modified().ok();
+        Entry {
+            version: Version::of(meta),
+            content_length: HeaderValue::from(body.len()),
+            etag: HeaderValue::try_from(etag(meta.len(), modified))
+                .expect("an entity tag is visible ASCII"),
+            last_modified: modified.map(|m| {
+                HeaderValue::try_from(httpdate::fmt_http_date(m))
+                    .expect("an HTTP date is visible ASCII")
+            }),
+            body,
+        }
+    }
+}
+
+/// The pages in memory, by cache path, within a byte budget.
+pub struct Memo {
+    inner: RwLock<Inner>,
+    /// Largest page kept (bytes).
+    pub max_entry: u64,
+    max_total: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<Box<str>, Arc<Entry>>,
+    /// Body bytes held.
+    total: u64,
+}
+
+impl Inner {
+    fn remove(&mut self, rel: &str) {
+        if let Some(e) = self.map.remove(rel) {
+            self.total -= e.body.len() as u64;
+        }
+    }
+}
+
+impl Memo {
+    /// A memo of at most `max_total` bytes of pages of at most `max_entry` bytes each.
+    pub fn new(max_total: u64, max_entry: u64) -> Memo {
+        Memo {
+            inner: RwLock::default(),
+            max_entry: max_entry.min(max_total),
+            max_total,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max_total > 0
+    }
+
+    /// The entry for `rel` if its file is still the same version; a stale
+    /// entry is dropped (the caller then goes to the file).
+    pub fn get(&self, root: BorrowedFd<'_>, rel: &str) -> Option<Arc<Entry>> {
+        let entry = self.read().map.get(rel).cloned()?;
+        let current = statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| Version::of_stat(&st));
+        if current == Some(entry.version) {
+            return Some(entry);
+        }
+        let mut inner = self.write();
+        if inner.map.get(rel).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+            inner.remove(rel);
+        }
+        None
+    }
+
+    /// Keep `entry` for `rel`, making room by dropping others if needed.
+    pub fn put(&self, rel: &str, entry: Arc<Entry>) {
+        let size = entry.body.len() as u64;
+        if size > self.max_entry {
+            return;
+        }
+        let mut inner = self.write();
+        inner.remove(rel);
+        while inner.total + size > self.max_total {
+            // No recency bookkeeping on the hot path: drop an arbitrary entry
+            // (hash order); hot pages come back on their next request.
+            let Some(victim) = inner.map.keys().next().cloned() else {
+                break;
+            };
+            inner.remove(&victim);
+        }
+        inner.total += size;
+        inner.map.insert(rel.into(), entry);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.read().map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn entries_are_revalidated_and_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::File::open(tmp.path()).unwrap();
+        let file = tmp.path().join("p");
+        std::fs::write(&file, "one").unwrap();
+        let memo = Memo::new(10, 8);
+        let meta = std::fs::metadata(&file).unwrap();
+        memo.put("p", Arc::new(Entry::new(&meta, Bytes::from_static(b"one"))));
+        let e = memo.get(root.as_fd(), "p").expect("fresh");
+        assert_eq!(&e.body[..], b"one");
+        assert_eq!(e.content_length, "3");
+
+        // Replaced (new inode) or deleted: dropped.
+        std::fs::write(tmp.path().join("q"), "two").unwrap();
+        std::fs::rename(tmp.path().join("q"), &file).unwrap();
+        assert!(memo.get(root.as_fd(), "p").is_none());
+        assert_eq!(memo.len(), 0);
+        let meta = std::fs::metadata(&file).unwrap();
+        memo.put("p", Arc::new(Entry::new(&meta, Bytes::from_static(b"two"))));
+        std::fs::remove_file(&file).unwrap();
+        assert!(memo.get(root.as_fd(), "p").is_none());
+
+        // Too large for an entry, and the budget holds.
+        let big = Arc::new(Entry::new(&meta, Bytes::from_static(b"123456789")));
+        memo.put("big", big);
+        assert_eq!(memo.len(), 0);
+        for name in ["a", "b", "c", "d"] {
+            let e = Arc::new(Entry::new(&meta, Bytes::from_static(b"1234")));
+            memo.put(name, e);
+            let total: usize = memo.read().map.values().map(|e| e.body.len()).sum();
+            assert!(total <= 10, "{total}");
+            assert_eq!(total as u64, memo.read().total);
+        }
+        assert_eq!(memo.len(), 2);
+    }
+}

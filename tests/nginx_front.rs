@@ -1,0 +1,237 @@
+//! nginx in front of plughost, with the shipped examples/nginx/nginx.conf: hits
+//! come from the cache tree through nginx, misses and everything the cache
+//! filter would not answer go to plughost. Skipped (with a message) when nginx
+//! is not installed.
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn nginx_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nginx"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A foreground nginx (no daemon, no master process), killed on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    logs: PathBuf,
+}
+
+impl Nginx {
+    /// Run the example config with its addresses, root and logs pointed at this test's.
+    fn start(bin: &Path, dir: &Path, cache: &Path, upstream: u16) -> Nginx {
+        let logs = dir.join("nginx-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let port = free_port();
+        let mut conf =
+            std::fs::read_to_string(repo_dir().join("examples/nginx/nginx.conf")).unwrap();
+        for (from, to) in [
+            (
+                "listen 127.0.0.1:8081;",
+                format!("listen 127.0.0.1:{port};"),
+            ),
+            (
+                "server 127.0.0.1:8080;",
+                format!("server 127.0.0.1:{upstream};"),
+            ),
+            (
+                "root /srv/site/cache;",
+                format!("root {};", cache.display()),
+            ),
+            ("/var/log/nginx/", format!("{}/", logs.display())),
+        ] {
+            assert!(conf.contains(from), "the example no longer has {from:?}");
+            conf = conf.replace(from, &to);
+        }
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let globals = format!(
+            "daemon off; master_process off; pid {0}/nginx.pid; error_log {0}/error.log;",
+            logs.display()
+        );
+        let mut child = Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", &globals])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nginx starts");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                let log = std::fs::read_to_string(logs.join("error.log")).unwrap_or_default();
+                panic!("nginx exited ({status}): {err}{log}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nginx did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, logs }
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        request(self.port, method, path, headers, b"").unwrap_or_else(|e| {
+            let log =
+                std::fs::read_to_string(self.logs.join("plughost-error.log")).unwrap_or_default();
+            panic!("{method} {path} through nginx: {e}\n{log}")
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn nginx_serves_hits_from_the_tree_and_plughost_everything_else() {
+    let Some(bin) = nginx_binary() else {
+        eprintln!("skipped: nginx not installed (looked on PATH and at /usr/sbin/nginx)");
+        return;
+    };
+    let dir = tempdir();
+    let host = Host::start_in(
+        dir.path(),
+        "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n\
+         [filter:cache]\nuse = egg:plughost#cache\ncache_dir = cache\nstatus_header = X-Cache\n",
+    );
+    let cache = std::fs::canonicalize(dir.path().join("cache")).unwrap();
+    let nginx = Nginx::start(&bin, dir.path(), &cache, host.port);
+    let via =
+        |method: &str, path: &str, headers: &[(&str, &str)]| nginx.request(method, path, headers);
+    // The app's counter, read through nginx with a request that must reach plughost.
+    let probe = || {
+        let r = via("GET", "/probe?counter", &[]);
+        assert_eq!(r.header("x-cache"), Some("BYPASS"));
+        r.json()["counter"].as_u64().unwrap()
+    };
+
+    // A miss goes through nginx to plughost, which stores the page.
+    let miss = via("GET", "/docs/page", &[("X-Echo-Body", "stored page")]);
+    assert_eq!(miss.status, 200);
+    assert!(miss
+        .header("server")
+        .is_some_and(|s| s.starts_with("nginx")));
+    assert_eq!(miss.header("x-cache"), Some("MISS"));
+    assert_eq!(miss.text(), "stored page");
+    wait_until("the page to be stored", || {
+        std::fs::read(cache.join("docs/page")).is_ok_and(|b| b == b"stored page")
+    });
+    let index = via("GET", "/docs/", &[("X-Echo-Body", "index page")]);
+    assert_eq!(index.header("x-cache"), Some("MISS"));
+    wait_until("the index to be stored", || {
+        cache.join("docs/__index.html").exists()
+    });
+
+    // Hits come from nginx itself: no X-Cache from plughost, and the app is not called.
+    let before = probe();
+    for _ in 0..3 {
+        let hit = via("GET", "/docs/page", &[("X-Echo-Body", "other")]);
+        assert_eq!((hit.status, hit.text().as_str()), (200, "stored page"));
+        assert_eq!(hit.header("x-cache"), None, "served by nginx: {hit:?}");
+        assert_eq!(hit.header("content-type"), Some("text/html"));
+        assert!(hit.header("server").is_some_and(|s| s.starts_with("nginx")));
+    }
+    let head = via("HEAD", "/docs/page", &[]);
+    assert_eq!((head.status, head.header("x-cache")), (200, None));
+    assert_eq!(head.header("content-length"), Some("11"));
+    let index = via("GET", "/docs/", &[]);
+    assert_eq!(
+        (index.text().as_str(), index.header("x-cache")),
+        ("index page", None)
+    );
+    let bare = via("GET", "/docs/page?", &[]);
+    assert_eq!(
+        (bare.text().as_str(), bare.header("x-cache")),
+        ("stored page", None)
+    );
+    assert_eq!(probe() - before - 1, 0, "the app was not called for hits");
+
+    // Everything the filter would not answer from the tree reaches plughost.
+    let before = probe();
+    for (method, path, headers) in [
+        ("GET", "/docs/page?x=1", &[][..]),
+        ("GET", "/docs/page", &[("Authorization", "Basic dTpw")][..]),
+        ("POST", "/docs/page", &[][..]),
+        ("DELETE", "/docs/page", &[][..]),
+    ] {
+        let r = via(method, path, headers);
+        assert_eq!(
+            (r.status, r.header("x-cache")),
+            (200, Some("BYPASS")),
+            "{method} {path}"
+        );
+        assert_eq!(r.json()["method"], method);
+    }
+    assert_eq!(probe() - before - 1, 4);
+
+    // The filter's temporary files, dotfiles and symlinks are never served from the tree.
+    std::fs::write(cache.join(".plughost-tmp-1-1"), "CANARY-TEMP").unwrap();
+    std::fs::write(cache.join("docs/.hidden"), "CANARY-HIDDEN").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "CANARY-SECRET").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), cache.join("link")).unwrap();
+    std::fs::write(cache.join("__index.html"), "CANARY-ROOT-INDEX").unwrap();
+    for path in [
+        "/.plughost-tmp-1-1",
+        "/%2eplughost-tmp-1-1",
+        "/docs/.hidden",
+        "/docs/x/../.hidden",
+        "/docs//page",
+        "/docs%2Fpage",
+        "/link",
+        "/__index.html",
+        "/../secret.txt",
+    ] {
+        let r = via("GET", path, &[("X-Echo-Body", "FROM-APP")]);
+        assert!(!r.text().contains("CANARY"), "{path}: {r:?}");
+        if r.status == 200 {
+            assert_eq!(r.text(), "FROM-APP", "{path}");
+        }
+    }
+    assert_eq!(via("GET", "/", &[]).text(), "CANARY-ROOT-INDEX");
+}
