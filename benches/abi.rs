@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     )
     .expect("writing the config");
     let deployment = plughost::config::load(&ini, None, None, &[]).expect("config resolves");
-    let pool = WorkerPool::new(deployment.server.threads);
+    let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
     let built = pipeline::build(&deployment, &registry, &pool, rt.handle()).expect("pipeline");
     let root: Arc<dyn Handler> = built.root.clone();
     let body = rt.block_on(async {

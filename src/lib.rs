@@ -9,7 +9,10 @@
 pub mod builtins;
 pub mod check;
 pub mod config;
+pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
-pub mod server;
 pub mod reload;
+pub mod server;
+pub mod timefmt;

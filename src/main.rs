@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use plughost::config::{self, Deployment};
 use plughost::pipeline::{self, WorkerPool};
@@ -92,16 +91,19 @@ fn load(args: &ConfigArgs, server_name: Option<&str>) -> Result<Deployment> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    if let Err(e) = setup_logging(&cli) {
+        eprintln!("plughost: error: {e:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
-        Command::Serve { config, server_name, host, port, reload } => serve(&config, server_name.as_deref(), host, port, reload),
+        Command::Serve {
+            config,
+            server_name,
+            host,
+            port,
+            reload,
+        } => serve(&config, server_name.as_deref(), host, port, reload),
         Command::Check {
             config,
             server_name,
@@ -114,6 +116,19 @@ fn main() {
     }
 }
 
+/// Logging from the config's `[loggers]` sections when it has them (as pserve
+/// does), else stderr filtered by `RUST_LOG` (default `info`).
+fn setup_logging(cli: &Cli) -> Result<()> {
+    let config = match &cli.command {
+        Command::Serve { config, .. } => config,
+        Command::Check { config, .. } => config,
+    };
+    let (path, _) = split_config(&config.config);
+    let spec = plughost::logging::read(&path)?;
+    plughost::logging::init(spec.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,7 +139,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn serve(args: &ConfigArgs, server_name: Option<&str>, host: Option<String>, port: Option<u16>, watch: bool) -> Result<()> {
+fn serve(
+    args: &ConfigArgs,
+    server_name: Option<&str>,
+    host: Option<String>,
+    port: Option<u16>,
+    watch: bool,
+) -> Result<()> {
     let (path, app_name) = split_config(&args.config);
     let spec = LoadSpec {
         path,
@@ -162,7 +183,7 @@ fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()>
     let deployment = load(args, server_name)?;
     let rt = runtime()?;
     let registry = Registry::new();
-    let pool = WorkerPool::new(1);
+    let pool = WorkerPool::new(1, deployment.server.request_timeout);
     pipeline::build(&deployment, &registry, &pool, rt.handle())?;
     if json {
         println!("{:#}", plughost::check::deployment_json(&deployment));

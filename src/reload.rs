@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::config::{self, Deployment, ServerConfig};
+use crate::metrics::METRICS;
 use crate::pipeline::{self, Swappable, WorkerPool};
 use crate::plugin::{FileStamp, Registry};
 
@@ -30,7 +31,12 @@ pub struct LoadSpec {
 
 impl LoadSpec {
     pub fn load(&self) -> Result<Deployment, config::ConfigError> {
-        let mut d = config::load(&self.path, self.app_name.as_deref(), self.server_name.as_deref(), &self.vars)?;
+        let mut d = config::load(
+            &self.path,
+            self.app_name.as_deref(),
+            self.server_name.as_deref(),
+            &self.vars,
+        )?;
         if self.host.is_some() || self.port.is_some() {
             let (h, p) = d.server.listen.first().cloned().unwrap_or_default();
             d.server.listen = vec![(self.host.clone().unwrap_or(h), self.port.unwrap_or(p))];
@@ -66,7 +72,7 @@ impl Reloader {
     pub fn start(spec: LoadSpec, rt: Handle) -> anyhow::Result<(Arc<Reloader>, Deployment)> {
         let deployment = spec.load()?;
         let registry = Registry::new();
-        let pool = WorkerPool::new(deployment.server.threads);
+        let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
         let built = pipeline::build(&deployment, &registry, &pool, &rt)?;
         let watched = watch_list(&deployment, &built.libraries);
         let reloader = Reloader {
@@ -102,17 +108,25 @@ impl Reloader {
         // Stamps taken before reading, so a write that lands during the load
         // triggers another reload.
         let before = self.stamps_now();
-        let result = self.spec.load().map_err(|e| e.to_string()).and_then(|deployment| {
-            let built = pipeline::build(&deployment, &self.registry, &self.pool, &self.rt).map_err(|e| e.to_string())?;
-            Ok((deployment, built))
-        });
+        let result = self
+            .spec
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|deployment| {
+                let built = pipeline::build(&deployment, &self.registry, &self.pool, &self.rt)
+                    .map_err(|e| e.to_string())?;
+                Ok((deployment, built))
+            });
         match result {
             Ok((deployment, built)) => {
                 for w in &deployment.warnings {
                     tracing::warn!("{w}");
                 }
-                if deployment.server.listen != self.server.listen || deployment.server.threads != self.server.threads {
-                    tracing::warn!("[server] listen or threads settings changed: restart plughost to apply them");
+                if deployment.server.listen != self.server.listen
+                    || deployment.server.threads != self.server.threads
+                    || deployment.server.request_timeout != self.server.request_timeout
+                {
+                    tracing::warn!("[server] listen, threads or request_timeout changed: restart plughost to apply them");
                 }
                 let mut watched = watch_list(&deployment, &built.libraries);
                 for (path, stamp) in &mut watched {
@@ -123,6 +137,7 @@ impl Reloader {
                 self.live.swap(built.root);
                 *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = watched;
                 counts.succeeded += 1;
+                METRICS.reloaded(true);
                 tracing::info!("reloaded {}", self.spec.path.display());
                 Ok(())
             }
@@ -131,7 +146,10 @@ impl Reloader {
                 // until a file changes again.
                 *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = before;
                 counts.failed += 1;
-                tracing::error!("reload failed, still serving the previous configuration: {message}");
+                METRICS.reloaded(false);
+                tracing::error!(
+                    "reload failed, still serving the previous configuration: {message}"
+                );
                 Err(message)
             }
         }
@@ -139,7 +157,10 @@ impl Reloader {
 
     fn stamps_now(&self) -> Vec<(PathBuf, Option<FileStamp>)> {
         let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        watched.iter().map(|(p, _)| (p.clone(), FileStamp::of(p))).collect()
+        watched
+            .iter()
+            .map(|(p, _)| (p.clone(), FileStamp::of(p)))
+            .collect()
     }
 
     /// Whether any watched file differs from when it was last loaded.

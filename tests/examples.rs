@@ -63,3 +63,33 @@ fn include_example() {
     );
     assert_eq!(j["global_conf"]["site"], "example");
 }
+
+#[test]
+fn root_deploy_ini_is_the_cache_workflow() {
+    // Served from a copy, so the test's cache directory is a temporary one.
+    let dir = tempdir();
+    let copy = dir.path().join("deploy.ini");
+    std::fs::copy(repo_dir().join("deploy.ini"), &copy).unwrap();
+    let host = Host::serve_path(&copy, &[]).unwrap();
+    let first = host.get("/hello");
+    assert_eq!((first.status, first.header("x-cache")), (200, Some("MISS")));
+    assert_eq!(first.text(), "Hello, world!");
+    let stored = dir.path().join("cache/hello");
+    // The file is renamed into place once the body has gone out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !stored.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read(&stored).unwrap(), b"Hello, world!");
+    let second = host.get("/hello");
+    assert_eq!(
+        (second.header("x-cache"), second.text().as_str()),
+        (Some("HIT"), "Hello, world!")
+    );
+    std::fs::remove_file(&stored).unwrap();
+    assert_eq!(
+        host.get("/hello").header("x-cache"),
+        Some("MISS"),
+        "deleting the file is the purge"
+    );
+}

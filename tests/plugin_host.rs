@@ -320,7 +320,9 @@ fn a_known_length_body_over_the_preread_keeps_its_content_length() {
     // Regression: the host once added the pre-read bytes to the plugin's size
     // hint twice, announcing 2 MiB for a 1 MiB body and cutting the connection.
     let greeting = "g".repeat(1024 * 1024);
-    let (host, _d) = Host::start(&format!("[app:main]\nuse = egg:hello\ngreeting = {greeting}\n"));
+    let (host, _d) = Host::start(&format!(
+        "[app:main]\nuse = egg:hello\ngreeting = {greeting}\n"
+    ));
     let r = host.get("/");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-length"), Some("1048576"));

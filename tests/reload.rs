@@ -26,7 +26,12 @@ fn config(greeting: &str, tagged: bool) -> String {
 
 fn build_c(dir: &Path, text: &str) {
     let define = format!("-DC_HELLO_DEFAULT=\"{text}\"");
-    compile_c(&repo_dir().join("plugins/c-hello/hello.c"), "c-hello", dir, &[&define]);
+    compile_c(
+        &repo_dir().join("plugins/c-hello/hello.c"),
+        "c-hello",
+        dir,
+        &[&define],
+    );
 }
 
 /// Poll until `check` holds, and say how long it took.
@@ -38,7 +43,11 @@ fn wait_for(host: &Host, what: &str, check: impl Fn() -> bool) -> Duration {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} not visible after {:?}\nlog:\n{}", start.elapsed(), host.log());
+    panic!(
+        "{what} not visible after {:?}\nlog:\n{}",
+        start.elapsed(),
+        host.log()
+    );
 }
 
 #[test]
@@ -61,7 +70,10 @@ fn twenty_reloads_under_load_with_no_failed_request() {
                         Ok(r) if r.status == 200 => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(r) => failures.lock().unwrap().push(format!("{path}: status {}", r.status)),
+                        Ok(r) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{path}: status {}", r.status)),
                         Err(e) => failures.lock().unwrap().push(format!("{path}: {e}")),
                     }
                 }
@@ -75,13 +87,22 @@ fn twenty_reloads_under_load_with_no_failed_request() {
             // A new greeting.
             1 | 3 => {
                 let greeting = format!("greeting {i}");
-                std::fs::write(dir.path().join("deploy.ini"), config(&greeting, i % 2 == 1)).unwrap();
-                slowest = slowest.max(wait_for(&host, &greeting, || host.get("/").text() == greeting));
+                std::fs::write(dir.path().join("deploy.ini"), config(&greeting, i % 2 == 1))
+                    .unwrap();
+                slowest = slowest.max(wait_for(&host, &greeting, || {
+                    host.get("/").text() == greeting
+                }));
             }
             // Add or remove the tag filter.
             2 => {
-                std::fs::write(dir.path().join("deploy.ini"), config(&format!("greeting {i}"), true)).unwrap();
-                slowest = slowest.max(wait_for(&host, "tag filter added", || host.get("/").header("x-tag-chain-out") == Some("t")));
+                std::fs::write(
+                    dir.path().join("deploy.ini"),
+                    config(&format!("greeting {i}"), true),
+                )
+                .unwrap();
+                slowest = slowest.max(wait_for(&host, "tag filter added", || {
+                    host.get("/").header("x-tag-chain-out") == Some("t")
+                }));
             }
             // Rebuild the C plugin in place at the same path.
             4 => {
@@ -92,10 +113,24 @@ fn twenty_reloads_under_load_with_no_failed_request() {
             // Remove the filter again, after one broken edit that must change nothing.
             _ => {
                 let before = host.get("/").text();
-                std::fs::write(dir.path().join("deploy.ini"), "[composite:main]\nuse = egg:plughost#urlmap\n/ = missing-section\n").unwrap();
-                wait_for(&host, "the broken edit's error", || host.log().contains("reload failed"));
-                assert_eq!(host.get("/").text(), before, "a failed reload changed the pipeline");
-                std::fs::write(dir.path().join("deploy.ini"), config(&format!("greeting {i}"), false)).unwrap();
+                std::fs::write(
+                    dir.path().join("deploy.ini"),
+                    "[composite:main]\nuse = egg:plughost#urlmap\n/ = missing-section\n",
+                )
+                .unwrap();
+                wait_for(&host, "the broken edit's error", || {
+                    host.log().contains("reload failed")
+                });
+                assert_eq!(
+                    host.get("/").text(),
+                    before,
+                    "a failed reload changed the pipeline"
+                );
+                std::fs::write(
+                    dir.path().join("deploy.ini"),
+                    config(&format!("greeting {i}"), false),
+                )
+                .unwrap();
                 slowest = slowest.max(wait_for(&host, "tag filter removed", || {
                     let r = host.get("/");
                     r.header("x-tag-chain-out").is_none() && r.text() == format!("greeting {i}")
@@ -108,11 +143,25 @@ fn twenty_reloads_under_load_with_no_failed_request() {
         c.join().unwrap();
     }
     let failures = failures.lock().unwrap();
-    eprintln!("{} requests succeeded during 20 reloads; slowest change became visible after {slowest:?}", ok.load(Ordering::Relaxed));
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    eprintln!(
+        "{} requests succeeded during 20 reloads; slowest change became visible after {slowest:?}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(ok.load(Ordering::Relaxed) > 100, "the clients barely ran");
-    assert!(slowest < VISIBLE_WITHIN, "a change took {slowest:?} to become visible");
-    assert!(host.log().contains("missing-section"), "the broken edit's error names the problem");
+    assert!(
+        slowest < VISIBLE_WITHIN,
+        "a change took {slowest:?} to become visible"
+    );
+    assert!(
+        host.log().contains("missing-section"),
+        "the broken edit's error names the problem"
+    );
 }
 
 #[test]
@@ -120,9 +169,17 @@ fn sighup_reloads_without_watching() {
     let dir = tempdir();
     let host = Host::start_in(dir.path(), "[app:main]\nuse = egg:hello\ngreeting = one\n");
     assert_eq!(host.get("/").text(), "one");
-    std::fs::write(dir.path().join("deploy.ini"), "[app:main]\nuse = egg:hello\ngreeting = two\n").unwrap();
+    std::fs::write(
+        dir.path().join("deploy.ini"),
+        "[app:main]\nuse = egg:hello\ngreeting = two\n",
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(host.get("/").text(), "one", "without --reload nothing changes until SIGHUP");
+    assert_eq!(
+        host.get("/").text(),
+        "one",
+        "without --reload nothing changes until SIGHUP"
+    );
     signal(host.pid(), "HUP");
     wait_for(&host, "the SIGHUP reload", || host.get("/").text() == "two");
 }

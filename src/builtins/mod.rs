@@ -3,7 +3,9 @@
 
 pub mod cache;
 pub mod file_response;
+pub mod metrics;
 pub mod static_files;
+pub mod translogger;
 pub mod urlmap;
 
 /// A built-in component.
@@ -15,8 +17,21 @@ pub enum Builtin {
     Static,
     /// `egg:plughost#cache`: the disk page cache filter.
     Cache,
+    /// `egg:plughost#translogger`: an access log in Apache combined format.
+    TransLogger,
+    /// `egg:plughost#metrics`: the host's metrics for Prometheus.
+    Metrics,
     /// `egg:plughost#http`: the HTTP server (only in `[server:]` sections).
     Http,
+}
+
+/// Where a built-in fits in a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    App,
+    Composite,
+    Filter,
+    Server,
 }
 
 /// (distribution, entry) → built-in. Distribution names match case-insensitively.
@@ -28,6 +43,9 @@ const TABLE: &[(&str, &str, Builtin)] = &[
     ("plughost", "cache", Builtin::Cache),
     ("wsgi_cache", "middleware", Builtin::Cache),
     ("wsgi-cache", "middleware", Builtin::Cache),
+    ("plughost", "translogger", Builtin::TransLogger),
+    ("Paste", "translogger", Builtin::TransLogger),
+    ("plughost", "metrics", Builtin::Metrics),
     ("plughost", "http", Builtin::Http),
     ("Paste", "http", Builtin::Http),
     ("waitress", "main", Builtin::Http),
@@ -48,9 +66,21 @@ impl Builtin {
         TABLE.iter().any(|(d, _, _)| d.eq_ignore_ascii_case(dist))
     }
 
+    /// What the built-in is.
+    pub fn role(self) -> Role {
+        match self {
+            Builtin::UrlMap => Role::Composite,
+            Builtin::Static | Builtin::Metrics => Role::App,
+            Builtin::Cache | Builtin::TransLogger => Role::Filter,
+            Builtin::Http => Role::Server,
+        }
+    }
+
     /// The canonical `egg:` URI.
     pub fn uri(self) -> &'static str {
         match self {
+            Builtin::TransLogger => "egg:plughost#translogger",
+            Builtin::Metrics => "egg:plughost#metrics",
             Builtin::UrlMap => "egg:plughost#urlmap",
             Builtin::Static => "egg:plughost#static",
             Builtin::Cache => "egg:plughost#cache",

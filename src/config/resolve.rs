@@ -22,7 +22,7 @@ use super::reference::{self, Reference};
 use super::server::ServerConfig;
 use super::urlmap;
 use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Mount, Node, Source};
-use crate::builtins::Builtin;
+use crate::builtins::{Builtin, Role};
 
 /// Read `path` and resolve app `app_name` and server `server_name` (both
 /// default `main`). `vars` are command-line variables: they override DEFAULT in
@@ -703,14 +703,14 @@ fn code_component(
 ) -> Result<Component, ConfigError> {
     if let Source::Builtin(b) = source {
         let fits = match kind {
-            Kind::App => matches!(b, Builtin::Static | Builtin::UrlMap),
-            Kind::Filter => matches!(b, Builtin::Cache),
+            Kind::App => matches!(b.role(), Role::App | Role::Composite),
+            Kind::Filter => b.role() == Role::Filter,
         };
         if !fits {
-            let what = match b {
-                Builtin::Cache => "a filter: use it with filter-with, in a [filter:] section or as a pipeline filter",
-                Builtin::Http => "a server: use it in [server:main]",
-                _ => "an app",
+            let what = match b.role() {
+                Role::Filter => "a filter: use it with filter-with, in a [filter:] section or as a pipeline filter",
+                Role::Server => "a server: use it in [server:main]",
+                Role::App | Role::Composite => "an app",
             };
             return Err(at.error(ErrorKind::BadUri, format!("`{value}` is {what}")));
         }

@@ -29,6 +29,12 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// Longest wait for the next piece of a request body (slow-body clients).
+    pub body_timeout: Duration,
+    /// Longest time a plugin call may take before the client gets a 504.
+    pub request_timeout: Duration,
+    /// Most connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -45,6 +51,9 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024 * 1024,
             header_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }
@@ -121,12 +130,18 @@ impl ServerConfig {
                 }
                 "header_timeout" => cfg.header_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
                 "shutdown_timeout" => cfg.shutdown_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
+                "body_timeout" => cfg.body_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
+                "request_timeout" => cfg.request_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
+                "max_connections" => {
+                    cfg.max_connections = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?
+                }
                 _ => {
                     return Err(ConfigError::new(
                         ErrorKind::UnknownKey,
                         file,
                         "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
-                         max_header_bytes, max_body_bytes, header_timeout, shutdown_timeout",
+                         max_header_bytes, max_body_bytes, header_timeout, body_timeout, request_timeout, \
+                         max_connections, shutdown_timeout",
                     )
                     .at(*line)
                     .in_section(&section.header)

@@ -128,7 +128,9 @@ impl Builder<'_> {
     ) -> Result<Arc<dyn Handler>, BuildError> {
         let made = match (builtin, next) {
             (Builtin::Static, None) => builtins::static_files::app(c),
+            (Builtin::Metrics, None) => builtins::metrics::app(c),
             (Builtin::Cache, Some(next)) => builtins::cache::filter(c, next),
+            (Builtin::TransLogger, Some(next)) => builtins::translogger::filter(c, next),
             (b, _) => Err(format!("{} cannot be used as {}", b.uri(), c.kind.as_str())),
         };
         made.map_err(|message| BuildError {

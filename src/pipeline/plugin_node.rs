@@ -59,15 +59,24 @@ impl Handler for PluginNode {
             let instance = self.instance.clone();
             let next = self.next.clone();
             let rt = self.rt.clone();
-            match self
+            let job = self
                 .pool
-                .run(move || call_here(&instance, next.as_ref(), &rt, req))
-                .await
-            {
-                Ok(resp) => resp,
-                Err(e) => {
+                .run(move || call_here(&instance, next.as_ref(), &rt, req));
+            match tokio::time::timeout(self.pool.timeout(), job).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => {
                     tracing::error!(plugin = self.instance.label(), "worker failed: {e}");
                     error_response(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+                Err(_) => {
+                    // The call goes on (a thread cannot be stopped) and keeps its
+                    // worker until it returns, so the pool never oversubscribes.
+                    tracing::error!(
+                        plugin = self.instance.label(),
+                        "no response within request_timeout ({:?}); answering 504",
+                        self.pool.timeout()
+                    );
+                    error_response(StatusCode::GATEWAY_TIMEOUT)
                 }
             }
         })

@@ -17,10 +17,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 pub use environ::ServerEnv;
 
 use crate::config::ServerConfig;
+use crate::metrics::METRICS;
 use crate::pipeline::{error_response, Handler, Response};
 
 /// Bind every `listen` address of the config.
@@ -48,6 +50,7 @@ pub async fn serve(
     let graceful = Arc::new(GracefulShutdown::new());
     let cfg = Arc::new(cfg);
     let mut accept_loops = tokio::task::JoinSet::new();
+    let connections = Arc::new(Semaphore::new(cfg.max_connections));
     for listener in listeners {
         let local = listener
             .local_addr()
@@ -63,6 +66,7 @@ pub async fn serve(
             cfg.clone(),
             env,
             graceful.clone(),
+            connections.clone(),
         ));
     }
     shutdown.await;
@@ -85,8 +89,16 @@ async fn accept_loop(
     cfg: Arc<ServerConfig>,
     env: Arc<ServerEnv>,
     graceful: Arc<GracefulShutdown>,
+    connections: Arc<Semaphore>,
 ) {
     loop {
+        // At `max_connections`, stop accepting: further clients wait in the
+        // kernel's backlog until a connection closes.
+        let permit = connections
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -117,6 +129,7 @@ async fn accept_loop(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
+            drop(permit);
         });
     }
 }
@@ -129,6 +142,25 @@ async fn handle(
     env: &ServerEnv,
 ) -> Response {
     let started = Instant::now();
+    let _in_flight = METRICS.request_started();
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let resp = respond(req, peer, handler, cfg, env).await;
+    let elapsed = started.elapsed();
+    METRICS.responded(resp.status().as_u16(), elapsed);
+    if let Some((method, path)) = logged {
+        tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
+    }
+    resp
+}
+
+async fn respond(
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    handler: &Arc<dyn Handler>,
+    cfg: &ServerConfig,
+    env: &ServerEnv,
+) -> Response {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -139,14 +171,11 @@ async fn handle(
         return error_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let (parts, incoming) = req.into_parts();
-    let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes);
+    let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes, cfg.body_timeout);
     let request = environ::environ(parts, environ::boxed(body), peer, env);
-    let method = request.method.clone();
-    let path = request.raw_path.clone();
-    let mut resp = handler.call(request).await;
-    if overflow.hit() && resp.status().is_server_error() {
-        resp = error_response(StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = handler.call(request).await;
+    match overflow.status() {
+        Some(status) if resp.status().is_server_error() => error_response(status),
+        _ => resp,
     }
-    tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
-    resp
 }

@@ -95,18 +95,26 @@ impl Host {
 
     /// Serve an existing config file (the directory of the file is `dir`).
     pub fn serve_path(path: &Path, args: &[&str]) -> Result<Host, String> {
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        Host::serve_path_logging(path, args, Some(&level))
+    }
+
+    /// As [`Host::serve_path`], with `RUST_LOG` set to `rust_log`, or unset.
+    pub fn serve_path_logging(
+        path: &Path,
+        args: &[&str],
+        rust_log: Option<&str>,
+    ) -> Result<Host, String> {
         let plugin_dir = plugins();
         let dir = path.parent().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_plughost"))
             .arg("serve")
-            .arg(&path)
+            .arg(path)
             .args(["--port", "0"])
             .args(args)
             .env("PLUGHOST_PLUGIN_PATH", &plugin_dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env_remove("RUST_LOG")
+            .envs(rust_log.map(|level| ("RUST_LOG", level)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
