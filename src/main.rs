@@ -55,6 +55,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work with the disk cache of a configuration.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Delete cached pages, through the same URL → file mapping the cache filter
+    /// uses (symlinks are never followed). PATH is the URL path as the cache
+    /// filter sees it (its PATH_INFO).
+    Purge {
+        /// The config file, optionally with `#NAME` to pick the app.
+        #[arg(value_name = "CONFIG[#NAME]")]
+        config: String,
+        /// URL paths to purge, e.g. `/about` or `/blog/`.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Purge every page at or below each PATH.
+        #[arg(long)]
+        prefix: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -109,6 +130,11 @@ fn main() {
             server_name,
             json,
         } => check(&config, server_name.as_deref(), json),
+        Command::Cache(CacheCommand::Purge {
+            config,
+            paths,
+            prefix,
+        }) => purge(&config, &paths, prefix),
     };
     if let Err(e) = result {
         eprintln!("plughost: error: {e:#}");
@@ -120,10 +146,10 @@ fn main() {
 /// does), else stderr filtered by `RUST_LOG` (default `info`).
 fn setup_logging(cli: &Cli) -> Result<()> {
     let config = match &cli.command {
-        Command::Serve { config, .. } => config,
-        Command::Check { config, .. } => config,
+        Command::Serve { config, .. } | Command::Check { config, .. } => &config.config,
+        Command::Cache(CacheCommand::Purge { config, .. }) => config,
     };
-    let (path, _) = split_config(&config.config);
+    let (path, _) = split_config(config);
     let spec = plughost::logging::read(&path)?;
     plughost::logging::init(spec.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
@@ -193,6 +219,51 @@ fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()>
             println!("warning: {w}");
         }
         println!("{}: OK", deployment.files[0].display());
+    }
+    Ok(())
+}
+
+fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
+    use plughost::builtins::cache::purge::Purger;
+    use plughost::builtins::Builtin;
+    use plughost::config::Source;
+
+    let (path, name) = split_config(config);
+    let deployment = config::load(&path, name.as_deref(), None, &[])?;
+    let caches: Vec<_> = deployment
+        .app
+        .components()
+        .into_iter()
+        .filter(|c| c.source == Source::Builtin(Builtin::Cache))
+        .collect();
+    if caches.is_empty() {
+        bail!(
+            "{} has no cache filter (egg:plughost#cache or egg:wsgi_cache#middleware)",
+            path.display()
+        );
+    }
+    let mut failed = false;
+    for c in caches {
+        let Some(purger) = Purger::new(c).map_err(|e| anyhow::anyhow!("{}: {e}", c.location()))?
+        else {
+            continue;
+        };
+        for url in paths {
+            match purger.purge(url, prefix) {
+                Ok(done) => println!(
+                    "{url}: purged {} page(s) from {}",
+                    done.files,
+                    purger.cache_dir().display()
+                ),
+                Err(e) => {
+                    eprintln!("plughost: error: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -265,3 +265,88 @@ fn shutdown_under_load_finishes_every_request_in_flight() {
         "nothing listens after shutdown"
     );
 }
+
+fn purge(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .args(["cache", "purge"])
+        .arg(dir.join("deploy.ini"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(path.exists(), "{} was not stored", path.display());
+}
+
+#[test]
+fn cache_purge_deletes_pages_by_url_and_prefix_without_following_symlinks() {
+    let dir = tempdir();
+    let host = Host::start_in(
+        dir.path(),
+        "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n[filter:cache]\nuse = egg:wsgi_cache#middleware\ncache_dir = %(here)s/pages\nstatus_header = X-Cache\n",
+    );
+    let cache = dir.path().join("pages");
+    for path in ["/a", "/blog/1", "/blog/2", "/blog/", "/blogger"] {
+        assert_eq!(host.get(path).header("x-cache"), Some("MISS"));
+    }
+    for file in ["a", "blog/1", "blog/2", "blog/__index.html", "blogger"] {
+        wait_for_file(&cache.join(file));
+    }
+    // A symlink planted in the tree, pointing at a directory outside it.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("canary"), "keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, cache.join("link")).unwrap();
+
+    let out = purge(dir.path(), &["/a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/a: purged 1 page(s)"));
+    assert!(!cache.join("a").exists());
+    assert_eq!(
+        host.get("/a").header("x-cache"),
+        Some("MISS"),
+        "the next request reaches the app"
+    );
+
+    let out = purge(dir.path(), &["--prefix", "/blog"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/blog: purged 3 page(s)"),
+        "{out:?}"
+    );
+    assert!(!cache.join("blog").exists());
+    assert!(
+        cache.join("blogger").exists(),
+        "prefixes match on segment boundaries"
+    );
+
+    let out = purge(dir.path(), &["--prefix", "/link"]);
+    assert!(out.status.success());
+    assert!(!cache.join("link").exists(), "the link itself is removed");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("canary")).unwrap(),
+        "keep me",
+        "its target is untouched"
+    );
+
+    let out = purge(dir.path(), &["/../outside/canary"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never cached"));
+    assert!(outside.join("canary").exists());
+
+    let out = purge(dir.path(), &["--prefix", "/"]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "everything under cache_dir is gone"
+    );
+}

@@ -39,7 +39,7 @@ fn own_prefix() -> &'static str {
     })
 }
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
+pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
@@ -82,6 +82,15 @@ impl CacheDir {
     /// The directory's descriptor, for lookups relative to it.
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()
+    }
+
+    /// Open an existing cache_dir (never creates it).
+    pub fn open_existing(path: &Path) -> io::Result<CacheDir> {
+        let root = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
+        Ok(CacheDir {
+            root,
+            path: path.to_owned(),
+        })
     }
 
     /// Open the file for `p` if it can answer a request: open, fstat, nothing more.
@@ -155,7 +164,11 @@ impl CacheDir {
 }
 
 /// Open `rel` (segments already validated) beneath `root` without following symlinks.
-fn open_beneath(root: BorrowedFd<'_>, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+pub(super) fn open_beneath(
+    root: BorrowedFd<'_>,
+    rel: &str,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
     let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     if !NO_OPENAT2.load(Relaxed) {
         let resolve =

@@ -19,6 +19,7 @@ mod dir;
 mod flight;
 mod memo;
 mod path;
+pub mod purge;
 mod rules;
 pub mod stats;
 mod store;

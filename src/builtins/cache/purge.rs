@@ -1,0 +1,160 @@
+//! `plughost cache purge`: delete cached pages through the same URL → file
+//! mapping the filter uses, beneath cache_dir, never following a symlink (a
+//! symlink is removed as a link, its target is never touched).
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+
+use percent_encoding::percent_decode_str;
+use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::config::Settings;
+use super::dir::{open_beneath, CacheDir, DIR_FLAGS, TEMP_PREFIX};
+use super::path::{self, MAX_DEPTH};
+use crate::config::Component;
+
+/// What one purge did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub files: usize,
+}
+
+/// A cache section to purge from.
+pub struct Purger {
+    dir: CacheDir,
+    settings: Settings,
+}
+
+impl Purger {
+    /// For the cache configured by `c`; `None` when its cache_dir does not exist yet.
+    pub fn new(c: &Component) -> Result<Option<Purger>, String> {
+        let settings = Settings::from_component(c)?;
+        match CacheDir::open_existing(&settings.cache_dir) {
+            Ok(dir) => Ok(Some(Purger { dir, settings })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot open {}: {e}", settings.cache_dir.display())),
+        }
+    }
+
+    pub fn cache_dir(&self) -> &PathBuf {
+        &self.settings.cache_dir
+    }
+
+    /// Delete the page for URL path `url` (as the filter sees PATH_INFO, may be
+    /// percent-encoded). With `prefix`, every page at or below it.
+    pub fn purge(&self, url: &str, prefix: bool) -> Result<Purged, String> {
+        let decoded: Vec<u8> = percent_decode_str(url).collect();
+        if prefix {
+            return self.purge_prefix(url, &decoded);
+        }
+        let p = path::map(&decoded, url, &self.settings.directory_index)
+            .map_err(|r| format!("{url}: never cached ({r})"))?;
+        let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
+        let dir = if parent.is_empty() {
+            None
+        } else {
+            match open_beneath(self.dir.root(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+                Ok(fd) => Some(fd),
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Purged::default()),
+                Err(e) => return Err(format!("{url}: {e}")),
+            }
+        };
+        let at = dir.as_ref().map_or(self.dir.root(), |d| d.as_fd());
+        match unlinkat(at, name, AtFlags::empty()) {
+            Ok(()) => Ok(Purged { files: 1 }),
+            Err(Errno::NOENT) => Ok(Purged::default()),
+            Err(Errno::ISDIR) => Err(format!(
+                "{url}: is a directory of pages; use --prefix to purge them all"
+            )),
+            Err(e) => Err(format!("{url}: {e}")),
+        }
+    }
+
+    fn purge_prefix(&self, url: &str, decoded: &[u8]) -> Result<Purged, String> {
+        let trimmed = decoded.strip_suffix(b"/").unwrap_or(decoded);
+        let mut purged = Purged::default();
+        if trimmed.is_empty() {
+            remove_contents(self.dir.root(), 0, &mut purged).map_err(|e| format!("{url}: {e}"))?;
+            return Ok(purged);
+        }
+        // The prefix itself must be a mappable page path (so it names a file or
+        // directory of the tree, never anything outside it).
+        let raw = url.strip_suffix('/').unwrap_or(url);
+        let p = path::map(trimmed, raw, &self.settings.directory_index)
+            .map_err(|r| format!("{url}: never cached ({r})"))?;
+        let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
+        let dir = if parent.is_empty() {
+            None
+        } else {
+            match open_beneath(self.dir.root(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+                Ok(fd) => Some(fd),
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(purged),
+                Err(e) => return Err(format!("{url}: {e}")),
+            }
+        };
+        let at = dir.as_ref().map_or(self.dir.root(), |d| d.as_fd());
+        remove_entry(
+            at,
+            &CString::new(name).map_err(|e| e.to_string())?,
+            0,
+            &mut purged,
+        )
+        .map_err(|e| format!("{url}: {e}"))?;
+        Ok(purged)
+    }
+}
+
+/// Remove `name` in `dir`: a file or link is unlinked, a directory emptied and removed.
+fn remove_entry(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    depth: usize,
+    purged: &mut Purged,
+) -> rustix::io::Result<()> {
+    let kind = match statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode),
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if kind == FileType::Directory {
+        if depth > MAX_DEPTH {
+            return Ok(());
+        }
+        let sub = openat(dir, name.as_c_str(), DIR_FLAGS, Mode::empty())?;
+        remove_contents(sub.as_fd(), depth + 1, purged)?;
+        match unlinkat(dir, name.as_c_str(), AtFlags::REMOVEDIR) {
+            // A store in progress left its temporary file: keep the directory.
+            Ok(()) | Err(Errno::NOTEMPTY) => Ok(()),
+            Err(e) => Err(e),
+        }
+    } else {
+        unlinkat(dir, name.as_c_str(), AtFlags::empty())?;
+        if kind == FileType::RegularFile {
+            purged.files += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Remove everything in `dir` but the temporary files of stores in progress.
+fn remove_contents(
+    dir: BorrowedFd<'_>,
+    depth: usize,
+    purged: &mut Purged,
+) -> rustix::io::Result<()> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let bytes = entry.file_name().to_bytes();
+        if bytes == b"." || bytes == b".." || bytes.starts_with(TEMP_PREFIX.as_bytes()) {
+            continue;
+        }
+        names.push(entry.file_name().to_owned());
+    }
+    for name in names {
+        remove_entry(dir, &name, depth, purged)?;
+    }
+    Ok(())
+}
