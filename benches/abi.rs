@@ -4,7 +4,7 @@
 //! - directly on this thread (`Instance::call`: request view, C call, response
 //!   copied back), and
 //! - as the server calls it (`Handler::call` of the built pipeline: the worker
-//!   pool's semaphore and blocking-thread hop, then the same call).
+//!   pool (one hop to a worker thread and back), then the same call).
 //!
 //!     cargo build --release -p hello && cargo bench --bench abi
 
