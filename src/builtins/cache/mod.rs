@@ -18,7 +18,7 @@ mod config;
 mod dir;
 mod flight;
 mod memo;
-mod path;
+pub mod path;
 pub mod purge;
 mod rules;
 pub mod stats;
