@@ -1,7 +1,7 @@
 //! The HTTP/1.1 server: listening, per-connection limits, the request limits the
 //! pipeline relies on, and graceful shutdown.
 
-mod environ;
+pub mod environ;
 mod limit;
 
 use std::convert::Infallible;
@@ -171,6 +171,11 @@ async fn respond(
         return error_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let (parts, incoming) = req.into_parts();
+    if http_body::Body::is_end_stream(&incoming) {
+        // No body (most GETs): nothing to limit or time, no allocation.
+        let request = environ::environ(parts, crate::pipeline::body::empty(), peer, env);
+        return handler.call(request).await;
+    }
     let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes, cfg.body_timeout);
     let request = environ::environ(parts, environ::boxed(body), peer, env);
     let resp = handler.call(request).await;
