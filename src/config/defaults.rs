@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::conf::{get, set, Conf};
 use super::ini::IniFile;
-use super::interpolate::interpolate;
+use super::interpolate::{interpolate_within, Budget};
 use super::{ConfigError, ErrorKind};
 
 /// The defaults of one opening of a file.
@@ -27,7 +27,12 @@ fn literal(s: &str) -> String {
 }
 
 impl Defaults {
-    pub fn new(ini: &IniFile, path: &Path, injected: &Conf) -> Result<Defaults, ConfigError> {
+    pub fn new(
+        ini: &IniFile,
+        path: &Path,
+        injected: &Conf,
+        budget: &mut Budget,
+    ) -> Result<Defaults, ConfigError> {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let mut raw: Conf = Vec::new();
         let mut lines = HashMap::new();
@@ -47,15 +52,16 @@ impl Defaults {
         let mut values = Vec::with_capacity(raw.len());
         for (key, value) in &raw {
             let value =
-                interpolate(value, &|name| get(&raw, name).map(str::to_owned)).map_err(|m| {
-                    let mut e = ConfigError::new(ErrorKind::Interpolation, path, m)
-                        .in_section("DEFAULT")
-                        .for_key(key);
-                    if let Some(line) = lines.get(key) {
-                        e = e.at(*line);
-                    }
-                    e
-                })?;
+                interpolate_within(value, &|name| get(&raw, name).map(str::to_owned), budget)
+                    .map_err(|m| {
+                        let mut e = ConfigError::new(ErrorKind::Interpolation, path, m)
+                            .in_section("DEFAULT")
+                            .for_key(key);
+                        if let Some(line) = lines.get(key) {
+                            e = e.at(*line);
+                        }
+                        e
+                    })?;
             values.push((key.clone(), value));
         }
         Ok(Defaults { raw, values, lines })

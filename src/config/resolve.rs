@@ -16,7 +16,7 @@ use std::rc::Rc;
 use super::conf::{get, overlay, set, Conf};
 use super::defaults::Defaults;
 use super::ini::{IniFile, Section};
-use super::interpolate::interpolate;
+use super::interpolate::{interpolate_within, Budget};
 use super::lookup::{self, SectionType, Want};
 use super::reference::{self, Reference};
 use super::server::ServerConfig;
@@ -51,6 +51,27 @@ pub fn load(
         warnings: r.warnings,
         requires: r.requires,
     })
+}
+
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A file's text, refusing one over [`MAX_CONFIG_BYTES`] instead of reading it
+/// all (`config:/dev/zero` would otherwise read until memory runs out).
+fn read_config(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {MAX_CONFIG_BYTES} bytes (not a configuration file?)"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
 }
 
 /// `plugin_path` from `[DEFAULT]`, then `target/release` and `target/debug`.
@@ -133,6 +154,11 @@ struct Keys {
 
 const RESERVED: &[&str] = &["use", "filter-with", "next", "pipeline", "require"];
 
+/// Most section resolutions one load may make. Each reference resolves its
+/// section again (the tree holds one node per use), so urlmaps whose mounts all
+/// name the next urlmap grow exponentially without any cycle.
+const MAX_RESOLUTIONS: usize = 10_000;
+
 #[derive(Default)]
 struct Resolver {
     files: HashMap<PathBuf, Rc<IniFile>>,
@@ -140,6 +166,10 @@ struct Resolver {
     stack: Vec<(PathBuf, String)>,
     warnings: Vec<String>,
     requires: Vec<(String, String)>,
+    /// Sections resolved so far (see [`MAX_RESOLUTIONS`]).
+    resolutions: usize,
+    /// The interpolation work left for this load.
+    budget: Budget,
 }
 
 impl Resolver {
@@ -148,7 +178,7 @@ impl Resolver {
         let ini = match self.files.get(path) {
             Some(ini) => ini.clone(),
             None => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                let text = read_config(path).map_err(|e| {
                     ConfigError::new(ErrorKind::Read, path, format!("cannot read: {e}"))
                 })?;
                 let ini = Rc::new(IniFile::parse(path, &text)?);
@@ -157,7 +187,7 @@ impl Resolver {
                 ini
             }
         };
-        let defaults = Rc::new(Defaults::new(&ini, path, injected)?);
+        let defaults = Rc::new(Defaults::new(&ini, path, injected, &mut self.budget)?);
         Ok(Ctx {
             path: path.to_owned(),
             dir: path.parent().unwrap_or(Path::new("/")).to_owned(),
@@ -275,6 +305,19 @@ impl Resolver {
                 format!("reference cycle: {}", chain.join(" -> ")),
             ));
         }
+        self.resolutions += 1;
+        if self.resolutions > MAX_RESOLUTIONS {
+            // No line here either: `locate` points at the reference.
+            return Err(ConfigError::new(
+                ErrorKind::BadValue,
+                &ctx.path,
+                format!(
+                    "resolving [{}] makes the tree larger than {MAX_RESOLUTIONS} sections: \
+                     do sections name the next ones several times over?",
+                    section.header
+                ),
+            ));
+        }
         self.stack.push(frame);
         let section = section.clone();
         let result = self.section_body(ctx, ty, &section, incoming);
@@ -310,7 +353,7 @@ impl Resolver {
         let mut gets = Vec::new();
         for entry in &section.entries {
             let here = at(entry.line, &entry.key);
-            let value = interpolate(&entry.value, &raw_lookup)
+            let value = interpolate_within(&entry.value, &raw_lookup, &mut self.budget)
                 .map_err(|m| here.error(ErrorKind::Interpolation, m))?;
             if let Some(name) = entry.key.strip_prefix("set ") {
                 let name = name.trim();
@@ -666,7 +709,7 @@ impl Resolver {
                 ));
                 continue;
             }
-            let v = interpolate(&e.value, &raw_lookup).map_err(|m| {
+            let v = interpolate_within(&e.value, &raw_lookup, &mut self.budget).map_err(|m| {
                 ConfigError::new(ErrorKind::Interpolation, &ctx.path, m)
                     .at(e.line)
                     .in_section(&section.header)

@@ -32,7 +32,16 @@ pub fn environ(
         .map(host_without_port)
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
-        .or_else(|| parts.uri.host().map(str::to_owned))
+        .or_else(|| {
+            // An absolute-form or authority-form target's host: `[::1]` loses its
+            // brackets as in Host, and an empty one (`GET : HTTP/1.0`) is no name.
+            parts
+                .uri
+                .host()
+                .map(host_without_port)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| env.local.ip().to_string());
     Request {
         method: parts.method,
@@ -102,6 +111,51 @@ mod tests {
         assert_eq!(
             split_prefix("", b"/a".to_vec()),
             (b"".to_vec(), b"/a".to_vec())
+        );
+    }
+
+    fn environ_of(target: &str, host: Option<&str>) -> Request {
+        let mut builder = http::Request::builder().uri(target);
+        if let Some(host) = host {
+            builder = builder.header(http::header::HOST, host);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        let env = ServerEnv {
+            url_scheme: "http".into(),
+            url_prefix: String::new(),
+            local: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        environ(parts, crate::pipeline::body::empty(), peer, &env)
+    }
+
+    /// Found by the `environ` fuzz target: `GET : HTTP/1.0` (no Host header)
+    /// is an authority-form target with an empty host, which became an empty
+    /// SERVER_NAME; `http://:80/` did the same.
+    #[test]
+    fn fuzz_empty_uri_host_falls_back_to_local_address() {
+        for target in [":", "http://:80/x"] {
+            assert_eq!(
+                environ_of(target, None).server_name,
+                "127.0.0.1",
+                "{target}"
+            );
+        }
+        assert_eq!(
+            environ_of(":", Some("example.com")).server_name,
+            "example.com"
+        );
+    }
+
+    /// Seen while reducing that crash: the URI's IPv6 host kept its brackets,
+    /// which the same host in a Host header loses.
+    #[test]
+    fn fuzz_ipv6_uri_host_loses_brackets_like_host_header() {
+        assert_eq!(environ_of("http://[::1]:8080/x", None).server_name, "::1");
+        assert_eq!(environ_of("/x", Some("[::1]:8080")).server_name, "::1");
+        assert_eq!(
+            environ_of("http://example.com/x", None).server_name,
+            "example.com"
         );
     }
 
