@@ -188,6 +188,12 @@ fn serve(
     }
     rt.block_on(async move {
         let listeners = server::bind(&deployment.server).await?;
+        // Take over SIGINT, SIGTERM and SIGHUP before saying we listen: a signal
+        // sent as soon as that line appears must drain or reload, not meet the
+        // default action (which ends the process).
+        let shutdown = shutdown_signal();
+        #[cfg(unix)]
+        let hup = reloader.clone().on_sighup();
         let mut out = std::io::stdout().lock();
         for l in &listeners {
             writeln!(out, "plughost: listening on http://{}", l.local_addr()?)?;
@@ -196,11 +202,11 @@ fn serve(
         drop(out);
         tracing::info!(config = %deployment.files[0].display(), threads = reloader.pool().size(), reload = watch, "serving");
         #[cfg(unix)]
-        tokio::spawn(reloader.clone().on_sighup());
+        tokio::spawn(hup);
         if watch {
             tokio::spawn(reloader.clone().watch());
         }
-        server::serve(listeners, reloader.live(), deployment.server.clone(), shutdown_signal()).await;
+        server::serve(listeners, reloader.live(), deployment.server.clone(), shutdown).await;
         Ok(())
     })
 }
@@ -268,24 +274,35 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (not when the future is first polled).
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn recv(s: std::io::Result<Signal>) {
+        match s {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+    }
+    let (int, term) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        tokio::select! {
+            _ = recv(int) => tracing::info!("SIGINT received"),
+            _ = recv(term) => tracing::info!("SIGTERM received"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received");
     }
 }

@@ -183,18 +183,23 @@ impl Reloader {
         }
     }
 
-    /// Reload on every SIGHUP.
+    /// Reload on every SIGHUP. The handler is installed when this is called
+    /// (inside the runtime), not when the returned future first runs, so a
+    /// SIGHUP right after start-up reloads instead of ending the process.
     #[cfg(unix)]
-    pub async fn on_sighup(self: Arc<Self>) {
+    pub fn on_sighup(self: Arc<Self>) -> impl std::future::Future<Output = ()> {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload with --reload instead");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading");
-            let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.reload()).await;
+        let hup = signal(SignalKind::hangup());
+        async move {
+            let Ok(mut hup) = hup else {
+                tracing::warn!("cannot listen for SIGHUP; reload with --reload instead");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading");
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.reload()).await;
+            }
         }
     }
 }

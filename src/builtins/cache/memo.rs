@@ -82,7 +82,19 @@ impl Entry {
     }
 }
 
-/// The pages in memory, by cache path, within a byte budget.
+/// What one entry costs beyond its body: the `Entry` and its `Arc`, the
+/// allocations behind its header values and body, its key and its map slot
+/// (measured at about 400 bytes; rounded up). Without it a budget counting only
+/// body bytes let many tiny pages hold many times `memory_cache_bytes`.
+pub const ENTRY_OVERHEAD: u64 = 512;
+
+/// What an entry for `rel` holding `body_len` bytes counts against the budget.
+fn cost(rel: &str, body_len: usize) -> u64 {
+    body_len as u64 + rel.len() as u64 + ENTRY_OVERHEAD
+}
+
+/// The pages in memory, by cache path, within a byte budget (bodies and the
+/// entries' own overhead).
 pub struct Memo {
     inner: RwLock<Inner>,
     /// Largest page kept (bytes).
@@ -93,14 +105,14 @@ pub struct Memo {
 #[derive(Default)]
 struct Inner {
     map: HashMap<Box<str>, Arc<Entry>>,
-    /// Body bytes held.
+    /// What the entries cost (see [`cost`]).
     total: u64,
 }
 
 impl Inner {
     fn remove(&mut self, rel: &str) {
         if let Some(e) = self.map.remove(rel) {
-            self.total -= e.body.len() as u64;
+            self.total -= cost(rel, e.body.len());
         }
     }
 }
@@ -138,8 +150,8 @@ impl Memo {
 
     /// Keep `entry` for `rel`, making room by dropping others if needed.
     pub fn put(&self, rel: &str, entry: Arc<Entry>) {
-        let size = entry.body.len() as u64;
-        if size > self.max_entry {
+        let size = cost(rel, entry.body.len());
+        if entry.body.len() as u64 > self.max_entry || size > self.max_total {
             return;
         }
         let mut inner = self.write();
@@ -182,7 +194,8 @@ mod tests {
         let root = std::fs::File::open(tmp.path()).unwrap();
         let file = tmp.path().join("p");
         std::fs::write(&file, "one").unwrap();
-        let memo = Memo::new(10, 8);
+        // Room for two entries of 4-byte bodies under 1-byte names.
+        let memo = Memo::new(2 * cost("a", 4) + 3, 8);
         let meta = std::fs::metadata(&file).unwrap();
         memo.put("p", Arc::new(Entry::new(&meta, Bytes::from_static(b"one"))));
         let e = memo.get(root.as_fd(), "p").expect("fresh");
@@ -206,10 +219,37 @@ mod tests {
         for name in ["a", "b", "c", "d"] {
             let e = Arc::new(Entry::new(&meta, Bytes::from_static(b"1234")));
             memo.put(name, e);
-            let total: usize = memo.read().map.values().map(|e| e.body.len()).sum();
-            assert!(total <= 10, "{total}");
-            assert_eq!(total as u64, memo.read().total);
+            let inner = memo.read();
+            let total: u64 = inner.map.iter().map(|(k, e)| cost(k, e.body.len())).sum();
+            assert!(total <= memo.max_total, "{total}");
+            assert_eq!(total, inner.total);
         }
         assert_eq!(memo.len(), 2);
+    }
+
+    /// Regression: the budget counted body bytes only, so a 64 KiB memo held
+    /// 10 000 one-byte pages (several MiB of entries) and a full 32 MiB one
+    /// could hold millions.
+    #[test]
+    fn many_tiny_pages_cannot_exceed_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("p");
+        std::fs::write(&file, "x").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let memo = Memo::new(64 * 1024, 1024);
+        for i in 0..10_000 {
+            let e = Arc::new(Entry::new(&meta, Bytes::from_static(b"x")));
+            memo.put(&format!("page/{i}"), e);
+        }
+        let n = memo.len() as u64;
+        assert!(
+            n <= 64 * 1024 / ENTRY_OVERHEAD,
+            "{n} entries held in a 64 KiB budget"
+        );
+        assert!(
+            n >= 64 * 1024 / (2 * ENTRY_OVERHEAD),
+            "only {n} entries kept"
+        );
+        assert!(memo.read().total <= 64 * 1024);
     }
 }

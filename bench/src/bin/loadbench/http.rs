@@ -46,12 +46,23 @@ impl Conn {
 
     /// GET `path` on this connection and read the whole response.
     pub fn get(&mut self, path: &str) -> Result<Resp> {
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: loadbench\r\n\r\n",
-            self.host
+        self.request("GET", path, &[])
+    }
+
+    /// A request without a body, with extra `headers`, on this connection; reads
+    /// the whole response (a body cut short is an error).
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Resp> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n",
+            self.host,
+            env!("CARGO_BIN_NAME")
         );
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
         self.reader.get_mut().write_all(req.as_bytes())?;
-        read_response(&mut self.reader).with_context(|| format!("GET {path} on {}", self.host))
+        read_response(&mut self.reader).with_context(|| format!("{method} {path} on {}", self.host))
     }
 }
 

@@ -29,7 +29,10 @@ fn live() -> std::sync::MutexGuard<'static, Vec<(u32, String)>> {
 /// On SIGINT/SIGTERM: stop every child, remove the temp dir, exit 130.
 pub fn install_signal_handler() -> Result<()> {
     ctrlc::set_handler(|| {
-        eprintln!("\nloadbench: interrupted; stopping servers");
+        eprintln!(
+            "\n{}: interrupted; stopping servers",
+            env!("CARGO_BIN_NAME")
+        );
         let procs: Vec<(u32, String)> = live().clone();
         for (pid, comm) in &procs {
             terminate_tree(*pid, comm, Duration::from_secs(2));
@@ -248,23 +251,34 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns how it exited, and
+    /// whether it exited on its own within `grace` (None if it could not be reaped).
+    pub fn stop(&mut self, grace: Duration) -> Option<(std::process::ExitStatus, bool)> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some((status, true));
+        }
+        signal(self.pid, Signal::TERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some((status, true)),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok().map(|status| (status, false))
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let kids: Vec<(u32, Option<String>)> = children_of(self.pid)
             .into_iter()
             .map(|k| (k, comm_of(k)))
             .collect();
-        if matches!(self.child.try_wait(), Ok(None)) {
-            signal(self.pid, Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if matches!(self.child.try_wait(), Ok(None)) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        self.stop(Duration::from_secs(5));
         // Orphaned children (if the parent was killed) get no second chance.
         for (kid, comm) in kids {
             if alive(kid) && comm.is_some() && comm_of(kid) == comm {

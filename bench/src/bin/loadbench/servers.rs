@@ -88,12 +88,28 @@ pub fn start_plughost(
     config: &Path,
     log: &Path,
 ) -> Result<(Proc, SocketAddr)> {
+    start_plughost_with(name, bin, plugin_dir, config, log, &[], &[])
+}
+
+/// As [`start_plughost`], with more arguments for `serve` (e.g. `--reload`) and
+/// more environment variables.
+pub fn start_plughost_with(
+    name: &str,
+    bin: &Path,
+    plugin_dir: &Path,
+    config: &Path,
+    log: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<(Proc, SocketAddr)> {
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .arg(config)
         .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(args)
         .env("PLUGHOST_PLUGIN_PATH", plugin_dir)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied());
     let mut p = Proc::spawn(name, cmd, log, true)?;
     let addr = p.wait_listening(START_TIMEOUT)?;
     Ok((p, addr))

@@ -119,19 +119,19 @@ pub fn release_dir(root: &Path) -> PathBuf {
 
 /// `cargo build --release` of everything the benchmark runs.
 pub fn build(root: &Path) -> Result<()> {
+    build_packages(root, &["plughost", "hello", "plughost-bench"])
+}
+
+/// `cargo build --release -p P...`.
+pub fn build_packages(root: &Path, packages: &[&str]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("loadbench: cargo build --release -p plughost -p hello -p plughost-bench");
+    let mut args = vec!["build", "--release"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    eprintln!("{}: cargo {}", env!("CARGO_BIN_NAME"), args.join(" "));
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "plughost",
-            "-p",
-            "hello",
-            "-p",
-            "plughost-bench",
-        ])
+        .args(&args)
         .current_dir(root)
         .stdin(Stdio::null())
         .status()
