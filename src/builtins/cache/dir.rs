@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{
     mkdirat, openat, openat2, renameat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags,
@@ -26,17 +26,77 @@ use super::stats::Event;
 /// map to, and the start-up sweep removes leftovers by it.
 pub const TEMP_PREFIX: &str = ".plughost-tmp-";
 
-/// `TEMP_PREFIX` + this process's pid and start time: temporary files this
-/// process creates, which a sweep after a hot reload must leave alone (a bare
-/// pid is not enough: in a container every start may get the same one).
+/// A temporary file left by a writer on another host is removed only once it is
+/// this old: a store in progress keeps touching its file, a crash leftover does not.
+pub const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// This host's name as it appears in temporary file names (`[A-Za-z0-9-]`).
+fn host_tag() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let tag: String = raw
+            .trim()
+            .chars()
+            .take(63)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if tag.is_empty() {
+            "localhost".into()
+        } else {
+            tag
+        }
+    })
+}
+
+/// `TEMP_PREFIX` + `@host@` + this process's pid and start time: temporary files
+/// this process creates, which a sweep after a hot reload must leave alone (a
+/// bare pid is not enough: in a container every start may get the same one).
+/// The host lets several hosts share one cache_dir without sweeping each
+/// other's stores in progress.
 fn own_prefix() -> &'static str {
     static OWN: OnceLock<String> = OnceLock::new();
     OWN.get_or_init(|| {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        format!("{TEMP_PREFIX}{}.{nanos:x}-", std::process::id())
+        format!(
+            "{TEMP_PREFIX}@{}@{}.{nanos:x}-",
+            host_tag(),
+            std::process::id()
+        )
     })
+}
+
+/// Whether a leftover temporary file may be removed: not this process's; on
+/// this host, when its writer is no longer running; from another host, only
+/// when it has not been touched for [`FOREIGN_TEMP_AGE`]; in any other (older)
+/// naming, always.
+fn sweepable(name: &[u8], age: impl FnOnce() -> Option<Duration>) -> bool {
+    if name.starts_with(own_prefix().as_bytes()) {
+        return false;
+    }
+    let Some(rest) = name
+        .strip_prefix(TEMP_PREFIX.as_bytes())
+        .and_then(|r| r.strip_prefix(b"@"))
+    else {
+        return true;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let Some((host, after)) = text.split_once('@') else {
+        return true;
+    };
+    if host == host_tag() {
+        let pid = after.split(['.', '-']).next().unwrap_or("");
+        return pid.is_empty() || !Path::new("/proc").join(pid).exists();
+    }
+    age().is_some_and(|a| a >= FOREIGN_TEMP_AGE)
 }
 
 pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -231,7 +291,11 @@ fn sweep_dir(dir: BorrowedFd<'_>, shown: &Path, depth: usize, removed: &mut usiz
         if kind == FileType::Directory {
             subdirs.push(name.to_owned());
         } else if bytes.starts_with(TEMP_PREFIX.as_bytes())
-            && !bytes.starts_with(own_prefix().as_bytes())
+            && sweepable(bytes, || {
+                let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+                let modified = UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+                SystemTime::now().duration_since(modified).ok()
+            })
         {
             match unlinkat(dir, name, AtFlags::empty()) {
                 Ok(()) => *removed += 1,
@@ -403,5 +467,27 @@ mod tests {
         assert_eq!(dir.sweep(), 2);
         assert!(tmp.path().join("d/keep").exists());
         assert_eq!(dir.sweep(), 0);
+    }
+
+    #[test]
+    fn shared_cache_dirs_keep_other_writers_temp_files() {
+        let me = host_tag();
+        // Legacy names, and this host's dead writers: swept.
+        assert!(sweepable(format!("{TEMP_PREFIX}1-1").as_bytes(), || None));
+        assert!(sweepable(
+            format!("{TEMP_PREFIX}@{me}@999999999.1-1").as_bytes(),
+            || None
+        ));
+        // This host's live writer (this very test process, under another start time): kept.
+        let live = format!("{TEMP_PREFIX}@{me}@{}.1-1", std::process::id());
+        assert!(!sweepable(live.as_bytes(), || None));
+        // Ours: kept.
+        assert!(!sweepable(format!("{}7", own_prefix()).as_bytes(), || None));
+        // Another host's: kept while fresh, swept once stale.
+        let other = format!("{TEMP_PREFIX}@other-host@42.1-1");
+        assert!(!sweepable(other.as_bytes(), || Some(Duration::from_secs(
+            5
+        ))));
+        assert!(sweepable(other.as_bytes(), || Some(FOREIGN_TEMP_AGE)));
     }
 }
