@@ -3,7 +3,7 @@
 //! symlink is removed as a link, its target is never touched).
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;
@@ -52,14 +52,8 @@ impl Purger {
         let p = path::map(&decoded, url, &self.settings.directory_index)
             .map_err(|r| format!("{url}: never cached ({r})"))?;
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
-        let dir = if parent.is_empty() {
-            None
-        } else {
-            match open_beneath(self.dir.root(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
-                Ok(fd) => Some(fd),
-                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Purged::default()),
-                Err(e) => return Err(format!("{url}: {e}")),
-            }
+        let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
+            return Ok(Purged::default());
         };
         let at = dir.as_ref().map_or(self.dir.root(), |d| d.as_fd());
         match unlinkat(at, name, AtFlags::empty()) {
@@ -69,6 +63,20 @@ impl Purger {
                 "{url}: is a directory of pages; use --prefix to purge them all"
             )),
             Err(e) => Err(format!("{url}: {e}")),
+        }
+    }
+
+    /// The directory `parent` (relative, already mapped) beneath cache_dir:
+    /// `Some(None)` is cache_dir itself, `None` means it does not exist (nothing
+    /// to purge).
+    fn parent(&self, parent: &str) -> rustix::io::Result<Option<Option<OwnedFd>>> {
+        if parent.is_empty() {
+            return Ok(Some(None));
+        }
+        match open_beneath(self.dir.root(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => Ok(Some(Some(fd))),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -85,14 +93,8 @@ impl Purger {
         let p = path::map(trimmed, raw, &self.settings.directory_index)
             .map_err(|r| format!("{url}: never cached ({r})"))?;
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
-        let dir = if parent.is_empty() {
-            None
-        } else {
-            match open_beneath(self.dir.root(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
-                Ok(fd) => Some(fd),
-                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(purged),
-                Err(e) => return Err(format!("{url}: {e}")),
-            }
+        let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
+            return Ok(purged);
         };
         let at = dir.as_ref().map_or(self.dir.root(), |d| d.as_fd());
         remove_entry(
