@@ -328,3 +328,71 @@ fn a_known_length_body_over_the_preread_keeps_its_content_length() {
     assert_eq!(r.header("content-length"), Some("1048576"));
     assert_eq!(r.body.len(), 1024 * 1024);
 }
+
+/// Where a call ran: the runtime's threads are named `plughost`, the pool's
+/// `plughost-worker-N` (which the kernel cuts to 15 bytes).
+fn on_pool(thread: &str) -> bool {
+    thread.starts_with("plughost-worke")
+}
+
+#[test]
+fn non_blocking_apps_answer_body_less_requests_on_the_event_loop() {
+    let (host, _d) = Host::start(
+        "[composite:main]\nuse = egg:plughost#urlmap\n/inline = inline\n/pool = pool\n\n\
+         [app:inline]\nuse = egg:echo#inline\n\n[app:pool]\nuse = egg:echo\n",
+    );
+    let thread = |r: &Reply| r.json()["thread"].as_str().unwrap().to_owned();
+    let inline = thread(&host.get("/inline/x"));
+    assert_eq!(
+        inline, "plughost",
+        "a non-blocking app's GET runs on the event loop"
+    );
+    // A body to read could block: the pool takes it, and the body arrives whole.
+    let r = host.request("POST", "/inline/x", &[], &[b'z'; 100_000]);
+    assert!(on_pool(&thread(&r)), "{}", thread(&r));
+    assert_eq!(r.json()["body_len"], 100_000);
+    // An app that made no promise always runs on the pool.
+    assert!(on_pool(&thread(&host.get("/pool/x"))));
+}
+
+#[test]
+fn a_non_blocking_app_that_blocks_is_moved_to_the_worker_pool() {
+    let (host, _d) = Host::start("[app:main]\nuse = egg:echo#inline\n");
+    assert_eq!(host.get("/").json()["thread"], "plughost");
+    // The promise is broken once: the call still answers...
+    let r = host.request("GET", "/", &[("X-Echo-Sleep-Ms", "60")], b"");
+    assert_eq!(r.status, 200);
+    // ...and from then on the pool, with its request_timeout, takes the calls.
+    assert!(
+        host.wait_log("declares itself non-blocking", Duration::from_secs(5)),
+        "{}",
+        host.log()
+    );
+    for _ in 0..3 {
+        assert!(on_pool(host.get("/").json()["thread"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn abi_1_0_plugins_load_and_their_tables_are_read_to_their_own_size() {
+    let dir = tempdir();
+    let src = repo_dir().join("plugins/c-hello/hello.c");
+    compile_c(&src, "c-new", dir.path(), &["-DC_HELLO_THREAD"]);
+    compile_c(
+        &src,
+        "c-old",
+        dir.path(),
+        &["-DC_HELLO_THREAD", "-DC_HELLO_ABI_1_0"],
+    );
+    let host = Host::start_in(
+        dir.path(),
+        "[composite:main]\nuse = egg:plughost#urlmap\n/new = new\n/old = old\n\n\
+         [app:new]\nuse = lib:libc_new.so\n\n[app:old]\nuse = lib:libc_old.so\n",
+    );
+    // A 1.1 table with the flag set: the event loop.
+    assert_eq!(host.get("/new").text(), "plughost");
+    // A 1.0 table ends before `flags`; the word after it is not read as flags.
+    let old = host.get("/old");
+    assert_eq!(old.status, 200);
+    assert!(on_pool(&old.text()), "{}", old.text());
+}

@@ -11,7 +11,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::percent_decode_str;
 use plughost::pipeline::body;
-use plughost::server::environ::{environ, ServerEnv};
+use plughost::server::environ::{environ, Peer, ServerEnv};
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {
@@ -43,8 +43,8 @@ fuzz_target!(|input: Input| {
         url_prefix: prefix.to_owned(),
         local: SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
-    let req = environ(parts, body::empty(), peer, &env);
+    let peer = Peer::new(SocketAddr::from(([192, 0, 2, 1], 40000)));
+    let req = environ(parts, body::empty(), &peer, &env);
 
     assert_eq!(req.raw_path, uri.path());
     let decoded: Vec<u8> = percent_decode_str(uri.path()).collect();
@@ -61,5 +61,5 @@ fuzz_target!(|input: Input| {
     assert_eq!(req.query_string, uri.query().unwrap_or(""));
     assert!(!req.server_name.is_empty(), "{uri:?} {:?}", req.headers);
     assert_eq!(req.server_port, 8080);
-    assert_eq!(req.remote_addr, "192.0.2.1");
+    assert_eq!(&*req.remote_addr, "192.0.2.1");
 });

@@ -3,7 +3,14 @@
  * Answers "Hello, world!" or the `greeting` key of its section.
  *
  * Build: cc -shared -fPIC -O2 -I plugins/sdk/include -o libc_hello.so plugins/c-hello/hello.c
+ *
+ * Test builds: -DC_HELLO_THREAD answers with the name of the thread the call ran
+ * on; -DC_HELLO_ABI_1_0 builds the plugin as ABI 1.0 knew it (a handler table that
+ * ends before `flags`, though the word after it is set), which the host must honour.
  */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,31 +21,42 @@
 #define C_HELLO_DEFAULT "Hello, world!"
 #endif
 
+#ifdef C_HELLO_ABI_1_0
+#define HELLO_ABI_MINOR 0
+#define HELLO_VTBL_SIZE offsetof(ph_handler_vtbl, flags)
+PH_EXPORT const ph_handshake plughost_abi = {PH_MAGIC, PH_ABI_MAJOR, 0};
+#else
+#define HELLO_ABI_MINOR PH_ABI_MINOR
+#define HELLO_VTBL_SIZE sizeof(ph_handler_vtbl)
 PLUGHOST_EXPORT_HANDSHAKE();
+#endif
 
 typedef struct hello {
     char *greeting;
     size_t len;
 } hello;
 
-/* A body that hands out one chunk: the greeting. */
+/* A body that hands out one chunk: the greeting (or, in C_HELLO_THREAD builds,
+ * the thread's name). */
 typedef struct once_body {
-    const hello *app;
+    const char *text;
+    size_t len;
     int done;
+    char thread[32];
 } once_body;
 
 static int32_t once_next(void *self, ph_str *chunk) {
     once_body *b = self;
     if (b->done) return PH_EOF;
     b->done = 1;
-    chunk->ptr = (const uint8_t *)b->app->greeting;
-    chunk->len = b->app->len;
+    chunk->ptr = (const uint8_t *)b->text;
+    chunk->len = b->len;
     return PH_OK;
 }
 
 static int64_t once_size_hint(void *self) {
     once_body *b = self;
-    return b->done ? 0 : (int64_t)b->app->len;
+    return b->done ? 0 : (int64_t)b->len;
 }
 
 static void once_release(void *self) { free(self); }
@@ -64,8 +82,16 @@ static int32_t hello_call(void *self, const ph_request *req, ph_body body, const
         error(err, "out of memory");
         return PH_ERR;
     }
-    b->app = self;
+    const hello *app = self;
+    b->text = app->greeting;
+    b->len = app->len;
     b->done = 0;
+#ifdef C_HELLO_THREAD
+    if (pthread_getname_np(pthread_self(), b->thread, sizeof b->thread) == 0) {
+        b->text = b->thread;
+        b->len = strlen(b->thread);
+    }
+#endif
     out->status = 200;
     out->reason.ptr = NULL;
     out->reason.len = 0;
@@ -84,7 +110,9 @@ static void hello_destroy(void *self) {
     free(h);
 }
 
-static const ph_handler_vtbl HELLO_VTBL = {sizeof(ph_handler_vtbl), hello_call, hello_destroy};
+/* hello_call only copies memory, so it may run on the host's event loop. */
+static const ph_handler_vtbl HELLO_VTBL = {HELLO_VTBL_SIZE, hello_call, hello_destroy,
+                                           PH_HANDLER_NONBLOCKING};
 
 static int32_t hello_create(const ph_host *host, ph_str entry, const ph_pair *global_conf,
                             size_t global_count, const ph_pair *local_conf, size_t local_count,
@@ -122,8 +150,8 @@ static const ph_entry ENTRIES[] = {
 };
 
 static const ph_plugin_desc DESC = {
-    PH_MAGIC, PH_ABI_MAJOR, PH_ABI_MINOR, sizeof(ph_plugin_desc), 0,
-    "c-hello", "0.1.0", "C, plughost.h 1.0",
+    PH_MAGIC, PH_ABI_MAJOR, HELLO_ABI_MINOR, sizeof(ph_plugin_desc), 0,
+    "c-hello", "0.1.0", "C, plughost.h",
     ENTRIES, sizeof ENTRIES / sizeof ENTRIES[0],
 };
 

@@ -69,7 +69,7 @@ fn host_and_port(req: &Request) -> (String, String) {
     match host.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || host.starts_with('[') => (h.to_owned(), p.to_owned()),
         _ => {
-            let port = if req.scheme == "http" { "80" } else { "443" };
+            let port = if &*req.scheme == "http" { "80" } else { "443" };
             (host, port.to_owned())
         }
     }

@@ -11,6 +11,7 @@ mod swap;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Version};
@@ -30,8 +31,8 @@ pub type ResponseFuture<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>
 #[derive(Debug)]
 pub struct Request {
     pub method: Method,
-    /// `http` or `https`.
-    pub scheme: String,
+    /// `http` or `https` (shared by every request of a listener).
+    pub scheme: Arc<str>,
     /// SCRIPT_NAME, percent-decoded bytes.
     pub script_name: Vec<u8>,
     /// PATH_INFO, percent-decoded bytes (may be invalid UTF-8).
@@ -43,7 +44,8 @@ pub struct Request {
     pub version: Version,
     pub server_name: String,
     pub server_port: u16,
-    pub remote_addr: String,
+    /// The peer's address (formatted once per connection).
+    pub remote_addr: Arc<str>,
     pub remote_port: u16,
     pub headers: HeaderMap,
     /// Extra environ keys set by filters for handlers downstream.

@@ -1,6 +1,7 @@
 //! A plugin app or filter as a [`Handler`]: its calls run on the worker pool.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tokio::runtime::Handle;
@@ -49,12 +50,27 @@ fn call_here(
     }
 }
 
+/// A call on the event loop longer than this broke the non-blocking promise (a
+/// real one takes microseconds; the margin covers preemption on a busy machine).
+const INLINE_LIMIT: Duration = Duration::from_millis(20);
+
 impl Handler for PluginNode {
     fn call(&self, req: Request) -> ResponseFuture<'_> {
         Box::pin(async move {
             if req.on_worker {
                 // Already on a worker (called from a filter's `next`): no second queue.
                 return call_here(&self.instance, self.next.as_ref(), &self.rt, req);
+            }
+            if self.instance.runs_inline() && http_body::Body::is_end_stream(&req.body) {
+                // A non-blocking app with nothing to read: answer right here, without
+                // the two thread hand-offs of the pool.
+                let started = Instant::now();
+                let resp = call_here(&self.instance, None, &self.rt, req);
+                let took = started.elapsed();
+                if took > INLINE_LIMIT {
+                    self.instance.stop_inline(took);
+                }
+                return resp;
             }
             let instance = self.instance.clone();
             let next = self.next.clone();

@@ -132,7 +132,7 @@ pub(crate) unsafe fn request_from_view(
             .collect();
         Ok(Request {
             method,
-            scheme: lossy(view.scheme),
+            scheme: lossy(view.scheme).into(),
             script_name: view.script_name.as_bytes().to_vec(),
             path_info: view.path_info.as_bytes().to_vec(),
             raw_path: lossy(view.raw_path),
@@ -144,7 +144,7 @@ pub(crate) unsafe fn request_from_view(
             },
             server_name: lossy(view.server_name),
             server_port: view.server_port,
-            remote_addr: lossy(view.remote_addr),
+            remote_addr: lossy(view.remote_addr).into(),
             remote_port: view.remote_port,
             headers,
             extras,
@@ -316,7 +316,11 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
         return Ok(state.body);
     }
     let mut body = PluginBody { raw, _keep: keep };
-    let mut first = BytesMut::new();
+    // Sized once from the plugin's hint, so a small body is one allocation and copy.
+    let hint = body
+        .size_hint()
+        .map_or(0, |n| n.min(PREREAD_BYTES as u64) as usize);
+    let mut first = BytesMut::with_capacity(hint);
     loop {
         match body.next() {
             Ok(None) => return Ok(bodies::full(first.freeze())),

@@ -4,6 +4,7 @@
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use plughost_sdk::abi::{
@@ -37,6 +38,9 @@ pub struct Instance {
     kind: u32,
     /// `[app:main] libecho.so#main`, for log lines.
     label: String,
+    /// An app that declared `PH_HANDLER_NONBLOCKING` and has not broken the promise:
+    /// its body-less requests run on the event loop (see [`Instance::runs_inline`]).
+    inline: AtomicBool,
     /// Declared last so the library outlives the instance's destruction.
     _lib: Arc<Library>,
 }
@@ -113,6 +117,9 @@ impl Instance {
                 vtbl: info.vtbl,
                 kind: info.kind,
                 label,
+                inline: AtomicBool::new(
+                    info.kind == abi::PH_KIND_APP && info.flags & abi::PH_HANDLER_NONBLOCKING != 0,
+                ),
                 _lib: lib,
             }),
             abi::PH_OK => Err("factory returned success but no instance".into()),
@@ -124,6 +131,23 @@ impl Instance {
     /// `[section] file#entry`.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Whether calls may run on the event loop: a non-blocking app in good standing.
+    pub fn runs_inline(&self) -> bool {
+        self.inline.load(Ordering::Relaxed)
+    }
+
+    /// A call on the event loop took `took`, longer than any non-blocking call
+    /// should: send this instance's calls to the worker pool from now on.
+    pub fn stop_inline(&self, took: std::time::Duration) {
+        if self.inline.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                plugin = self.label(),
+                "declares itself non-blocking, but one call took {took:?} on the event loop; \
+                 its calls now run on the worker pool"
+            );
+        }
     }
 
     /// Whether this is a filter.

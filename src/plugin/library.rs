@@ -33,6 +33,8 @@ pub struct EntryInfo {
     pub kind: u32,
     pub create: abi::PhCreateFn,
     pub vtbl: *const PhHandlerVtbl,
+    /// `PH_HANDLER_*` flags (ABI 1.1; none for a 1.0 table).
+    pub flags: u32,
 }
 
 // SAFETY: `vtbl` points at a static table inside the library, which is never
@@ -153,6 +155,8 @@ impl Library {
                     kind: e.kind,
                     create: e.create,
                     vtbl: e.vtbl,
+                    // SAFETY: checked non-null above; the table is static.
+                    flags: unsafe { handler_flags(e.vtbl) },
                 });
             }
         }
@@ -214,6 +218,24 @@ fn check_handshake(path: &Path, magic: u32, major: u16, minor: u16) -> Result<()
         });
     }
     Ok(())
+}
+
+/// The table's flags, or 0 for a table that ends before them (ABI 1.0).
+///
+/// # Safety
+/// `vtbl` must point at a handler table at least `struct_size` bytes long.
+unsafe fn handler_flags(vtbl: *const PhHandlerVtbl) -> u32 {
+    let end_of_flags = std::mem::offset_of!(PhHandlerVtbl, flags) + std::mem::size_of::<u32>();
+    // SAFETY: `struct_size` is the first field of every version of the table; the
+    // flags are read through a raw pointer only when the table says it has them.
+    unsafe {
+        let size = std::ptr::addr_of!((*vtbl).struct_size).read_unaligned();
+        if (size as usize) < end_of_flags {
+            0
+        } else {
+            std::ptr::addr_of!((*vtbl).flags).read_unaligned()
+        }
+    }
 }
 
 /// Pointer identity of a vtable, to recognise the host's own bodies.

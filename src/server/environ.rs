@@ -1,6 +1,7 @@
 //! Turning an HTTP request into the pipeline's [`Request`] (WSGI's environ).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use percent_encoding::percent_decode_str;
@@ -10,18 +11,29 @@ use crate::pipeline::{Body, Request};
 /// Per-listener facts that go into every request.
 #[derive(Debug, Clone)]
 pub struct ServerEnv {
-    pub url_scheme: String,
+    pub url_scheme: Arc<str>,
     pub url_prefix: String,
     pub local: SocketAddr,
 }
 
+/// The client's side of one connection, formatted once for all its requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub ip: Arc<str>,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            ip: addr.ip().to_string().into(),
+        }
+    }
+}
+
 /// Build the environ from the request head; `body` is the (limited) request body.
-pub fn environ(
-    parts: http::request::Parts,
-    body: Body,
-    peer: SocketAddr,
-    env: &ServerEnv,
-) -> Request {
+pub fn environ(parts: http::request::Parts, body: Body, peer: &Peer, env: &ServerEnv) -> Request {
     let raw_path = parts.uri.path().to_owned();
     let decoded: Vec<u8> = percent_decode_str(&raw_path).collect();
     let (script_name, path_info) = split_prefix(&env.url_prefix, decoded);
@@ -53,8 +65,8 @@ pub fn environ(
         version: parts.version,
         server_name,
         server_port: env.local.port(),
-        remote_addr: peer.ip().to_string(),
-        remote_port: peer.port(),
+        remote_addr: peer.ip.clone(),
+        remote_port: peer.addr.port(),
         headers: parts.headers,
         extras: Vec::new(),
         body,
@@ -125,8 +137,8 @@ mod tests {
             url_prefix: String::new(),
             local: SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
-        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
-        environ(parts, crate::pipeline::body::empty(), peer, &env)
+        let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        environ(parts, crate::pipeline::body::empty(), &peer, &env)
     }
 
     /// Found by the `environ` fuzz target: `GET : HTTP/1.0` (no Host header)

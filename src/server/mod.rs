@@ -6,7 +6,6 @@ mod limit;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use environ::ServerEnv;
+pub use environ::{Peer, ServerEnv};
 
 use crate::config::ServerConfig;
 use crate::metrics::METRICS;
@@ -56,7 +55,7 @@ pub async fn serve(
             .local_addr()
             .expect("a bound listener has an address");
         let env = Arc::new(ServerEnv {
-            url_scheme: cfg.url_scheme.clone(),
+            url_scheme: cfg.url_scheme.as_str().into(),
             url_prefix: cfg.url_prefix.clone(),
             local,
         });
@@ -109,14 +108,17 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let peer = Peer::new(peer);
         let handler = handler.clone();
         let cfg2 = cfg.clone();
         let env = env.clone();
+        let conn_peer = peer.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let handler = handler.clone();
             let cfg = cfg2.clone();
             let env = env.clone();
-            async move { Ok::<_, Infallible>(handle(req, peer, &handler, &cfg, &env).await) }
+            let peer = conn_peer.clone();
+            async move { Ok::<_, Infallible>(handle(req, &peer, &handler, &cfg, &env).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -127,7 +129,7 @@ async fn accept_loop(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+                tracing::debug!(peer = %peer.addr, "connection ended: {e}");
             }
             drop(permit);
         });
@@ -136,7 +138,7 @@ async fn accept_loop(
 
 async fn handle(
     req: hyper::Request<Incoming>,
-    peer: SocketAddr,
+    peer: &Peer,
     handler: &Arc<dyn Handler>,
     cfg: &ServerConfig,
     env: &ServerEnv,
@@ -149,14 +151,14 @@ async fn handle(
     let elapsed = started.elapsed();
     METRICS.responded(resp.status().as_u16(), elapsed);
     if let Some((method, path)) = logged {
-        tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
+        tracing::debug!(peer = %peer.addr, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
     }
     resp
 }
 
 async fn respond(
     req: hyper::Request<Incoming>,
-    peer: SocketAddr,
+    peer: &Peer,
     handler: &Arc<dyn Handler>,
     cfg: &ServerConfig,
     env: &ServerEnv,
@@ -167,7 +169,7 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > cfg.max_body_bytes) {
-        tracing::info!(%peer, "request body of {} bytes is over max_body_bytes ({})", declared.unwrap_or(0), cfg.max_body_bytes);
+        tracing::info!(peer = %peer.addr, "request body of {} bytes is over max_body_bytes ({})", declared.unwrap_or(0), cfg.max_body_bytes);
         return error_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let (parts, incoming) = req.into_parts();

@@ -182,6 +182,7 @@ impl App for Echo {
                 "local_conf": pairs_to_object(self.config.local_conf()),
                 "entry": self.config.entry(),
                 "counter": counter,
+                "thread": thread_name(),
             });
             let mut text =
                 serde_json::to_string_pretty(&report).map_err(|e| Error::new(e.to_string()))?;
@@ -195,4 +196,29 @@ impl App for Echo {
     }
 }
 
-plughost_sdk::export_plugin!(name: "echo", apps: { "main" => Echo });
+/// The kernel's name for the calling thread (the plugin's own copy of std does not
+/// know the names the host gave its threads).
+fn thread_name() -> String {
+    std::fs::read_to_string("/proc/thread-self/comm")
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// `egg:echo#inline`: the same app declared non-blocking, so the host answers
+/// body-less requests on its event loop (tests check where calls run, and that an
+/// app breaking the promise with `X-Echo-Sleep-Ms` is moved to the worker pool).
+struct InlineEcho(Echo);
+
+impl App for InlineEcho {
+    const NONBLOCKING: bool = true;
+
+    fn new(config: &Config) -> Result<Self, Error> {
+        Echo::new(config).map(InlineEcho)
+    }
+
+    fn call(&self, req: Request) -> Result<Response, Error> {
+        self.0.call(req)
+    }
+}
+
+plughost_sdk::export_plugin!(name: "echo", apps: { "main" => Echo, "inline" => InlineEcho });

@@ -7,6 +7,9 @@ struct Hello {
 }
 
 impl App for Hello {
+    /// Copying a string never blocks, so the host may answer on its event loop.
+    const NONBLOCKING: bool = true;
+
     fn new(config: &Config) -> Result<Self, Error> {
         let greeting = config.get("greeting").unwrap_or("Hello, world!");
         Ok(Hello {

@@ -33,7 +33,7 @@ extern "C" {
 
 #define PH_MAGIC 0x504C5547u /* "PLUG" */
 #define PH_ABI_MAJOR 1
-#define PH_ABI_MINOR 0
+#define PH_ABI_MINOR 1
 
 #define PH_OK 0
 #define PH_EOF 1
@@ -44,6 +44,12 @@ extern "C" {
 #define PH_KIND_FILTER 2u
 
 #define PH_FLAG_PANIC_UNWIND 1u
+
+/* ph_handler_vtbl.flags (ABI 1.1). NONBLOCKING: `call`, and the first 64 KiB of the
+ * body it returns, never block (no I/O, no sleeping, microseconds of work), so the
+ * host may run the app on its event loop when the request has no body. One slow
+ * call and the host moves the instance back to its worker pool. Apps only. */
+#define PH_HANDLER_NONBLOCKING 1u
 
 #define PH_LOG_ERROR 1
 #define PH_LOG_WARN 2
@@ -131,6 +137,8 @@ typedef struct ph_handler_vtbl {
     int32_t (*call)(void *self, const ph_request *req, ph_body body, const ph_next *next,
                     ph_response *out, const ph_error_sink *err);
     void (*destroy)(void *self);
+    /* ABI 1.1: PH_HANDLER_* flags (a 1.0 table ends before this field). */
+    uint32_t flags;
 } ph_handler_vtbl;
 
 typedef int32_t (*ph_create_fn)(const ph_host *host, ph_str entry,

@@ -12,7 +12,8 @@
 //! The host refuses a library whose handshake is missing, whose magic differs,
 //! whose major differs, or whose minor is newer than the host's, and calls nothing in it.
 //! A minor version only ever adds fields at the end of a struct (checked through
-//! `struct_size`) or functions at the end of a table.
+//! `struct_size`) or functions at the end of a table. 1.1 added
+//! [`PhHandlerVtbl::flags`] ([`PH_HANDLER_NONBLOCKING`]); 1.0 plugins still load.
 //!
 //! # Ownership (who frees what)
 //! Whoever allocates supplies the destructor; nothing is ever freed by the other side.
@@ -37,7 +38,7 @@ pub const PH_MAGIC: u32 = 0x504C_5547;
 /// Major ABI version: a plugin must match it exactly.
 pub const PH_ABI_MAJOR: u16 = 1;
 /// Minor ABI version: a plugin's minor must not be newer than the host's.
-pub const PH_ABI_MINOR: u16 = 0;
+pub const PH_ABI_MINOR: u16 = 1;
 
 /// Success.
 pub const PH_OK: i32 = 0;
@@ -56,6 +57,15 @@ pub const PH_KIND_FILTER: u32 = 2;
 /// Descriptor flag: the plugin was built with `panic = "unwind"`, so the SDK can
 /// turn panics into errors. Without it a panic aborts the whole process.
 pub const PH_FLAG_PANIC_UNWIND: u32 = 1;
+
+/// Handler flag (ABI 1.1, [`PhHandlerVtbl::flags`]): the app's `call`, and the
+/// first 64 KiB of the body it returns, never block: no I/O, no sleeping, no lock
+/// held by slow code, microseconds of work. The host may then run it on its event
+/// loop instead of a worker thread (saving two thread hand-offs per request) when the
+/// request has no body. A call that breaks the promise stalls other connections, so
+/// the host moves an instance back to the worker pool after one slow call.
+/// Filters ignore it: their `next` waits on the rest of the pipeline.
+pub const PH_HANDLER_NONBLOCKING: u32 = 1;
 
 /// Log levels for [`PhHost::log`].
 pub const PH_LOG_ERROR: i32 = 1;
@@ -249,6 +259,9 @@ pub struct PhHandlerVtbl {
         err: *const PhErrorSink,
     ) -> i32,
     pub destroy: unsafe extern "C" fn(this: *mut c_void),
+    /// ABI 1.1: `PH_HANDLER_*` flags. Read only when `struct_size` covers it; a 1.0
+    /// table ends before it, which means no flags.
+    pub flags: u32,
 }
 
 /// A factory: Paste Deploy's `app_factory(global_conf, **local_conf)`.

@@ -347,13 +347,13 @@ unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
     let body = RequestBody(ForeignBody::new(body));
     // SAFETY: every string and array of the view is valid for the call.
     unsafe {
-        let raw_script_name = req.script_name.as_bytes().to_vec();
-        let raw_path_info = req.path_info.as_bytes().to_vec();
+        let (script_name, raw_script_name) = decoded(req.script_name);
+        let (path_info, raw_path_info) = decoded(req.path_info);
         Request {
             method: owned(req.method),
             scheme: owned(req.scheme),
-            script_name: String::from_utf8_lossy(&raw_script_name).into_owned(),
-            path_info: String::from_utf8_lossy(&raw_path_info).into_owned(),
+            script_name,
+            path_info,
             raw_path: owned(req.raw_path),
             query_string: owned(req.query_string),
             protocol: owned(req.protocol),
@@ -371,13 +371,28 @@ unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
     }
 }
 
+/// A decoded path as a string, plus its exact bytes when they are not UTF-8.
+///
+/// # Safety
+/// `s` must be valid for the duration of the call.
+unsafe fn decoded(s: PhStr) -> (String, Option<Vec<u8>>) {
+    // SAFETY: guaranteed by the caller.
+    let bytes = unsafe { s.as_bytes() };
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(bytes.to_vec()),
+        ),
+    }
+}
+
 /// The bytes to send for a string that may have come in as invalid UTF-8:
 /// the original bytes if the string was not changed.
-fn exact<'a>(shown: &'a str, raw: &'a [u8]) -> &'a [u8] {
-    if shown.as_bytes() == raw || String::from_utf8_lossy(raw) != shown {
-        shown.as_bytes()
-    } else {
-        raw
+fn exact<'a>(shown: &'a str, raw: &'a Option<Vec<u8>>) -> &'a [u8] {
+    match raw {
+        Some(raw) if String::from_utf8_lossy(raw) == shown => raw,
+        _ => shown.as_bytes(),
     }
 }
 
@@ -554,6 +569,11 @@ impl<T: App> AppGlue<T> {
         struct_size: std::mem::size_of::<PhHandlerVtbl>() as u32,
         call: Self::call,
         destroy: destroy::<T>,
+        flags: if T::NONBLOCKING {
+            PH_HANDLER_NONBLOCKING
+        } else {
+            0
+        },
     };
 
     #[allow(clippy::too_many_arguments)]
@@ -610,6 +630,7 @@ impl<T: Filter> FilterGlue<T> {
         struct_size: std::mem::size_of::<PhHandlerVtbl>() as u32,
         call: Self::call,
         destroy: destroy::<T>,
+        flags: 0,
     };
 
     #[allow(clippy::too_many_arguments)]

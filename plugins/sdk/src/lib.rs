@@ -83,6 +83,15 @@ pub trait App: Send + Sync + Sized + 'static {
     fn new(config: &Config) -> Result<Self, Error>;
     /// Answer one request.
     fn call(&self, req: Request) -> Result<Response, Error>;
+
+    /// Set to `true` only if `call` never blocks: no file or network I/O, no
+    /// sleeping, no lock held by slow code, microseconds of work (and the same for
+    /// producing the first 64 KiB of the response body). The host then runs
+    /// body-less requests on its event loop instead of a worker thread, which saves
+    /// two thread hand-offs per request; `request_timeout` cannot apply there. A
+    /// call that takes longer than the host's limit sends the instance back to the
+    /// worker pool for good, with a warning.
+    const NONBLOCKING: bool = false;
 }
 
 /// A filter: middleware wrapping the rest of the pipeline (a WSGI middleware).

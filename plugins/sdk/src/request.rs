@@ -29,9 +29,10 @@ pub struct Request {
     /// The declared body length, if any.
     pub content_length: Option<u64>,
     pub body: RequestBody,
-    /// Exact bytes of script_name and path_info as received.
-    pub(crate) raw_script_name: Vec<u8>,
-    pub(crate) raw_path_info: Vec<u8>,
+    /// Exact bytes of script_name and path_info as received, kept only when they
+    /// were not valid UTF-8 (the strings above then differ from them).
+    pub(crate) raw_script_name: Option<Vec<u8>>,
+    pub(crate) raw_path_info: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -53,8 +54,8 @@ impl Request {
             extras: Vec::new(),
             content_length: None,
             body: RequestBody::empty(),
-            raw_script_name: Vec::new(),
-            raw_path_info: path_info.as_bytes().to_vec(),
+            raw_script_name: None,
+            raw_path_info: None,
         }
     }
 

@@ -44,7 +44,7 @@ fn c_header_matches_rust_layout() {
         "ph_error_sink" => PhErrorSink { "self" => this, "set" => set },
         "ph_next" => PhNext { "self" => this, "call" => call },
         "ph_host" => PhHost { "struct_size" => struct_size, "abi_major" => abi_major, "abi_minor" => abi_minor, "log" => log },
-        "ph_handler_vtbl" => PhHandlerVtbl { "struct_size" => struct_size, "call" => call, "destroy" => destroy },
+        "ph_handler_vtbl" => PhHandlerVtbl { "struct_size" => struct_size, "call" => call, "destroy" => destroy, "flags" => flags },
         "ph_entry" => PhEntry { "kind" => kind, "name" => name, "create" => create, "vtbl" => vtbl },
         "ph_plugin_desc" => PhPluginDesc {
             "magic" => magic, "abi_major" => abi_major, "abi_minor" => abi_minor, "struct_size" => struct_size,
@@ -65,6 +65,7 @@ fn c_header_matches_rust_layout() {
         ("PH_KIND_APP", PH_KIND_APP as i64),
         ("PH_KIND_FILTER", PH_KIND_FILTER as i64),
         ("PH_FLAG_PANIC_UNWIND", PH_FLAG_PANIC_UNWIND as i64),
+        ("PH_HANDLER_NONBLOCKING", PH_HANDLER_NONBLOCKING as i64),
         ("PH_LOG_ERROR", PH_LOG_ERROR as i64),
         ("PH_LOG_WARN", PH_LOG_WARN as i64),
         ("PH_LOG_INFO", PH_LOG_INFO as i64),
