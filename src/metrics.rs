@@ -25,6 +25,7 @@ pub struct Metrics {
     pool_size: AtomicI64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    sendfile_bytes: AtomicU64,
 }
 
 /// The one instance.
@@ -38,6 +39,7 @@ pub static METRICS: Metrics = Metrics {
     pool_size: AtomicI64::new(0),
     reloads_ok: AtomicU64::new(0),
     reloads_failed: AtomicU64::new(0),
+    sendfile_bytes: AtomicU64::new(0),
 };
 
 /// Decrements a gauge when dropped.
@@ -94,6 +96,11 @@ impl Metrics {
         } else {
             self.reloads_failed.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Body bytes the kernel sent straight from a file (see `server::sendfile`).
+    pub fn sent_from_file(&self, bytes: usize) {
+        self.sendfile_bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -160,6 +167,12 @@ impl Metrics {
             out,
             "plughost_reloads_total{{result=\"failure\"}} {}",
             self.reloads_failed.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP plughost_sendfile_bytes_total Response body bytes sent with sendfile from cached files.\n\
+             # TYPE plughost_sendfile_bytes_total counter\nplughost_sendfile_bytes_total {}",
+            self.sendfile_bytes.load(Relaxed)
         );
         cache_metrics(&mut out);
         out

@@ -942,3 +942,52 @@ fn configuration_errors_name_the_key() {
     .expect("cache_dir = . is refused");
     assert!(err.contains("contains the configuration file"), "{err}");
 }
+
+/// `plughost_sendfile_bytes_total` from the metrics app.
+fn sendfile_bytes(host: &Host) -> u64 {
+    let text = host.get("/_metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("plughost_sendfile_bytes_total "))
+        .expect("the sendfile counter is exported")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn large_hits_from_memory_go_out_with_sendfile_byte_for_byte() {
+    let (host, dir) = Host::start(
+        "[composite:main]\nuse = egg:plughost#urlmap\n/ = site\n/_metrics = metrics\n\n\
+         [app:site]\nuse = egg:echo\nfilter-with = cache\n\n[app:metrics]\nuse = egg:plughost#metrics\n\n\
+         [filter:cache]\nuse = egg:plughost#cache\ncache_dir = cache\nstatus_header = X-Cache\n",
+    );
+    let file = dir.path().join("cache/big");
+    let miss = get(&host, "/big", &[("X-Echo-Bytes", "300000")]);
+    assert_eq!((x_cache(&miss), miss.body.len()), ("MISS", 300_000));
+    wait_stored(&file, &miss.body);
+    // The first hit reads the file into memory; later ones are sent from it.
+    assert_eq!(x_cache(&get(&host, "/big", &[])), "HIT");
+    let before = sendfile_bytes(&host);
+    for _ in 0..3 {
+        let r = get(&host, "/big", &[]);
+        assert_eq!(x_cache(&r), "HIT");
+        assert!(
+            r.body == miss.body,
+            "a sendfile hit differs from the stored page"
+        );
+    }
+    assert_eq!(sendfile_bytes(&host) - before, 3 * 300_000);
+
+    // Rewritten in place, same length: the new bytes, never a mix.
+    std::thread::sleep(Duration::from_millis(100));
+    let edited: Vec<u8> = miss.body.iter().map(|b| b.to_ascii_uppercase()).collect();
+    std::fs::write(&file, &edited).unwrap();
+    for _ in 0..2 {
+        assert!(get(&host, "/big", &[]).body == edited);
+    }
+    // HEAD and ranges never offer a body.
+    let before = sendfile_bytes(&host);
+    assert_eq!(host.request("HEAD", "/big", &[], b"").status, 200);
+    let r = get(&host, "/big", &[("Range", "bytes=0-99999")]);
+    assert_eq!((r.status, r.body.len()), (206, 100_000));
+    assert_eq!(sendfile_bytes(&host), before);
+}

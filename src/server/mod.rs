@@ -3,6 +3,7 @@
 
 pub mod environ;
 mod limit;
+pub mod sendfile;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -113,19 +114,28 @@ async fn accept_loop(
         let cfg2 = cfg.clone();
         let env = env.clone();
         let conn_peer = peer.clone();
+        let offers = sendfile::Offers::default();
+        let conn_offers = offers.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let handler = handler.clone();
             let cfg = cfg2.clone();
             let env = env.clone();
             let peer = conn_peer.clone();
-            async move { Ok::<_, Infallible>(handle(req, &peer, &handler, &cfg, &env).await) }
+            let offers = conn_offers.clone();
+            async move {
+                let resp = sendfile::scope(offers, handle(req, &peer, &handler, &cfg, &env)).await;
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_timeout)
             .max_buf_size(cfg.max_header_bytes)
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(
+                TokioIo::new(sendfile::ConnStream::new(stream, offers)),
+                service,
+            );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -64,6 +64,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Whether this entry's bytes are the content of the file with `meta`.
+    pub fn is_content_of(&self, meta: &Metadata) -> bool {
+        self.version == Version::of(meta)
+    }
+
     /// An entry for `body`, the whole content of a file with metadata `meta`.
     /// Its validators are the ones `serve_file` gives the same file.
     pub fn new(meta: &Metadata, body: Bytes) -> Entry {

@@ -39,6 +39,7 @@ use self::stats::{CacheStats, Event};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
 use crate::config::Component;
 use crate::pipeline::{body, Handler, Request, Response, ResponseFuture};
+use crate::server::sendfile;
 
 pub use self::config::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MEMORY_CACHE_BYTES};
 pub use self::dir::TEMP_PREFIX;
@@ -147,6 +148,9 @@ impl Cache {
         };
         if self.memo.enabled() && plain(&req.headers) {
             if let Some(entry) = self.memo.get(self.dir.root(), path.rel()) {
+                if req.method == Method::GET && entry.body.len() >= sendfile::MIN_BYTES {
+                    self.offer_file(&path, &entry);
+                }
                 return self.answer(&Ask::of(&req), &entry, Event::Hit);
             }
         }
@@ -242,6 +246,17 @@ impl Cache {
             self.stats.count(Event::NotModified);
         }
         self.mark(resp, HIT)
+    }
+
+    /// Let the connection send a large page from its file (`sendfile`) rather
+    /// than copy it from memory: only when the file opened now is the very
+    /// version the entry was read from. Nothing changes when it is not.
+    fn offer_file(&self, path: &CachePath, entry: &Entry) {
+        if let Lookup::Hit(file, meta) = self.dir.lookup(path) {
+            if entry.is_content_of(&meta) {
+                sendfile::offer(&entry.body, file);
+            }
+        }
     }
 
     /// A 200 (or headers only, for HEAD) from a page in memory.

@@ -1,0 +1,347 @@
+//! Zero-copy bodies: a large page the cache serves from memory goes out with
+//! `sendfile(2)` from its file instead of being copied from userspace.
+//!
+//! hyper owns the connection and only ever writes bytes, so the handler
+//! *offers* the connection a body it knows to be the content of an open file
+//! ([`offer`]), and the connection's stream ([`ConnStream`]) recognises those
+//! bytes by address when hyper writes them, and sends the same range of the
+//! file instead. Anything it does not recognise (a filter that copied or
+//! changed the body, hyper flattening buffers, an offer already dropped) is
+//! written from memory as usual, so the bytes on the wire are the same either
+//! way: an offer can only save a copy, never change a response.
+//!
+//! Offers live in a per-connection list reached through a task-local set for
+//! each request ([`scope`]); code that runs elsewhere (a plugin worker thread)
+//! finds no list and offers nothing.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use rustix::net::SendFlags;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::metrics::METRICS;
+
+/// Bodies smaller than this are written from memory: one copy of a few pages
+/// costs less than the extra system call.
+pub const MIN_BYTES: usize = 64 * 1024;
+
+/// Offers kept per connection. hyper writes one response at a time, so more
+/// than this means earlier offers were never written (a filter replaced the
+/// body); the oldest is dropped.
+const MAX_OFFERS: usize = 2;
+
+/// A body whose bytes are exactly `file`'s bytes from offset 0.
+struct Offer {
+    bytes: Bytes,
+    file: File,
+}
+
+impl Offer {
+    /// The file offset of `buf` if it lies within this offer's bytes.
+    fn offset_of(&self, buf: &[u8]) -> Option<u64> {
+        let start = self.bytes.as_ptr() as usize;
+        let end = start + self.bytes.len();
+        let at = buf.as_ptr() as usize;
+        (at >= start && at + buf.len() <= end).then(|| (at - start) as u64)
+    }
+}
+
+/// One connection's offers.
+#[derive(Clone, Default)]
+pub struct Offers(Arc<OfferList>);
+
+#[derive(Default)]
+struct OfferList {
+    /// Whether `list` may be non-empty: a write checks this before locking.
+    any: AtomicBool,
+    list: Mutex<Vec<Offer>>,
+}
+
+impl Offers {
+    fn push(&self, offer: Offer) {
+        let mut list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() == MAX_OFFERS {
+            list.remove(0);
+        }
+        list.push(offer);
+        self.0.any.store(true, Ordering::Release);
+    }
+
+    /// The offer holding `buf`: a duplicate of its file and the file offset.
+    fn find(&self, buf: &[u8]) -> Option<(usize, u64)> {
+        if buf.len() < MIN_BYTES || !self.0.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .enumerate()
+            .find_map(|(i, o)| o.offset_of(buf).map(|off| (i, off)))
+    }
+
+    /// Send up to `len` bytes of offer `index` from `offset` into `out`.
+    fn send(&self, out: &TcpStream, index: usize, offset: u64, len: usize) -> io::Result<usize> {
+        let mut list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
+        let offer = list
+            .get(index)
+            .ok_or_else(|| io::Error::other("sendfile offer vanished"))?;
+        let mut at = offset;
+        let n = rustix::fs::sendfile(out, &offer.file, Some(&mut at), len)?;
+        METRICS.sent_from_file(n);
+        if n == 0 || at as usize >= offer.bytes.len() {
+            // Sent in full, or the file came up short (the caller then writes
+            // from memory): either way nothing will ask for this offer again.
+            list.remove(index);
+            self.0.any.store(!list.is_empty(), Ordering::Release);
+        }
+        Ok(n)
+    }
+}
+
+tokio::task_local! {
+    static CONNECTION: Offers;
+}
+
+/// Run `fut` (one request) with its connection's offers reachable by [`offer`].
+pub async fn scope<F: Future>(offers: Offers, fut: F) -> F::Output {
+    CONNECTION.scope(offers, fut).await
+}
+
+/// Tell this request's connection that `bytes` are exactly the content of
+/// `file` (from offset 0), so it may send them with `sendfile`. The caller
+/// must know this to be true, e.g. from the same inode, size and mtime as when
+/// the bytes were read. Bodies under [`MIN_BYTES`], and calls outside a
+/// request's [`scope`], do nothing.
+pub fn offer(bytes: &Bytes, file: File) {
+    if bytes.len() < MIN_BYTES {
+        return;
+    }
+    let _ = CONNECTION.try_with(|offers| {
+        offers.push(Offer {
+            bytes: bytes.clone(),
+            file,
+        })
+    });
+}
+
+/// A TCP connection that sends offered bytes with `sendfile`.
+pub struct ConnStream {
+    tcp: TcpStream,
+    offers: Offers,
+}
+
+impl ConnStream {
+    pub fn new(tcp: TcpStream, offers: Offers) -> ConnStream {
+        ConnStream { tcp, offers }
+    }
+}
+
+impl ConnStream {
+    /// `send(buf, MSG_MORE)`: more data follows at once.
+    fn send_more(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            let sent = self.tcp.try_io(Interest::WRITABLE, || {
+                Ok(rustix::net::send(&self.tcp, buf, SendFlags::MORE)?)
+            });
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
+impl AsyncRead for ConnStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Write from memory up to the first offered buffer; send that one from its
+        // file. Either way one system call, and hyper calls again for the rest.
+        let Some(first_offered) = bufs.iter().position(|b| this.offers.find(b).is_some()) else {
+            return Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        };
+        let mut before = bufs[..first_offered].iter().filter(|b| !b.is_empty());
+        match (before.next(), before.next()) {
+            (None, _) => {}
+            // The head of a response whose body follows from a file: MSG_MORE lets
+            // the kernel put both in the same segments instead of sending the
+            // head in a packet of its own.
+            (Some(head), None) => return this.send_more(cx, head),
+            _ => return Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..first_offered]),
+        }
+        let buf = &bufs[first_offered];
+        loop {
+            ready!(this.tcp.poll_write_ready(cx))?;
+            // Found again under the lock: the list may have changed since.
+            let Some((index, offset)) = this.offers.find(buf) else {
+                return Pin::new(&mut this.tcp).poll_write(cx, buf);
+            };
+            let sent = this.tcp.try_io(Interest::WRITABLE, || {
+                this.offers.send(&this.tcp, index, offset, buf.len())
+            });
+            match sent {
+                // The file is shorter than its bytes in memory (cut down in
+                // place): send the rest from memory.
+                Ok(0) => return Pin::new(&mut this.tcp).poll_write(cx, buf),
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // hyper then queues body buffers instead of copying them into its own,
+        // which is what lets an offered body be recognised.
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair: our stream (writing) and the peer that reads.
+    async fn pair(offers: &Offers) -> (ConnStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, (server, _)) =
+            tokio::join!(client, async { listener.accept().await.unwrap() });
+        (ConnStream::new(server, offers.clone()), client.unwrap())
+    }
+
+    fn file_with(content: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    fn pattern(len: usize, salt: u8) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ salt).collect()
+    }
+
+    /// Write `head` then `body` the way hyper does (one vectored call, then the
+    /// rest) and return what the peer received.
+    async fn send(offers: &Offers, head: &[u8], body: &Bytes) -> Vec<u8> {
+        let (mut ours, mut peer) = pair(offers).await;
+        let total = head.len() + body.len();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; total];
+            peer.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let mut head = head;
+        let mut body = &body[..];
+        while !head.is_empty() || !body.is_empty() {
+            let bufs = [IoSlice::new(head), IoSlice::new(body)];
+            let n = std::future::poll_fn(|cx| Pin::new(&mut ours).poll_write_vectored(cx, &bufs))
+                .await
+                .unwrap();
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        ours.flush().await.unwrap();
+        reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn offered_bytes_go_out_from_the_file() {
+        // The file differs from the bytes in memory here (never in real use), so
+        // what arrives shows where it came from.
+        let memory = Bytes::from(pattern(300_000, 0));
+        let on_disk = pattern(300_000, 0x5a);
+        let offers = Offers::default();
+        offers.push(Offer {
+            bytes: memory.clone(),
+            file: file_with(&on_disk),
+        });
+        let got = send(&offers, b"HEAD\r\n", &memory).await;
+        assert_eq!(&got[..6], b"HEAD\r\n");
+        assert!(got[6..] == on_disk[..], "the body came from memory");
+        assert!(
+            !offers.0.any.load(Ordering::Acquire),
+            "a sent offer is dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_cut_short_is_finished_from_memory() {
+        let memory = Bytes::from(pattern(300_000, 0));
+        let offers = Offers::default();
+        offers.push(Offer {
+            bytes: memory.clone(),
+            file: file_with(&memory[..100_000]),
+        });
+        assert!(send(&offers, b"", &memory).await == memory[..]);
+    }
+
+    #[tokio::test]
+    async fn bytes_not_offered_are_written_from_memory() {
+        let offered = Bytes::from(pattern(100_000, 0));
+        let offers = Offers::default();
+        offers.push(Offer {
+            bytes: offered.clone(),
+            file: file_with(&pattern(100_000, 0x5a)),
+        });
+        // Same content, other memory: not the offer.
+        let copy = Bytes::from(offered.to_vec());
+        assert!(send(&offers, b"x", &copy).await[1..] == copy[..]);
+    }
+
+    #[tokio::test]
+    async fn offers_outside_a_request_scope_and_small_bodies_are_ignored() {
+        offer(&Bytes::from(pattern(100_000, 0)), file_with(b"x"));
+        let offers = Offers::default();
+        let small = Bytes::from(pattern(MIN_BYTES - 1, 0));
+        let probe = offers.clone();
+        scope(offers, async move { offer(&small, file_with(b"x")) }).await;
+        assert!(!probe.0.any.load(Ordering::Acquire));
+        let big = Bytes::from(pattern(MIN_BYTES, 0));
+        let probe2 = probe.clone();
+        scope(probe, async move { offer(&big, file_with(b"x")) }).await;
+        assert!(probe2.0.any.load(Ordering::Acquire));
+    }
+}
