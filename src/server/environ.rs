@@ -92,7 +92,11 @@ fn host_without_port(host: &str) -> &str {
     if let Some(v6) = host.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6);
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    // A byte search: `rsplit_once(':')` walks chars backwards, slower per request.
+    match host.bytes().rposition(|b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
 }
 
 /// Box a hyper body for the pipeline.

@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 use rustix::fs::{statat, AtFlags, Stat};
 
 use crate::builtins::file_response::etag;
@@ -54,44 +54,63 @@ impl Version {
     }
 }
 
-/// One page with its ready-made header values.
+/// One page with its response headers, prepared once.
 pub struct Entry {
     version: Version,
     pub body: Bytes,
-    pub content_length: HeaderValue,
-    pub etag: HeaderValue,
-    pub last_modified: Option<HeaderValue>,
+    /// The hit's headers: `base` (Content-Type and the like), then
+    /// Content-Length, Accept-Ranges, ETag, Last-Modified and `mark`.
+    pub headers: HeaderMap,
 }
 
 impl Entry {
+    /// An entry for `body`, the whole content of a file with metadata `meta`.
+    /// Its validators are the ones `serve_file` gives the same file; `content_type`
+    /// and `mark` (the status header, if any) are the cache's own.
+    pub fn new(
+        meta: &Metadata,
+        body: Bytes,
+        content_type: &HeaderValue,
+        mark: Option<(&HeaderName, HeaderValue)>,
+    ) -> Entry {
+        let modified = meta.modified().ok();
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(header::CONTENT_TYPE, content_type.clone());
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(
+            header::ETAG,
+            HeaderValue::try_from(etag(meta.len(), modified))
+                .expect("an entity tag is visible ASCII"),
+        );
+        if let Some(m) = modified {
+            headers.insert(
+                header::LAST_MODIFIED,
+                HeaderValue::try_from(httpdate::fmt_http_date(m))
+                    .expect("an HTTP date is visible ASCII"),
+            );
+        }
+        if let Some((name, value)) = mark {
+            headers.insert(name.clone(), value);
+        }
+        Entry {
+            version: Version::of(meta),
+            body,
+            headers,
+        }
+    }
+
     /// Whether this entry's bytes are the content of the file with `meta`.
     pub fn is_content_of(&self, meta: &Metadata) -> bool {
         self.version == Version::of(meta)
     }
-
-    /// An entry for `body`, the whole content of a file with metadata `meta`.
-    /// Its validators are the ones `serve_file` gives the same file.
-    pub fn new(meta: &Metadata, body: Bytes) -> Entry {
-        let modified = meta.modified().ok();
-        Entry {
-            version: Version::of(meta),
-            content_length: HeaderValue::from(body.len()),
-            etag: HeaderValue::try_from(etag(meta.len(), modified))
-                .expect("an entity tag is visible ASCII"),
-            last_modified: modified.map(|m| {
-                HeaderValue::try_from(httpdate::fmt_http_date(m))
-                    .expect("an HTTP date is visible ASCII")
-            }),
-            body,
-        }
-    }
 }
 
-/// What one entry costs beyond its body: the `Entry` and its `Arc`, the
-/// allocations behind its header values and body, its key and its map slot
-/// (measured at about 400 bytes; rounded up). Without it a budget counting only
+/// What one entry costs beyond its body: the `Entry` and its `Arc`, its header
+/// map and the allocations behind its values, its key and its map slot
+/// (measured at about 700 bytes; rounded up). Without it a budget counting only
 /// body bytes let many tiny pages hold many times `memory_cache_bytes`.
-pub const ENTRY_OVERHEAD: u64 = 512;
+pub const ENTRY_OVERHEAD: u64 = 1024;
 
 /// What an entry for `rel` holding `body_len` bytes counts against the budget.
 fn cost(rel: &str, body_len: usize) -> u64 {
@@ -109,7 +128,9 @@ pub struct Memo {
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<Box<str>, Arc<Entry>>,
+    /// foldhash: several times cheaper per lookup than SipHash and still seeded
+    /// per process, so clients choosing URLs cannot aim for collisions.
+    map: HashMap<Box<str>, Arc<Entry>, foldhash::fast::RandomState>,
     /// What the entries cost (see [`cost`]).
     total: u64,
 }
@@ -193,6 +214,11 @@ mod tests {
 
     use super::*;
 
+    fn entry(meta: &Metadata, body: &'static [u8]) -> Arc<Entry> {
+        let ct = HeaderValue::from_static("text/html");
+        Arc::new(Entry::new(meta, Bytes::from_static(body), &ct, None))
+    }
+
     #[test]
     fn entries_are_revalidated_and_bounded() {
         let tmp = tempfile::tempdir().unwrap();
@@ -202,10 +228,10 @@ mod tests {
         // Room for two entries of 4-byte bodies under 1-byte names.
         let memo = Memo::new(2 * cost("a", 4) + 3, 8);
         let meta = std::fs::metadata(&file).unwrap();
-        memo.put("p", Arc::new(Entry::new(&meta, Bytes::from_static(b"one"))));
+        memo.put("p", entry(&meta, b"one"));
         let e = memo.get(root.as_fd(), "p").expect("fresh");
         assert_eq!(&e.body[..], b"one");
-        assert_eq!(e.content_length, "3");
+        assert_eq!(e.headers[header::CONTENT_LENGTH], "3");
 
         // Replaced (new inode) or deleted: dropped.
         std::fs::write(tmp.path().join("q"), "two").unwrap();
@@ -213,16 +239,16 @@ mod tests {
         assert!(memo.get(root.as_fd(), "p").is_none());
         assert_eq!(memo.len(), 0);
         let meta = std::fs::metadata(&file).unwrap();
-        memo.put("p", Arc::new(Entry::new(&meta, Bytes::from_static(b"two"))));
+        memo.put("p", entry(&meta, b"two"));
         std::fs::remove_file(&file).unwrap();
         assert!(memo.get(root.as_fd(), "p").is_none());
 
         // Too large for an entry, and the budget holds.
-        let big = Arc::new(Entry::new(&meta, Bytes::from_static(b"123456789")));
+        let big = entry(&meta, b"123456789");
         memo.put("big", big);
         assert_eq!(memo.len(), 0);
         for name in ["a", "b", "c", "d"] {
-            let e = Arc::new(Entry::new(&meta, Bytes::from_static(b"1234")));
+            let e = entry(&meta, b"1234");
             memo.put(name, e);
             let inner = memo.read();
             let total: u64 = inner.map.iter().map(|(k, e)| cost(k, e.body.len())).sum();
@@ -243,7 +269,7 @@ mod tests {
         let meta = std::fs::metadata(&file).unwrap();
         let memo = Memo::new(64 * 1024, 1024);
         for i in 0..10_000 {
-            let e = Arc::new(Entry::new(&meta, Bytes::from_static(b"x")));
+            let e = entry(&meta, b"x");
             memo.put(&format!("page/{i}"), e);
         }
         let n = memo.len() as u64;

@@ -221,7 +221,8 @@ impl Cache {
             };
             match body {
                 Some(Ok(body)) => {
-                    let entry = Arc::new(Entry::new(meta, body));
+                    let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
+                    let entry = Arc::new(Entry::new(meta, body, &self.content_type, mark));
                     self.memo.put(path.rel(), entry.clone());
                     return self.answer(req, &entry, event);
                 }
@@ -259,7 +260,8 @@ impl Cache {
         }
     }
 
-    /// A 200 (or headers only, for HEAD) from a page in memory.
+    /// A 200 (or headers only, for HEAD) from a page in memory, with the
+    /// headers the entry prepared.
     fn answer(&self, req: &Ask<'_>, entry: &Entry, event: Event) -> Response {
         self.count_hit(event, req);
         let body = if *req.method == Method::HEAD {
@@ -268,16 +270,8 @@ impl Cache {
             body::full(entry.body.clone())
         };
         let mut resp = Response::new(body);
-        let h = resp.headers_mut();
-        h.reserve(7);
-        h.insert(header::CONTENT_TYPE, self.content_type.clone());
-        h.insert(header::CONTENT_LENGTH, entry.content_length.clone());
-        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        h.insert(header::ETAG, entry.etag.clone());
-        if let Some(lm) = &entry.last_modified {
-            h.insert(header::LAST_MODIFIED, lm.clone());
-        }
-        self.mark(resp, HIT)
+        *resp.headers_mut() = entry.headers.clone();
+        resp
     }
 
     fn count_hit(&self, event: Event, req: &Ask<'_>) {
