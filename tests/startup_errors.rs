@@ -151,7 +151,7 @@ fn abi_mismatch_names_the_file_and_both_versions() {
     let line = fails(dir.path(), "[app:main]\nuse = lib:libbad.so\n");
     assert!(line.contains(&lib.display().to_string()), "{line}");
     assert!(
-        line.contains("built for plugin ABI 99.3, but this host speaks ABI 1.0"),
+        line.contains("built for plugin ABI 99.3, but this host speaks ABI 1.1"),
         "{line}"
     );
 }

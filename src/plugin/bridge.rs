@@ -3,6 +3,7 @@
 //! supplies the `release`, and every handle is released exactly once (in `Drop`).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -43,23 +44,41 @@ pub(crate) type KeepAlive = Arc<dyn Any + Send + Sync>;
 // ---------------------------------------------------------------------------
 // Request view: host request -> PhRequest (borrowed for one call).
 
+thread_local! {
+    /// Header pairs storage reused by this thread's request views, so building a
+    /// view allocates nothing. A view takes it for its call, so a nested call on
+    /// the same thread (a filter's `next`) builds its own.
+    static VIEW_PAIRS: Cell<Vec<PhPair>> = const { Cell::new(Vec::new()) };
+}
+
 /// The storage a [`PhRequest`] points into.
 pub(crate) struct RequestView {
     headers: Vec<PhPair>,
     extras: Vec<PhPair>,
+    /// `Request::content_length`, found while walking the headers anyway.
+    content_length: Option<u64>,
 }
 
 impl RequestView {
     pub fn new(req: &Request) -> RequestView {
+        let mut headers = VIEW_PAIRS.try_with(Cell::take).unwrap_or_default();
+        headers.reserve(req.headers.len());
+        let mut content_length = None;
+        headers.extend(req.headers.iter().map(|(n, v)| {
+            // The first value, as `HeaderMap::get` (and so `Request::content_length`).
+            if content_length.is_none() && n == http::header::CONTENT_LENGTH {
+                content_length = Some(v);
+            }
+            PhPair {
+                name: PhStr::from_str(n.as_str()),
+                value: PhStr::from_bytes(v.as_bytes()),
+            }
+        }));
+        let content_length = content_length
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         RequestView {
-            headers: req
-                .headers
-                .iter()
-                .map(|(n, v)| PhPair {
-                    name: PhStr::from_str(n.as_str()),
-                    value: PhStr::from_bytes(v.as_bytes()),
-                })
-                .collect(),
+            headers,
             extras: req
                 .extras
                 .iter()
@@ -68,6 +87,7 @@ impl RequestView {
                     value: PhStr::from_str(v),
                 })
                 .collect(),
+            content_length,
         }
     }
 
@@ -90,8 +110,18 @@ impl RequestView {
             header_count: self.headers.len(),
             extras: self.extras.as_ptr(),
             extra_count: self.extras.len(),
-            content_length: req.content_length().map_or(-1, |n| n as i64),
+            content_length: self.content_length.map_or(-1, |n| n as i64),
         }
+    }
+}
+
+impl Drop for RequestView {
+    fn drop(&mut self) {
+        // Hand the storage back for the thread's next view (the pairs left in it
+        // point nowhere useful, and are overwritten before they are read again).
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        let _ = VIEW_PAIRS.try_with(|cell| cell.set(headers));
     }
 }
 
@@ -268,16 +298,22 @@ pub(crate) struct PluginBody {
 unsafe impl Send for PluginBody {}
 
 impl PluginBody {
-    /// The next chunk (copied), `None` at the end, or the plugin's error code.
+    /// The next chunk, `None` at the end, or the plugin's error code.
     fn next(&mut self) -> Result<Option<&[u8]>, i32> {
+        let chunk = self.next_raw()?;
+        // SAFETY: the chunk is valid until the next call on this body, which the
+        // borrow of `self` rules out.
+        Ok(chunk.map(|c| unsafe { c.as_bytes() }))
+    }
+
+    /// As `next`, but the chunk unborrowed: valid until the next call on this body
+    /// or its release.
+    fn next_raw(&mut self) -> Result<Option<PhStr>, i32> {
         let mut chunk = PhStr::EMPTY;
         // SAFETY: we own a live body; `chunk` is a valid out-pointer.
         let rc = unsafe { ((*self.raw.vtbl).next)(self.raw.this, &mut chunk) };
         match rc {
-            abi::PH_OK => {
-                // SAFETY: the chunk is valid until the next call on this body.
-                Ok(Some(unsafe { chunk.as_bytes() }))
-            }
+            abi::PH_OK => Ok(Some(chunk)),
             abi::PH_EOF => Ok(None),
             code => Err(code),
         }
@@ -294,6 +330,29 @@ impl Drop for PluginBody {
     fn drop(&mut self) {
         // SAFETY: we own the body and release it exactly once, here.
         unsafe { ((*self.raw.vtbl).release)(self.raw.this) }
+    }
+}
+
+/// A plugin body whose first chunk was all of it, kept unreleased so the chunk can
+/// go to the connection as it is: one body, no copy. The plugin releases the body
+/// (and the chunk's memory) when the last `Bytes` of it is dropped.
+struct WholeChunk {
+    chunk: PhStr,
+    /// Owns the chunk's memory: released (by `Drop`) only with the bytes.
+    _body: PluginBody,
+}
+
+// SAFETY: the body may be used from any thread (see `PluginBody`); the chunk is
+// immutable memory the body owns, and no call is made on the body again, so
+// reading it from any thread until the release is fine.
+unsafe impl Send for WholeChunk {}
+
+impl AsRef<[u8]> for WholeChunk {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the chunk is valid until the next call on the body or its release;
+        // no other call is ever made, and the release runs only when `self` drops,
+        // after the last borrow of this slice.
+        unsafe { self.chunk.as_bytes() }
     }
 }
 
@@ -316,16 +375,32 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
         return Ok(state.body);
     }
     let mut body = PluginBody { raw, _keep: keep };
-    // Sized once from the plugin's hint, so a small body is one allocation and copy.
-    let hint = body
-        .size_hint()
-        .map_or(0, |n| n.min(PREREAD_BYTES as u64) as usize);
-    let mut first = BytesMut::with_capacity(hint);
+    // The hint is exact (ABI), so a body that has given all it announced has ended
+    // without another call to find that out.
+    let hint = body.size_hint();
+    let mut first = BytesMut::new();
     loop {
-        match body.next() {
+        match body.next_raw() {
             Ok(None) => return Ok(bodies::full(first.freeze())),
+            Ok(Some(chunk))
+                if first.is_empty() && chunk.len > 0 && hint == Some(chunk.len as u64) =>
+            {
+                // All of it in one chunk (an in-memory body): pass it on as it is.
+                return Ok(bodies::full(Bytes::from_owner(WholeChunk {
+                    chunk,
+                    _body: body,
+                })));
+            }
             Ok(Some(chunk)) => {
-                first.extend_from_slice(chunk);
+                if first.capacity() == 0 {
+                    // Sized once from the hint, so a small body is one allocation.
+                    first.reserve(hint.map_or(0, |n| n.min(PREREAD_BYTES as u64) as usize));
+                }
+                // SAFETY: the chunk is valid until the next call on the body.
+                first.extend_from_slice(unsafe { chunk.as_bytes() });
+                if hint == Some(first.len() as u64) {
+                    return Ok(bodies::full(first.freeze()));
+                }
                 if first.len() >= PREREAD_BYTES {
                     break;
                 }
@@ -432,7 +507,9 @@ pub(crate) unsafe fn response_from_plugin(
             .ok()
             .filter(|s| !s.is_informational())
             .ok_or_else(|| format!("invalid status code {}", raw.status))?;
-        let mut builder = http::Response::builder().status(status);
+        // Built in place: `http::response::Builder` moves the whole head at every step.
+        let mut head = http::Response::new(());
+        *head.status_mut() = status;
         // SAFETY: the reason and headers are valid until `release`, called below.
         let reason = unsafe { raw.reason.as_bytes() };
         if !reason.is_empty() && Some(reason) != status.canonical_reason().map(str::as_bytes) {
@@ -442,8 +519,9 @@ pub(crate) unsafe fn response_from_plugin(
                     String::from_utf8_lossy(reason)
                 )
             })?;
-            builder = builder.extension(phrase);
+            head.extensions_mut().insert(phrase);
         }
+        let headers = head.headers_mut();
         // SAFETY: as above.
         for p in unsafe { pairs(raw.headers, raw.header_count) } {
             // SAFETY: as above.
@@ -452,20 +530,18 @@ pub(crate) unsafe fn response_from_plugin(
                 tracing::debug!(header = %name, "dropping a hop-by-hop header set by a plugin");
                 continue;
             }
-            builder = builder.header(name, value);
+            headers.append(name, value);
         }
-        Ok::<_, String>(builder)
+        Ok::<_, String>(head)
     })();
     if let Some(release) = raw.release {
         // SAFETY: we are the receiver; the storage is released exactly once.
         unsafe { release(raw.owner) };
     }
     match head {
-        Ok(builder) => {
+        Ok(head) => {
             let body = body_from_plugin(body_raw, rt, keep)?;
-            builder
-                .body(body)
-                .map_err(|e| format!("invalid response: {e}"))
+            Ok(head.map(|()| body))
         }
         Err(e) => {
             discard_body(body_raw, keep);

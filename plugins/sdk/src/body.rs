@@ -1,5 +1,6 @@
 use std::fmt;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use crate::ffi::ForeignBody;
 
@@ -10,6 +11,9 @@ pub struct Body(pub(crate) Inner);
 pub(crate) enum Inner {
     Empty,
     Bytes(Vec<u8>),
+    /// Bytes shared with the app (e.g. a fixed page it answers every request
+    /// with): handed to the host without a copy.
+    Shared(Arc<[u8]>),
     Reader(Box<dyn Read + Send>),
     Iter(Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>),
     /// A body that came from the host (the response of `next`), passed on untouched.
@@ -41,6 +45,7 @@ impl Body {
         match &self.0 {
             Inner::Empty => Some(0),
             Inner::Bytes(b) => Some(b.len() as u64),
+            Inner::Shared(b) => Some(b.len() as u64),
             Inner::Foreign(f) => f.size_hint(),
             Inner::Reader(_) | Inner::Iter(_) => None,
         }
@@ -51,6 +56,7 @@ impl Body {
         match self.0 {
             Inner::Empty => Box::new(io::empty()),
             Inner::Bytes(b) => Box::new(io::Cursor::new(b)),
+            Inner::Shared(b) => Box::new(io::Cursor::new(b)),
             Inner::Reader(r) => r,
             Inner::Iter(it) => Box::new(IterReader {
                 it,
@@ -63,8 +69,10 @@ impl Body {
 
     /// Read the whole body into memory.
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
-        if let Inner::Bytes(b) = self.0 {
-            return Ok(b);
+        match self.0 {
+            Inner::Bytes(b) => return Ok(b),
+            Inner::Shared(b) => return Ok(b.to_vec()),
+            _ => {}
         }
         let mut out = Vec::new();
         self.into_reader().read_to_end(&mut out)?;
@@ -83,6 +91,7 @@ impl fmt::Debug for Body {
         let kind = match &self.0 {
             Inner::Empty => "empty",
             Inner::Bytes(_) => "bytes",
+            Inner::Shared(_) => "shared",
             Inner::Reader(_) => "reader",
             Inner::Iter(_) => "iter",
             Inner::Foreign(_) => "foreign",
@@ -112,6 +121,21 @@ impl From<&str> for Body {
 impl From<&[u8]> for Body {
     fn from(s: &[u8]) -> Body {
         Body(Inner::Bytes(s.to_vec()))
+    }
+}
+
+/// Shares the bytes instead of copying them: for an app that answers many
+/// requests with the same body, keep it in an `Arc` and pass a clone.
+impl From<Arc<[u8]>> for Body {
+    fn from(b: Arc<[u8]>) -> Body {
+        Body(Inner::Shared(b))
+    }
+}
+
+/// Shares the text instead of copying it (see `From<Arc<[u8]>>`).
+impl From<Arc<str>> for Body {
+    fn from(s: Arc<str>) -> Body {
+        Body(Inner::Shared(s.into()))
     }
 }
 

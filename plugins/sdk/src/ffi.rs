@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use std::io::{self, Read};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use crate::abi::*;
 use crate::body::Inner;
@@ -30,7 +31,18 @@ pub(crate) fn host_log(host: &PhHost, level: i32, target: PhStr, message: PhStr)
 /// `s` must be valid for the duration of the call.
 unsafe fn owned(s: PhStr) -> String {
     // SAFETY: guaranteed by the caller.
-    String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
+    let bytes = unsafe { s.as_bytes() };
+    ascii(bytes).unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A copy of `bytes` if they are ASCII, as request heads nearly always are: that
+/// check is several times cheaper than UTF-8 validation on short strings.
+fn ascii(bytes: &[u8]) -> Option<String> {
+    if !bytes.is_ascii() {
+        return None;
+    }
+    // SAFETY: ASCII is valid UTF-8.
+    Some(unsafe { String::from_utf8_unchecked(bytes.to_vec()) })
 }
 
 /// # Safety
@@ -205,6 +217,9 @@ struct BodySource {
 enum Source {
     Done,
     Bytes(Vec<u8>),
+    Shared(Arc<[u8]>),
+    /// Shared bytes handed out as the last chunk: kept until the next call.
+    SharedSent(Arc<[u8]>),
     Reader(Box<dyn Read + Send>),
     Iter(Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>),
 }
@@ -225,6 +240,7 @@ fn body_into_raw(body: Body) -> PhBody {
             Err(partly_read) => Source::Reader(Box::new(partly_read)),
         },
         Inner::Bytes(b) => Source::Bytes(b),
+        Inner::Shared(b) => Source::Shared(b),
         Inner::Reader(r) => Source::Reader(r),
         Inner::Iter(it) => Source::Iter(it),
     };
@@ -265,18 +281,44 @@ unsafe extern "C" fn body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
         }
     };
     if rc == PH_OK {
-        // SAFETY: `chunk` is a valid out-pointer; `buf` lives until the next call.
-        unsafe { *chunk = PhStr::from_bytes(&state.buf) };
+        // SAFETY: `chunk` is a valid out-pointer; the chunk's storage (`buf`, or the
+        // shared bytes the source holds) lives until the next call.
+        unsafe { *chunk = PhStr::from_bytes(state.chunk()) };
     }
     rc
 }
 
 impl BodySource {
-    /// Put the next non-empty chunk in `buf`; `false` at the end.
+    /// The chunk last handed out.
+    fn chunk(&self) -> &[u8] {
+        match &self.source {
+            Source::SharedSent(b) => b,
+            _ => &self.buf,
+        }
+    }
+
+    /// Put the next non-empty chunk in `buf` (or, for shared bytes, hold them as
+    /// [`Source::SharedSent`]); `false` at the end.
     fn advance(&mut self) -> io::Result<bool> {
         loop {
             match &mut self.source {
                 Source::Done => return Ok(false),
+                Source::SharedSent(_) => {
+                    self.source = Source::Done;
+                    return Ok(false);
+                }
+                Source::Shared(b) if b.is_empty() => {
+                    self.source = Source::Done;
+                    return Ok(false);
+                }
+                Source::Shared(_) => {
+                    let Source::Shared(b) = std::mem::replace(&mut self.source, Source::Done)
+                    else {
+                        unreachable!()
+                    };
+                    self.source = Source::SharedSent(b);
+                    return Ok(true);
+                }
                 Source::Bytes(_) => {
                     let Source::Bytes(b) = std::mem::replace(&mut self.source, Source::Done) else {
                         unreachable!()
@@ -315,8 +357,9 @@ unsafe extern "C" fn body_size_hint(this: *mut c_void) -> i64 {
     // SAFETY: as in `body_next`.
     let state = unsafe { &*this.cast::<BodySource>() };
     match &state.source {
-        Source::Done => 0,
+        Source::Done | Source::SharedSent(_) => 0,
         Source::Bytes(b) => b.len() as i64,
+        Source::Shared(b) => b.len() as i64,
         Source::Reader(_) | Source::Iter(_) => -1,
     }
 }
@@ -378,6 +421,9 @@ unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
 unsafe fn decoded(s: PhStr) -> (String, Option<Vec<u8>>) {
     // SAFETY: guaranteed by the caller.
     let bytes = unsafe { s.as_bytes() };
+    if let Some(text) = ascii(bytes) {
+        return (text, None);
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => (text.to_owned(), None),
         Err(_) => (
@@ -734,5 +780,71 @@ pub const fn descriptor(
             .cast(),
         entries: entries.as_ptr(),
         entry_count: entries.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pull a raw body the way the host does: every chunk, then release.
+    fn pull(raw: PhBody) -> (Vec<Vec<u8>>, i64) {
+        let mut chunks = Vec::new();
+        // SAFETY: `raw` is a live body from `body_into_raw`, used on one thread and
+        // released once at the end.
+        unsafe {
+            let hint = ((*raw.vtbl).size_hint)(raw.this);
+            loop {
+                let mut chunk = PhStr::EMPTY;
+                match ((*raw.vtbl).next)(raw.this, &mut chunk) {
+                    PH_OK => chunks.push(chunk.as_bytes().to_vec()),
+                    PH_EOF => break,
+                    rc => panic!("body failed: {rc}"),
+                }
+            }
+            ((*raw.vtbl).release)(raw.this);
+            (chunks, hint)
+        }
+    }
+
+    #[test]
+    fn shared_bodies_are_one_chunk_with_an_exact_hint_and_are_not_consumed() {
+        let page: Arc<str> = "shared page".into();
+        for _ in 0..2 {
+            let (chunks, hint) = pull(body_into_raw(Body::from(page.clone())));
+            assert_eq!((chunks, hint), (vec![b"shared page".to_vec()], 11));
+        }
+        let (chunks, hint) = pull(body_into_raw(Body::from(Arc::<[u8]>::from(&b""[..]))));
+        assert_eq!((chunks.len(), hint), (0, 0));
+    }
+
+    fn decode(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
+        // SAFETY: the view points into `bytes`, alive for the call.
+        unsafe { decoded(PhStr::from_bytes(bytes)) }
+    }
+
+    fn copy(bytes: &[u8]) -> String {
+        // SAFETY: as in `decode`.
+        unsafe { owned(PhStr::from_bytes(bytes)) }
+    }
+
+    #[test]
+    fn request_strings_keep_exact_bytes_only_when_not_utf8() {
+        assert_eq!(decode(b"/a b"), ("/a b".into(), None));
+        assert_eq!(decode("/caf\u{e9}".as_bytes()), ("/caf\u{e9}".into(), None));
+        let (text, raw) = decode(b"/\xff");
+        assert_eq!(text, "/\u{fffd}");
+        assert_eq!(
+            exact(&text, &raw),
+            b"/\xff",
+            "unchanged: the original bytes go on"
+        );
+        assert_eq!(
+            exact("/new", &raw),
+            b"/new",
+            "changed: the new text goes on"
+        );
+        assert_eq!(copy(b"GET"), "GET");
+        assert_eq!(copy(b"\xc3("), "\u{fffd}(");
     }
 }
