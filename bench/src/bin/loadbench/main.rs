@@ -34,7 +34,7 @@ use servers::{NginxSetup, Shape};
 #[command(about = "Load benchmark: plughost's cache vs nginx, the plugin ABI vs bare hyper")]
 struct Args {
     /// Rounds per scenario (servers alternate within each round).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: u32,
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 4)]
