@@ -3,8 +3,9 @@
 //!
 //! - directly on this thread (`Instance::call`: request view, C call, response
 //!   copied back), and
-//! - as the server calls it (`Handler::call` of the built pipeline: the worker
-//!   pool (one hop to a worker thread and back), then the same call).
+//! - as the server calls it (`Handler::call` of the built pipeline): a request
+//!   without a body runs on the calling thread (hello declares itself
+//!   non-blocking), one with a body hops to a pool worker and back.
 //!
 //!     cargo build --release -p hello && cargo bench --bench abi
 
@@ -37,6 +38,10 @@ fn hello_library() -> PathBuf {
 }
 
 fn request() -> Request {
+    request_with(body::empty())
+}
+
+fn request_with(body: pipeline::Body) -> Request {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, "127.0.0.1:8080".parse().unwrap());
     Request {
@@ -53,7 +58,7 @@ fn request() -> Request {
         remote_port: 40000,
         headers,
         extras: Vec::new(),
-        body: body::empty(),
+        body,
         on_worker: false,
     }
 }
@@ -115,15 +120,31 @@ fn bench(c: &mut Criterion) {
         resp.into_body().collect().await.expect("body").to_bytes()
     });
     assert_eq!(&body[..], b"Hello, world!");
-    c.bench_function("Handler::call hello (worker pool + ABI, body read)", |b| {
-        b.to_async(&rt).iter(|| {
-            let root = root.clone();
-            async move {
-                let resp = root.call(black_box(request())).await;
-                black_box(resp.into_body().collect().await.expect("body").to_bytes())
-            }
-        })
-    });
+    c.bench_function(
+        "Handler::call hello, no request body (event loop + ABI)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                let root = root.clone();
+                async move {
+                    let resp = root.call(black_box(request())).await;
+                    black_box(resp.into_body().collect().await.expect("body").to_bytes())
+                }
+            })
+        },
+    );
+    c.bench_function(
+        "Handler::call hello, request body (worker pool + ABI)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                let root = root.clone();
+                async move {
+                    let req = request_with(body::full(bytes::Bytes::from_static(b"x")));
+                    let resp = root.call(black_box(req)).await;
+                    black_box(resp.into_body().collect().await.expect("body").to_bytes())
+                }
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);
