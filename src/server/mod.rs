@@ -109,21 +109,19 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer::new(peer);
-        let handler = handler.clone();
-        let cfg2 = cfg.clone();
-        let env = env.clone();
-        let conn_peer = peer.clone();
         let offers = sendfile::Offers::default();
-        let conn_offers = offers.clone();
+        let shared = Arc::new(Connection {
+            handler: handler.clone(),
+            cfg: cfg.clone(),
+            env: env.clone(),
+            peer: Peer::new(peer),
+            offers: offers.clone(),
+        });
+        let per_request = shared.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {
-            let handler = handler.clone();
-            let cfg = cfg2.clone();
-            let env = env.clone();
-            let peer = conn_peer.clone();
-            let offers = conn_offers.clone();
+            let conn = per_request.clone();
             async move {
-                let resp = sendfile::scope(offers, handle(req, &peer, &handler, &cfg, &env)).await;
+                let resp = sendfile::scope(conn.offers.clone(), handle(req, &conn)).await;
                 Ok::<_, Infallible>(resp)
             }
         });
@@ -139,40 +137,44 @@ async fn accept_loop(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer.addr, "connection ended: {e}");
+                tracing::debug!(peer = %shared.peer.addr, "connection ended: {e}");
             }
             drop(permit);
         });
     }
 }
 
-async fn handle(
-    req: hyper::Request<Incoming>,
-    peer: &Peer,
-    handler: &Arc<dyn Handler>,
-    cfg: &ServerConfig,
-    env: &ServerEnv,
-) -> Response {
+/// What every request of one connection shares (one `Arc` clone per request).
+struct Connection {
+    handler: Arc<dyn Handler>,
+    cfg: Arc<ServerConfig>,
+    env: Arc<ServerEnv>,
+    peer: Peer,
+    offers: sendfile::Offers,
+}
+
+async fn handle(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
     let started = Instant::now();
     let _in_flight = METRICS.request_started();
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = respond(req, peer, handler, cfg, env).await;
+    let resp = respond(req, conn).await;
     let elapsed = started.elapsed();
     METRICS.responded(resp.status().as_u16(), elapsed);
     if let Some((method, path)) = logged {
-        tracing::debug!(peer = %peer.addr, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
+        tracing::debug!(peer = %conn.peer.addr, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
     }
     resp
 }
 
-async fn respond(
-    req: hyper::Request<Incoming>,
-    peer: &Peer,
-    handler: &Arc<dyn Handler>,
-    cfg: &ServerConfig,
-    env: &ServerEnv,
-) -> Response {
+async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
+    let Connection {
+        handler,
+        cfg,
+        env,
+        peer,
+        ..
+    } = conn;
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
