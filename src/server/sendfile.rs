@@ -18,7 +18,6 @@ use std::fs::File;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
@@ -54,52 +53,45 @@ impl Offer {
     }
 }
 
-/// One connection's offers.
+/// One connection's offers. Only the connection's own task touches them, so
+/// the lock is never contended; it is taken only for buffers of `MIN_BYTES` or more.
 #[derive(Clone, Default)]
-pub struct Offers(Arc<OfferList>);
-
-#[derive(Default)]
-struct OfferList {
-    /// Whether `list` may be non-empty: a write checks this before locking.
-    any: AtomicBool,
-    list: Mutex<Vec<Offer>>,
-}
+pub struct Offers(Arc<Mutex<Vec<Offer>>>);
 
 impl Offers {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Offer>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, offer: Offer) {
-        let mut list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = self.list();
         if list.len() == MAX_OFFERS {
             list.remove(0);
         }
         list.push(offer);
-        self.0.any.store(true, Ordering::Release);
     }
 
-    /// The offer holding `buf`: a duplicate of its file and the file offset.
-    fn find(&self, buf: &[u8]) -> Option<(usize, u64)> {
-        if buf.len() < MIN_BYTES || !self.0.any.load(Ordering::Acquire) {
-            return None;
-        }
-        let list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
-        list.iter()
+    /// Whether `buf` lies within an offer.
+    fn holds(&self, buf: &[u8]) -> bool {
+        buf.len() >= MIN_BYTES && self.list().iter().any(|o| o.offset_of(buf).is_some())
+    }
+
+    /// Send `buf` into `out` from the file of the offer holding it. `Ok(0)` when
+    /// no offer holds it or the file came up short: the caller writes it from
+    /// memory. An offer sent in full, or short, is dropped.
+    fn send(&self, out: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+        let mut list = self.list();
+        let Some((index, mut at)) = list
+            .iter()
             .enumerate()
             .find_map(|(i, o)| o.offset_of(buf).map(|off| (i, off)))
-    }
-
-    /// Send up to `len` bytes of offer `index` from `offset` into `out`.
-    fn send(&self, out: &TcpStream, index: usize, offset: u64, len: usize) -> io::Result<usize> {
-        let mut list = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
-        let offer = list
-            .get(index)
-            .ok_or_else(|| io::Error::other("sendfile offer vanished"))?;
-        let mut at = offset;
-        let n = rustix::fs::sendfile(out, &offer.file, Some(&mut at), len)?;
+        else {
+            return Ok(0);
+        };
+        let n = rustix::fs::sendfile(out, &list[index].file, Some(&mut at), buf.len())?;
         METRICS.sent_from_file(n);
-        if n == 0 || at as usize >= offer.bytes.len() {
-            // Sent in full, or the file came up short (the caller then writes
-            // from memory): either way nothing will ask for this offer again.
+        if n == 0 || at as usize >= list[index].bytes.len() {
             list.remove(index);
-            self.0.any.store(!list.is_empty(), Ordering::Release);
         }
         Ok(n)
     }
@@ -144,16 +136,17 @@ impl ConnStream {
 }
 
 impl ConnStream {
-    /// `send(buf, MSG_MORE)`: more data follows at once.
-    fn send_more(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    /// Run the non-blocking write `op` once the socket is writable.
+    fn write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
-            let sent = self.tcp.try_io(Interest::WRITABLE, || {
-                Ok(rustix::net::send(&self.tcp, buf, SendFlags::MORE)?)
-            });
-            match sent {
+            match self.tcp.try_io(Interest::WRITABLE, || op(&self.tcp)) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
+                done => return Poll::Ready(done),
             }
         }
     }
@@ -186,7 +179,7 @@ impl AsyncWrite for ConnStream {
         let this = self.get_mut();
         // Write from memory up to the first offered buffer; send that one from its
         // file. Either way one system call, and hyper calls again for the rest.
-        let Some(first_offered) = bufs.iter().position(|b| this.offers.find(b).is_some()) else {
+        let Some(first_offered) = bufs.iter().position(|b| this.offers.holds(b)) else {
             return Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
         };
         let mut before = bufs[..first_offered].iter().filter(|b| !b.is_empty());
@@ -195,27 +188,18 @@ impl AsyncWrite for ConnStream {
             // The head of a response whose body follows from a file: MSG_MORE lets
             // the kernel put both in the same segments instead of sending the
             // head in a packet of its own.
-            (Some(head), None) => return this.send_more(cx, head),
+            (Some(head), None) => {
+                return this
+                    .write_with(cx, |tcp| Ok(rustix::net::send(tcp, head, SendFlags::MORE)?))
+            }
             _ => return Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..first_offered]),
         }
         let buf = &bufs[first_offered];
-        loop {
-            ready!(this.tcp.poll_write_ready(cx))?;
-            // Found again under the lock: the list may have changed since.
-            let Some((index, offset)) = this.offers.find(buf) else {
-                return Pin::new(&mut this.tcp).poll_write(cx, buf);
-            };
-            let sent = this.tcp.try_io(Interest::WRITABLE, || {
-                this.offers.send(&this.tcp, index, offset, buf.len())
-            });
-            match sent {
-                // The file is shorter than its bytes in memory (cut down in
-                // place): send the rest from memory.
-                Ok(0) => return Pin::new(&mut this.tcp).poll_write(cx, buf),
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        match ready!(this.write_with(cx, |tcp| this.offers.send(tcp, buf))) {
+            // No longer offered, or the file is shorter than its bytes in memory
+            // (cut down in place): send the rest from memory.
+            Ok(0) => Pin::new(&mut this.tcp).poll_write(cx, buf),
+            sent => Poll::Ready(sent),
         }
     }
 
@@ -301,10 +285,7 @@ mod tests {
         let got = send(&offers, b"HEAD\r\n", &memory).await;
         assert_eq!(&got[..6], b"HEAD\r\n");
         assert!(got[6..] == on_disk[..], "the body came from memory");
-        assert!(
-            !offers.0.any.load(Ordering::Acquire),
-            "a sent offer is dropped"
-        );
+        assert!(offers.list().is_empty(), "a sent offer is dropped");
     }
 
     #[tokio::test]
@@ -338,10 +319,10 @@ mod tests {
         let small = Bytes::from(pattern(MIN_BYTES - 1, 0));
         let probe = offers.clone();
         scope(offers, async move { offer(&small, file_with(b"x")) }).await;
-        assert!(!probe.0.any.load(Ordering::Acquire));
+        assert!(probe.list().is_empty());
         let big = Bytes::from(pattern(MIN_BYTES, 0));
         let probe2 = probe.clone();
         scope(probe, async move { offer(&big, file_with(b"x")) }).await;
-        assert!(probe2.0.any.load(Ordering::Acquire));
+        assert!(!probe2.list().is_empty());
     }
 }
