@@ -2,7 +2,9 @@
 //! `newfstatat` of its path (device, inode, size, mtime and ctime must all be
 //! unchanged), so deleting or replacing a file still takes effect on the very
 //! next request. A hit from here costs one system call instead of four (open,
-//! fstat, read, close), and the response's headers are prepared once.
+//! fstat, read, close), and the response's headers are prepared once. A page
+//! large enough to go out with `sendfile` is checked by opening it instead (the
+//! cache needs the open file anyway), so every hit checks its file once.
 //!
 //! An entry is only ever made from a file opened safely (no symlinks, beneath
 //! cache_dir). The revalidation's path lookup may follow a symlink planted
@@ -40,6 +42,14 @@ impl Version {
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
+    }
+
+    /// The version of `rel` under `root` now, by one `newfstatat` (no symlink
+    /// followed), or `None` if it is gone.
+    pub fn on_disk(root: BorrowedFd<'_>, rel: &str) -> Option<Version> {
+        statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| Version::of_stat(&st))
     }
 
     #[allow(clippy::unnecessary_cast)] // the field types differ between targets
@@ -99,11 +109,6 @@ impl Entry {
             headers,
         }
     }
-
-    /// Whether this entry's bytes are the content of the file with `meta`.
-    pub fn is_content_of(&self, meta: &Metadata) -> bool {
-        self.version == Version::of(meta)
-    }
 }
 
 /// What one entry costs beyond its body: the `Entry` and its `Arc`, its header
@@ -157,21 +162,31 @@ impl Memo {
         self.max_total > 0
     }
 
-    /// The entry for `rel` if its file is still the same version; a stale
-    /// entry is dropped (the caller then goes to the file).
-    pub fn get(&self, root: BorrowedFd<'_>, rel: &str) -> Option<Arc<Entry>> {
-        let entry = self.read().map.get(rel).cloned()?;
-        let current = statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| Version::of_stat(&st));
+    /// The entry for `rel`, not yet checked against its file (see [`Memo::still`]).
+    pub fn peek(&self, rel: &str) -> Option<Arc<Entry>> {
+        self.read().map.get(rel).cloned()
+    }
+
+    /// Whether `entry` (from [`Memo::peek`]) is still the file's content, given the
+    /// file's version now (`None`: gone or unreadable). A stale entry is dropped,
+    /// and the caller then goes to the file.
+    pub fn still(&self, rel: &str, entry: &Arc<Entry>, current: Option<Version>) -> bool {
         if current == Some(entry.version) {
-            return Some(entry);
+            return true;
         }
         let mut inner = self.write();
-        if inner.map.get(rel).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+        if inner.map.get(rel).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             inner.remove(rel);
         }
-        None
+        false
+    }
+
+    /// `peek` then `still` with the version one `newfstatat` finds.
+    #[cfg(test)]
+    fn get(&self, root: BorrowedFd<'_>, rel: &str) -> Option<Arc<Entry>> {
+        let entry = self.peek(rel)?;
+        self.still(rel, &entry, Version::on_disk(root, rel))
+            .then_some(entry)
     }
 
     /// Keep `entry` for `rel`, making room by dropping others if needed.

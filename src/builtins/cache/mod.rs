@@ -33,7 +33,7 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use self::config::Settings;
 use self::dir::{CacheDir, Lookup};
 use self::flight::{Flights, Join, Outcome};
-use self::memo::{Entry, Memo};
+use self::memo::{Entry, Memo, Version};
 use self::path::CachePath;
 use self::stats::{CacheStats, Event};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
@@ -147,11 +147,25 @@ impl Cache {
             }
         };
         if self.memo.enabled() && plain(&req.headers) {
-            if let Some(entry) = self.memo.get(self.dir.root(), path.rel()) {
-                if req.method == Method::GET && entry.body.len() >= sendfile::MIN_BYTES {
-                    self.offer_file(&path, &entry);
+            if let Some(entry) = self.memo.peek(path.rel()) {
+                // One check against the file per hit: a page sent from its file
+                // (`sendfile`) is checked by opening it, any other by one stat.
+                let from_file =
+                    req.method == Method::GET && entry.body.len() >= sendfile::MIN_BYTES;
+                let (current, file) = if from_file {
+                    match self.dir.lookup(&path) {
+                        Lookup::Hit(file, meta) => (Some(Version::of(&meta)), Some(file)),
+                        _ => (None, None),
+                    }
+                } else {
+                    (Version::on_disk(self.dir.root(), path.rel()), None)
+                };
+                if self.memo.still(path.rel(), &entry, current) {
+                    if let Some(file) = file {
+                        sendfile::offer(&entry.body, file);
+                    }
+                    return self.answer(&Ask::of(&req), &entry, Event::Hit);
                 }
-                return self.answer(&Ask::of(&req), &entry, Event::Hit);
             }
         }
         match self.dir.lookup(&path) {
@@ -247,17 +261,6 @@ impl Cache {
             self.stats.count(Event::NotModified);
         }
         self.mark(resp, HIT)
-    }
-
-    /// Let the connection send a large page from its file (`sendfile`) rather
-    /// than copy it from memory: only when the file opened now is the very
-    /// version the entry was read from. Nothing changes when it is not.
-    fn offer_file(&self, path: &CachePath, entry: &Entry) {
-        if let Lookup::Hit(file, meta) = self.dir.lookup(path) {
-            if entry.is_content_of(&meta) {
-                sendfile::offer(&entry.body, file);
-            }
-        }
     }
 
     /// A 200 (or headers only, for HEAD) from a page in memory, with the
