@@ -1,4 +1,5 @@
-//! A plugin app or filter as a [`Handler`]: its calls run on the worker pool.
+//! A plugin app or filter as a [`Handler`]: its calls run on the worker pool,
+//! except a non-blocking app's body-less requests, which run where they arrive.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +34,9 @@ impl PluginNode {
     }
 }
 
-/// Call the instance on this (worker) thread and turn failures into a 500.
+/// Call the instance on this thread (a worker, or the event loop for a
+/// non-blocking app) and turn failures into a 500. Handlers behind a filter's
+/// `next` then run here too, never queueing again.
 fn call_here(
     instance: &Arc<Instance>,
     next: Option<&NextHandle>,

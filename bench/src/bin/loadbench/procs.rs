@@ -189,14 +189,7 @@ impl Proc {
                         .with_context(|| format!("{} printed a bad address {addr:?}", self.name))
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(status) = self.child.try_wait()? {
-                        bail!(
-                            "{} exited ({status}) before listening; its log {}:\n{}",
-                            self.name,
-                            self.log.display(),
-                            tail(&self.log)
-                        );
-                    }
+                    self.still_running()?
                 }
                 Err(_) => bail!(
                     "{} did not print `listening on` within {timeout:?}; its log {}:\n{}",
@@ -208,6 +201,19 @@ impl Proc {
         }
     }
 
+    /// An error, with the tail of its log, if the server has already exited.
+    fn still_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}) before listening; its log {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
     /// Wait until `addr` accepts connections (for nginx, which prints nothing).
     pub fn wait_port(&mut self, addr: SocketAddr, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
@@ -215,14 +221,7 @@ impl Proc {
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before listening; its log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log)
-                );
-            }
+            self.still_running()?;
             if Instant::now() > deadline {
                 bail!("{} is not listening on {addr} after {timeout:?}", self.name);
             }
