@@ -120,31 +120,32 @@ fn bench(c: &mut Criterion) {
         resp.into_body().collect().await.expect("body").to_bytes()
     });
     assert_eq!(&body[..], b"Hello, world!");
-    c.bench_function(
-        "Handler::call hello, no request body (event loop + ABI)",
-        |b| {
+    let cases = [
+        (
+            "Handler::call hello, no request body (event loop + ABI)",
+            false,
+        ),
+        (
+            "Handler::call hello, request body (worker pool + ABI)",
+            true,
+        ),
+    ];
+    for (name, with_body) in cases {
+        c.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
                 let root = root.clone();
                 async move {
-                    let resp = root.call(black_box(request())).await;
-                    black_box(resp.into_body().collect().await.expect("body").to_bytes())
-                }
-            })
-        },
-    );
-    c.bench_function(
-        "Handler::call hello, request body (worker pool + ABI)",
-        |b| {
-            b.to_async(&rt).iter(|| {
-                let root = root.clone();
-                async move {
-                    let req = request_with(body::full(bytes::Bytes::from_static(b"x")));
+                    let req = if with_body {
+                        request_with(body::full(bytes::Bytes::from_static(b"x")))
+                    } else {
+                        request()
+                    };
                     let resp = root.call(black_box(req)).await;
                     black_box(resp.into_body().collect().await.expect("body").to_bytes())
                 }
             })
-        },
-    );
+        });
+    }
 }
 
 criterion_group!(benches, bench);
