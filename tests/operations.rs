@@ -288,7 +288,7 @@ fn cache_purge_deletes_pages_by_url_and_prefix_without_following_symlinks() {
     let dir = tempdir();
     let host = Host::start_in(
         dir.path(),
-        "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n[filter:cache]\nuse = egg:wsgi_cache#middleware\ncache_dir = %(here)s/pages\nstatus_header = X-Cache\n",
+        "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n[filter:cache]\nuse = egg:wsgi_cache#middleware\ncache_dir = %(here)s/pages\nstatus_header = X-Cache\n# The pages are echo's JSON reports.\ncontent_type = application/json\n",
     );
     let cache = dir.path().join("pages");
     for path in ["/a", "/blog/1", "/blog/2", "/blog/", "/blogger"] {

@@ -45,6 +45,7 @@ pub fn build(
         pool,
         rt,
         libraries: RefCell::new(Vec::new()),
+        caches: RefCell::new(builtins::cache::Claims::default()),
     };
     // `require =`: every named plugin must load before any factory runs.
     for (dist, at) in &deployment.requires {
@@ -68,6 +69,8 @@ struct Builder<'a> {
     pool: &'a WorkerPool,
     rt: &'a Handle,
     libraries: RefCell<Vec<PathBuf>>,
+    /// The cache directories of the caches built so far.
+    caches: RefCell<builtins::cache::Claims>,
 }
 
 impl Builder<'_> {
@@ -88,7 +91,7 @@ impl Builder<'_> {
             Node::Filter { filter, inner } => match &filter.source {
                 Source::Builtin(builtin) => {
                     let next = self.node(inner)?;
-                    self.builtin(filter, *builtin, Some(next))
+                    self.builtin(filter, *builtin, Some((inner, next)))
                 }
                 _ => {
                     let instance = self.instance(filter)?;
@@ -124,13 +127,15 @@ impl Builder<'_> {
         &self,
         c: &Component,
         builtin: Builtin,
-        next: Option<Arc<dyn Handler>>,
+        next: Option<(&Node, Arc<dyn Handler>)>,
     ) -> Result<Arc<dyn Handler>, BuildError> {
         let made = match (builtin, next) {
             (Builtin::Static, None) => builtins::static_files::app(c),
             (Builtin::Metrics, None) => builtins::metrics::app(c),
-            (Builtin::Cache, Some(next)) => builtins::cache::filter(c, next),
-            (Builtin::TransLogger, Some(next)) => builtins::translogger::filter(c, next),
+            (Builtin::Cache, Some((inner, next))) => {
+                builtins::cache::filter(c, inner, next, &mut self.caches.borrow_mut())
+            }
+            (Builtin::TransLogger, Some((_, next))) => builtins::translogger::filter(c, next),
             (b, _) => Err(format!("{} cannot be used as {}", b.uri(), c.kind.as_str())),
         };
         made.map_err(|message| BuildError {

@@ -22,7 +22,8 @@ impl App for Hello {
 
     fn call(&self, _req: Request) -> Result<Response, Error> {
         Ok(Response::new(200)
-            .header("Content-Type", "text/plain; charset=utf-8")
+            // A page: the type the disk cache stores and serves (its `content_type`).
+            .header("Content-Type", "text/html; charset=utf-8")
             .body(self.greeting.clone()))
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::cookies::IgnoredCookies;
 use super::path::valid_index;
 use crate::config::Component;
 
@@ -18,7 +19,7 @@ pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
-                    status_header, lock_timeout, fsync, memory_cache_bytes";
+                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Settings {
     pub fsync: bool,
     /// Memory for revalidated copies of hot pages (0: none).
     pub memory_cache_bytes: u64,
+    /// Cookies that do not make a request personal.
+    pub ignore_cookies: IgnoredCookies,
 }
 
 impl Settings {
@@ -54,6 +57,7 @@ impl Settings {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             fsync: true,
             memory_cache_bytes: DEFAULT_MEMORY_CACHE_BYTES,
+            ignore_cookies: IgnoredCookies::default(),
         };
         for (key, value) in &c.local_conf {
             let err = |m: String| format!("{key}: {m}");
@@ -130,6 +134,7 @@ impl Settings {
                         ))
                     })?
                 }
+                "ignore_cookies" => s.ignore_cookies = IgnoredCookies::parse(v).map_err(err)?,
                 "fsync" => {
                     s.fsync = parse_bool(v)
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?

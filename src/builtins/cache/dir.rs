@@ -326,10 +326,11 @@ pub struct TempFile {
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl TempFile {
-    /// Create a new, exclusive temporary file (mode 0644) in `dir`.
+    /// Create a new, exclusive temporary file (mode 0644) in `dir`, open for
+    /// reading too: a spooled miss reads its bytes back to the client.
     pub fn create(dir: OwnedFd) -> io::Result<TempFile> {
         let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut tries = 0;
         loop {
             let name = format!("{}{}", own_prefix(), SEQ.fetch_add(1, Relaxed));

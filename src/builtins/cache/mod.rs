@@ -15,10 +15,12 @@
 //!   `flight`: single flight; `stats`: the counters.
 
 mod config;
+mod cookies;
 mod dir;
 mod flight;
 mod memo;
 pub mod path;
+mod placement;
 pub mod purge;
 mod rules;
 pub mod stats;
@@ -37,7 +39,7 @@ use self::memo::{Entry, Memo, Version};
 use self::path::CachePath;
 use self::stats::{CacheStats, Event};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
-use crate::config::Component;
+use crate::config::{Component, Node};
 use crate::pipeline::{body, Handler, Request, Response, ResponseFuture};
 use crate::server::sendfile;
 
@@ -48,10 +50,24 @@ pub use self::path::{MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES};
 /// Largest page kept in memory.
 pub const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
 
-/// Create the cache filter for a section, wrapping `next`: check the keys,
-/// create and open `cache_dir`, and sweep temporary files left by a crash.
-pub fn filter(c: &Component, next: Arc<dyn Handler>) -> Result<Arc<dyn Handler>, String> {
-    Ok(Arc::new(Cache::new(c, next)?))
+pub use self::placement::Claims;
+
+/// Create the cache filter for a section, wrapping `next` (built from
+/// `inner`): check the keys and where the cache sits, create and open
+/// `cache_dir`, and sweep temporary files left by a crash. `claims` holds the
+/// cache directories of the pipeline built so far.
+pub fn filter(
+    c: &Component,
+    inner: &Node,
+    next: Arc<dyn Handler>,
+    claims: &mut Claims,
+) -> Result<Arc<dyn Handler>, String> {
+    placement::host_blind(c, inner)?;
+    let cache = Cache::new(c, next)?;
+    let dir = std::fs::canonicalize(&cache.settings.cache_dir)
+        .unwrap_or_else(|_| cache.settings.cache_dir.clone());
+    claims.claim(c, dir, cache.mapping())?;
+    Ok(Arc::new(cache))
 }
 
 /// The filter.
@@ -62,6 +78,8 @@ pub struct Cache {
     flights: Flights,
     memo: Memo,
     content_type: HeaderValue,
+    /// `content_type` without parameters: the only media type stored.
+    media_type: String,
     stats: Arc<CacheStats>,
 }
 
@@ -99,6 +117,7 @@ impl Cache {
         Ok(Cache {
             next,
             memo,
+            media_type: rules::media_type(&settings.content_type).to_owned(),
             content_type: HeaderValue::from_str(&settings.content_type)
                 .map_err(|_| "content_type: not a valid header value".to_owned())?,
             settings,
@@ -106,6 +125,11 @@ impl Cache {
             flights: Flights::default(),
             stats,
         })
+    }
+
+    /// How this cache maps URLs to files, for comparing sections that share a cache_dir.
+    fn mapping(&self) -> String {
+        format!("directory_index = {}", self.settings.directory_index)
     }
 
     /// This filter's counters.
@@ -124,17 +148,25 @@ impl Cache {
         if req.headers.contains_key(header::AUTHORIZATION) {
             return Err(Event::BypassAuthorization);
         }
+        if self.settings.ignore_cookies.personal(&req.headers) {
+            return Err(Event::BypassCookie);
+        }
+        // `cache_paths` are the app's own paths, relative to its mount...
         if let Some(prefixes) = &self.settings.cache_paths {
             if !path::in_scope(&req.path_info, prefixes) {
                 return Err(Event::BypassScope);
             }
         }
-        path::map(
-            &req.path_info,
-            &req.raw_path,
-            &self.settings.directory_index,
-        )
-        .map_err(|_| Event::BypassUnsafePath)
+        // ...while the page is keyed on the whole path (SCRIPT_NAME +
+        // PATH_INFO): what a front end serving the tree sees, and distinct for
+        // every mount of an urlmap below the cache.
+        let full: std::borrow::Cow<'_, [u8]> = if req.script_name.is_empty() {
+            (&req.path_info[..]).into()
+        } else {
+            [&req.script_name[..], &req.path_info[..]].concat().into()
+        };
+        path::map(&full, &req.raw_path, &self.settings.directory_index)
+            .map_err(|_| Event::BypassUnsafePath)
     }
 
     async fn handle(&self, req: Request) -> Response {
@@ -297,7 +329,7 @@ impl Cache {
         let resp = self.next.call(req).await;
         let (mut parts, body) = resp.into_parts();
         let declared = rules::content_length(&parts.headers);
-        let refusal = rules::refuse(parts.status, &parts.headers).or_else(|| {
+        let refusal = rules::refuse(parts.status, &parts.headers, &self.media_type).or_else(|| {
             if declared.is_some_and(|n| n > self.settings.max_entry_bytes) {
                 Some(Event::NoStoreTooLarge)
             } else if declared == Some(0) || http_body::Body::is_end_stream(&body) {
@@ -318,7 +350,7 @@ impl Cache {
                 drop(leader);
                 body
             }
-            None => store::tee(
+            None => store::store(
                 body,
                 store::Job {
                     dir: self.dir.clone(),

@@ -34,6 +34,10 @@ pub enum Refusal {
     TooLong,
     /// A segment equal to `directory_index` (it would alias the directory's URL).
     IndexName,
+    /// A segment that still holds a percent-escape of `.`, `/` or `\` after
+    /// decoding (`/%252e%252e/`): a front end or app that decodes again would
+    /// see a dot segment or separator where the tree has a literal name.
+    EncodedEscape,
 }
 
 impl fmt::Display for Refusal {
@@ -51,6 +55,7 @@ impl fmt::Display for Refusal {
             Refusal::TooDeep => "too many segments",
             Refusal::TooLong => "path too long",
             Refusal::IndexName => "directory_index as a segment",
+            Refusal::EncodedEscape => "percent-escaped dot, slash or backslash after decoding",
         })
     }
 }
@@ -159,7 +164,21 @@ fn check_segment(seg: &str, index: &str) -> Result<(), Refusal> {
     if seg == index {
         return Err(Refusal::IndexName);
     }
+    if has_escaped_separator(seg.as_bytes()) {
+        return Err(Refusal::EncodedEscape);
+    }
     Ok(())
+}
+
+/// `%2E`, `%2F` or `%5C` (any case) in an already decoded segment.
+fn has_escaped_separator(seg: &[u8]) -> bool {
+    seg.windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2] | 0x20),
+                (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
+            )
+    })
 }
 
 /// `%2F` / `%2f` anywhere in the raw path.
@@ -252,6 +271,12 @@ mod tests {
         assert_eq!(refused(b"/__index.html", "/__index.html"), IndexName);
         assert_eq!(refused(b"/d/__index.html", "/d/__index.html"), IndexName);
         assert_eq!(refused(b"/__index.html/x", "/__index.html/x"), IndexName);
+        // Double-encoded: decoded once, the segment is still an escape of `..`.
+        assert_eq!(refused(b"/%2e%2e/x", "/%252e%252e/x"), EncodedEscape);
+        assert_eq!(refused(b"/a/%2E", "/a/%252E"), EncodedEscape);
+        assert_eq!(refused(b"/a%2fb", "/a%252fb"), EncodedEscape);
+        assert_eq!(refused(b"/a%5Cb", "/a%255Cb"), EncodedEscape);
+        assert_eq!(ok("/100%25/x").0, "100%25/x");
     }
 
     #[test]

@@ -1,12 +1,27 @@
 //! Which responses may be stored. Header names and directives match
 //! case-insensitively, across repeated header lines.
+//!
+//! A page is shared with every later visitor and kept until it is deleted, so
+//! anything that says "not for reuse" rules storing out: `no-store`, `private`,
+//! `no-cache` in any form, a zero `max-age`/`s-maxage` (the shared one wins when
+//! both are given), an `Expires` in the past or unparseable (when no positive
+//! max-age overrides it), `Pragma: no-cache`, `Surrogate-Control: no-store` or
+//! `max-age=0`, `X-Accel-Expires: 0`, and any `Vary` other than
+//! `Accept-Encoding` (the tree has one page per path).
 
-use http::{header, HeaderMap, StatusCode};
+use std::time::SystemTime;
+
+use http::{header, HeaderMap, HeaderName, StatusCode};
 
 use super::stats::Event;
 
-/// Why the response head rules out storing, if it does.
-pub fn refuse(status: StatusCode, headers: &HeaderMap) -> Option<Event> {
+const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
+
+/// Why the response head rules out storing, if it does. `media_type` is the
+/// cache's `content_type` without parameters: every hit is served as it, so a
+/// response of any other type is never stored.
+pub fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) -> Option<Event> {
     if status != StatusCode::OK {
         return Some(Event::NoStoreStatus);
     }
@@ -20,17 +35,118 @@ pub fn refuse(status: StatusCode, headers: &HeaderMap) -> Option<Event> {
     {
         return Some(Event::NoStoreContentEncoding);
     }
-    if any_token(headers, header::VARY, &[b"*", b"cookie"]) {
+    if !same_media_type(headers, media_type) {
+        return Some(Event::NoStoreTypeMismatch);
+    }
+    if headers
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| tokens(v.as_bytes()).any(|t| !t.eq_ignore_ascii_case(b"accept-encoding")))
+    {
         return Some(Event::NoStoreVary);
     }
-    if any_token(
-        headers,
-        header::CACHE_CONTROL,
-        &[b"no-cache", b"no-store", b"private"],
-    ) {
+    if forbids_reuse(headers, SystemTime::now()) {
         return Some(Event::NoStoreCacheControl);
     }
     None
+}
+
+/// The media type of a Content-Type value: before any `;`, trimmed.
+pub fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// Whether the response has exactly one Content-Type whose media type is `want`
+/// (case-insensitive, parameters ignored). A response without one is not
+/// known to be `want`, so it does not match.
+fn same_media_type(headers: &HeaderMap, want: &str) -> bool {
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    v.to_str()
+        .is_ok_and(|v| media_type(v).eq_ignore_ascii_case(want))
+}
+
+/// Whether the response's freshness headers forbid reusing it.
+fn forbids_reuse(headers: &HeaderMap, now: SystemTime) -> bool {
+    let mut max_age = None;
+    let mut s_maxage = None;
+    for (name, value) in directives(headers, header::CACHE_CONTROL) {
+        if eq(name, b"no-store") || eq(name, b"no-cache") || eq(name, b"private") {
+            return true;
+        }
+        if eq(name, b"max-age") {
+            max_age = Some(seconds(value));
+        } else if eq(name, b"s-maxage") {
+            s_maxage = Some(seconds(value));
+        }
+    }
+    // The shared cache's own limit wins over max-age (RFC 9111 §5.2.2.10); an
+    // unparseable value counts as zero (stale), as §1.2.2 advises.
+    let lifetime = s_maxage.or(max_age);
+    if lifetime == Some(0) {
+        return true;
+    }
+    for (name, value) in directives(headers, SURROGATE_CONTROL) {
+        if eq(name, b"no-store") || (eq(name, b"max-age") && seconds(value) == 0) {
+            return true;
+        }
+    }
+    if directives(headers, header::PRAGMA).any(|(name, _)| eq(name, b"no-cache")) {
+        return true;
+    }
+    if headers
+        .get_all(X_ACCEL_EXPIRES)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii() == b"0")
+    {
+        return true;
+    }
+    // max-age overrides Expires (RFC 9111 §5.3); without it, an Expires that
+    // is not in the future (an invalid date such as `0` included) means stale.
+    if lifetime.is_none() {
+        if let Some(expires) = headers.get(header::EXPIRES) {
+            let at = expires
+                .to_str()
+                .ok()
+                .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+            if at.is_none_or(|at| at <= now) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Seconds of a delta-seconds directive value; anything unparseable is 0.
+fn seconds(value: Option<&[u8]>) -> u64 {
+    value
+        .map(|v| {
+            let v = v.trim_ascii();
+            v.strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v)
+        })
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn eq(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// `(name, value)` of every comma-separated directive of every `name` line.
+fn directives(
+    headers: &HeaderMap,
+    name: HeaderName,
+) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+    headers.get_all(name).into_iter().flat_map(|v| {
+        tokens(v.as_bytes()).map(|t| match t.iter().position(|&b| b == b'=') {
+            Some(i) => (t[..i].trim_ascii(), Some(&t[i + 1..])),
+            None => (t, None),
+        })
+    })
 }
 
 /// The declared body length, if the head has exactly one valid Content-Length.
@@ -41,16 +157,6 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         return None;
     }
     first.to_str().ok()?.trim().parse().ok()
-}
-
-/// Whether any comma-separated item of any `name` line, up to its `=`, is one of `names`.
-fn any_token(headers: &HeaderMap, name: header::HeaderName, names: &[&[u8]]) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        tokens(v.as_bytes()).any(|t| {
-            let directive = t.split(|&b| b == b'=').next().unwrap_or(t).trim_ascii();
-            names.iter().any(|n| directive.eq_ignore_ascii_case(n))
-        })
-    })
 }
 
 /// The trimmed, non-empty comma-separated items of a header value.
@@ -66,20 +172,21 @@ mod tests {
 
     fn check(lines: &[(&str, &str)]) -> Option<Event> {
         let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
         for (n, v) in lines {
             h.append(
                 header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
                 v.parse().unwrap(),
             );
         }
-        refuse(StatusCode::OK, &h)
+        refuse(StatusCode::OK, &h, "text/html")
     }
 
     #[test]
     fn header_rules() {
         assert_eq!(check(&[]), None);
         assert_eq!(
-            refuse(StatusCode::NOT_FOUND, &HeaderMap::new()),
+            refuse(StatusCode::NOT_FOUND, &HeaderMap::new(), "text/html"),
             Some(Event::NoStoreStatus)
         );
         assert_eq!(
@@ -91,32 +198,97 @@ mod tests {
             Some(Event::NoStoreContentEncoding)
         );
         assert_eq!(check(&[("content-encoding", "identity")]), None);
+    }
+
+    #[test]
+    fn only_accept_encoding_may_vary() {
         assert_eq!(check(&[("vary", "Accept-Encoding")]), None);
-        assert_eq!(
-            check(&[("vary", "accept-encoding, COOKIE")]),
-            Some(Event::NoStoreVary)
-        );
-        assert_eq!(
-            check(&[("vary", "x"), ("vary", " * ")]),
-            Some(Event::NoStoreVary)
-        );
-        assert_eq!(check(&[("cache-control", "max-age=60, public")]), None);
-        for cc in [
-            "No-Cache",
-            "max-age=1, no-store",
-            "private=\"x\"",
-            "PRIVATE",
-            "no-cache, must-revalidate",
+        assert_eq!(check(&[("vary", "accept-encoding, ACCEPT-ENCODING")]), None);
+        for vary in [
+            "accept-encoding, COOKIE",
+            " * ",
+            "Accept-Language",
+            "User-Agent",
         ] {
-            assert_eq!(
-                check(&[("cache-control", cc)]),
-                Some(Event::NoStoreCacheControl),
-                "{cc}"
-            );
+            assert_eq!(check(&[("vary", vary)]), Some(Event::NoStoreVary), "{vary}");
+        }
+        assert_eq!(
+            check(&[("vary", "accept-encoding"), ("vary", "origin")]),
+            Some(Event::NoStoreVary)
+        );
+    }
+
+    #[test]
+    fn media_type_must_be_the_cache_type() {
+        let with = |ct: &str, want: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            refuse(StatusCode::OK, &h, want)
+        };
+        assert_eq!(with("text/html; charset=utf-8", "text/html"), None);
+        assert_eq!(with("TEXT/HTML", "text/html"), None);
+        assert_eq!(with(" application/json ", "application/json"), None);
+        assert_eq!(
+            with("application/json", "text/html"),
+            Some(Event::NoStoreTypeMismatch)
+        );
+        assert_eq!(
+            with("text/html2", "text/html"),
+            Some(Event::NoStoreTypeMismatch)
+        );
+        assert_eq!(
+            refuse(StatusCode::OK, &HeaderMap::new(), "text/html"),
+            Some(Event::NoStoreTypeMismatch)
+        );
+        assert_eq!(media_type("text/html; charset=utf-8"), "text/html");
+    }
+
+    #[test]
+    fn anything_forbidding_reuse_is_not_stored() {
+        let forbid = Some(Event::NoStoreCacheControl);
+        for (name, value) in [
+            ("cache-control", "No-Cache"),
+            ("cache-control", "no-cache=\"Set-Cookie\""),
+            ("cache-control", "max-age=1, no-store"),
+            ("cache-control", "private=\"x\""),
+            ("cache-control", "PRIVATE"),
+            ("cache-control", "no-cache, must-revalidate"),
+            ("cache-control", "max-age=0"),
+            ("cache-control", "max-age=\"0\""),
+            ("cache-control", "max-age=soon"),
+            ("cache-control", "public, s-maxage=0"),
+            ("cache-control", "max-age=600, s-maxage=0"),
+            ("pragma", "no-cache"),
+            ("surrogate-control", "no-store"),
+            ("surrogate-control", "max-age=0"),
+            ("x-accel-expires", "0"),
+            ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            ("expires", "0"),
+            ("expires", "-1"),
+        ] {
+            assert_eq!(check(&[(name, value)]), forbid, "{name}: {value}");
         }
         assert_eq!(
             check(&[("cache-control", "public"), ("Cache-Control", "no-store")]),
-            Some(Event::NoStoreCacheControl)
+            forbid
+        );
+        for (name, value) in [
+            ("cache-control", "max-age=60, public"),
+            ("cache-control", "max-age=0, s-maxage=60"),
+            ("surrogate-control", "max-age=60"),
+            ("x-accel-expires", "60"),
+            ("pragma", "x-debug"),
+            ("expires", "Fri, 01 Jan 2100 00:00:00 GMT"),
+        ] {
+            assert_eq!(check(&[(name, value)]), None, "{name}: {value}");
+        }
+        // A positive max-age overrides an Expires in the past.
+        assert_eq!(
+            check(&[
+                ("cache-control", "max-age=60"),
+                ("expires", "Thu, 01 Jan 1970 00:00:00 GMT")
+            ]),
+            None
         );
     }
 

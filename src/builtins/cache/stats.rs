@@ -28,6 +28,8 @@ pub enum Event {
     BypassQuery,
     /// Not a candidate: an `Authorization` header.
     BypassAuthorization,
+    /// Not a candidate: a `Cookie` header with a cookie `ignore_cookies` does not list.
+    BypassCookie,
     /// Not a candidate: outside `cache_paths`.
     BypassScope,
     /// Not a candidate: a path that cannot map safely to a file.
@@ -38,6 +40,8 @@ pub enum Event {
     NoStoreStatus,
     NoStoreSetCookie,
     NoStoreContentEncoding,
+    /// A media type other than `content_type` (every hit is served as that type).
+    NoStoreTypeMismatch,
     NoStoreVary,
     NoStoreCacheControl,
     NoStoreEmpty,
@@ -69,12 +73,14 @@ const EVENTS: [Event; N] = [
     Event::BypassMethod,
     Event::BypassQuery,
     Event::BypassAuthorization,
+    Event::BypassCookie,
     Event::BypassScope,
     Event::BypassUnsafePath,
     Event::NoStoreHead,
     Event::NoStoreStatus,
     Event::NoStoreSetCookie,
     Event::NoStoreContentEncoding,
+    Event::NoStoreTypeMismatch,
     Event::NoStoreVary,
     Event::NoStoreCacheControl,
     Event::NoStoreEmpty,
@@ -101,12 +107,14 @@ impl Event {
             Event::BypassMethod => "bypass.method",
             Event::BypassQuery => "bypass.query",
             Event::BypassAuthorization => "bypass.authorization",
+            Event::BypassCookie => "bypass.cookie",
             Event::BypassScope => "bypass.scope",
             Event::BypassUnsafePath => "bypass.unsafe_path",
             Event::NoStoreHead => "no_store.head",
             Event::NoStoreStatus => "no_store.status",
             Event::NoStoreSetCookie => "no_store.set_cookie",
             Event::NoStoreContentEncoding => "no_store.content_encoding",
+            Event::NoStoreTypeMismatch => "no_store.type_mismatch",
             Event::NoStoreVary => "no_store.vary",
             Event::NoStoreCacheControl => "no_store.cache_control",
             Event::NoStoreEmpty => "no_store.empty",

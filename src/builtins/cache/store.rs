@@ -1,38 +1,46 @@
-//! Storing a miss while it streams: a body wrapper (the tee) hands each chunk to
-//! the client and, through a small bounded channel, to a writer task, which
-//! fills a temporary file beside the target (each batch of chunks written on a
-//! blocking thread) and renames it into place only when the body ended complete.
-//! Memory stays at a few chunks whatever the body's size; when the disk is
-//! slower than the client, the client waits for it (the channel applies
-//! back-pressure); a slow client holds no thread, only the task.
+//! Storing a miss at the app's pace, whatever the client's.
+//!
+//! A body that is already whole in memory (most pages) goes to the client as
+//! it is while a task writes it to a temporary file and renames it into place.
+//! Any other body is *spooled*: a writer task pulls the app's body as fast as
+//! the app produces it, appends each batch of chunks to the temporary file (on
+//! a blocking thread) and renames the file into place when the body ended
+//! complete; the client's body follows the file, reading back what is written
+//! (`pread` of page-cache-hot bytes, [`READ_CHUNK`] at a time). So a client that
+//! reads slowly, or not at all, never holds up the store, the miss lock or the
+//! requests waiting on it; memory stays at one batch; and a client that hangs
+//! up does not stop the store.
+//!
+//! When the store is abandoned midway (over `max_entry_bytes`, a disk error),
+//! the writer hands the client what it has not written and the rest of the app's
+//! body, and the client's body goes on from there at the client's pace (nothing
+//! waits on it any more). A body that fails, or does not match its
+//! Content-Length, is never stored and fails the client's body too, so the
+//! connection is cut rather than a short page looking complete.
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc::{self, error::SendError, error::TrySendError, OwnedPermit};
 
 use super::dir::{classify, CacheDir, TempFile};
 use super::flight::Leader;
 use super::path::CachePath;
 use super::stats::{CacheStats, Event};
-use crate::pipeline::{Body, BodyError};
+use crate::pipeline::{body, Body, BodyError};
 
-/// Chunks in flight between the tee and the writer.
-const CHANNEL: usize = 8;
-
-/// How the body ended, as the tee saw it (read by the writer once the channel closes).
-const DROPPED: u8 = 0;
-const COMPLETE: u8 = 1;
-const TOO_LARGE: u8 = 2;
-const EMPTY: u8 = 3;
-const FAILED: u8 = 4;
+/// Most bytes the client's body reads back from the file in one frame.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Most bytes the writer collects before one trip to a blocking thread.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Everything the writer needs to put one response in place.
 pub struct Job {
@@ -47,26 +55,82 @@ pub struct Job {
     pub declared: Option<u64>,
 }
 
-/// Wrap `body` so it is stored as it streams. Needs the tokio runtime (for the
+impl Job {
+    fn not_stored(&self, event: Event) {
+        let n = self.stats.count(event);
+        tracing::debug!(
+            path = self.path.rel(),
+            event = event.name(),
+            count = n,
+            "cache: not stored"
+        );
+    }
+
+    fn stored(self) {
+        let n = self.stats.count(Event::Store);
+        tracing::debug!(path = self.path.rel(), count = n, stats = %self.stats, "cache: stored");
+        self.leader.stored();
+    }
+}
+
+/// Store `body` while the client receives it. Needs the tokio runtime (for the
 /// writer); without one the body is returned as is, unstored.
-pub fn tee(body: Body, job: Job) -> Body {
+pub fn store(mut body: Body, job: Job) -> Body {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return body;
     };
-    let (tx, rx) = mpsc::channel(CHANNEL);
-    let ending = Arc::new(AtomicU8::new(DROPPED));
-    let tee = Tee {
-        inner: body,
-        tx: Some(tx),
-        pending: None,
-        ending: ending.clone(),
-        seen: 0,
-        max: job.max_bytes,
-        declared: job.declared,
-        done: false,
+    // One look without waiting: a body that is whole in memory needs no spool.
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => {
+            job.not_stored(Event::NoStoreEmpty);
+            return body::empty();
+        }
+        Poll::Ready(Some(Ok(frame))) => Some(frame),
+        Poll::Ready(Some(Err(e))) => {
+            job.not_stored(Event::NoStoreIncomplete);
+            return failed(e);
+        }
+        Poll::Pending => None,
     };
-    rt.spawn(write(job, rx, ending));
-    tee.boxed_unsync()
+    if let Some(data) = first.as_ref().and_then(Frame::data_ref) {
+        if body.is_end_stream() {
+            let data = data.clone();
+            rt.spawn(store_whole(data.clone(), job));
+            return body::full(data);
+        }
+    }
+    let hint = body.size_hint().exact();
+    let shared = Arc::new(Shared::default());
+    rt.spawn(spool(body, first, job, shared.clone()));
+    Follow {
+        shared,
+        file: None,
+        offset: 0,
+        handed: None,
+        remaining: hint,
+        done: false,
+    }
+    .boxed_unsync()
+}
+
+/// A body whose only frame is `e`.
+fn failed(e: BodyError) -> Body {
+    Failed(Some(e)).boxed_unsync()
+}
+
+struct Failed(Option<BodyError>);
+
+impl http_body::Body for Failed {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Poll::Ready(self.0.take().map(Err))
+    }
 }
 
 /// Run file-system work on a blocking thread (a panic there becomes an error;
@@ -79,47 +143,173 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(io::Error::other(format!("cache writer failed: {e}"))))
 }
 
-/// The writer: temporary file, chunks, then rename or removal. Each batch of
-/// chunks is one trip to a blocking thread, and a small body (one batch) is
-/// created, written and renamed in a single trip. Returning early drops `rx`,
-/// which tells the tee to stop sending.
-async fn write(job: Job, mut rx: mpsc::Receiver<Bytes>, ending: Arc<AtomicU8>) {
-    let rel = job.path.rel();
+/// Store a body that was whole in memory: one trip to a blocking thread.
+async fn store_whole(data: Bytes, job: Job) {
+    if job.declared.is_some_and(|d| d != data.len() as u64) {
+        return job.not_stored(Event::NoStoreIncomplete);
+    }
+    if data.len() as u64 > job.max_bytes {
+        return job.not_stored(Event::NoStoreTooLarge);
+    }
+    let (dir, path, fsync) = (job.dir.clone(), job.path.clone(), job.fsync);
+    let wrote = blocking(move || {
+        let mut temp = dir.parent_dir(&path).and_then(TempFile::create)?;
+        temp.file().write_all(&data)?;
+        temp.commit(path.name(), fsync)
+    })
+    .await;
+    match wrote {
+        Ok(()) => job.stored(),
+        Err(e) => job.stats.problem(classify(&e), job.path.rel(), &e),
+    }
+}
+
+/// What the writer has done, as the client's body sees it.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Change the state and wake the client's body if it waits.
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let waker = {
+            let mut s = self.lock();
+            f(&mut s);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The temporary file, for reading back (set with its first bytes).
+    file: Option<Arc<File>>,
+    /// Bytes of the file the client's body may read.
+    written: u64,
+    end: End,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+enum End {
+    /// More is coming.
+    #[default]
+    Open,
+    /// The body ended whole; its trailers, if any, follow the data.
+    Complete(Option<HeaderMap>),
+    /// The body failed (or broke its Content-Length): the client's body fails too.
+    Failed(Option<BodyError>),
+    /// No longer stored: after the file's bytes, these chunks, then the body.
+    Handover(Option<Handed>),
+}
+
+/// What the writer hands the client's body when it stops storing.
+struct Handed {
+    chunks: VecDeque<Frame<Bytes>>,
+    rest: Option<Body>,
+}
+
+/// What one pull from the app's body gave the writer.
+enum Pulled {
+    More,
+    Ended(Option<HeaderMap>),
+    Failed(BodyError),
+}
+
+/// The writer: pulls `body` at the app's pace into a temporary file, then
+/// renames it into place, releasing the miss lock either way.
+async fn spool(mut body: Body, first: Option<Frame<Bytes>>, job: Job, shared: Arc<Shared>) {
     let mut temp: Option<TempFile> = None;
-    let mut batch = Vec::with_capacity(CHANNEL);
+    let mut seen: u64 = 0;
+    let mut pending = first;
     loop {
-        rx.recv_many(&mut batch, CHANNEL).await;
-        // Once the tee has let go, nothing more comes and its verdict is set.
-        let ended = rx.is_closed() && rx.is_empty();
-        if ended {
-            let event = match ending.load(Ordering::Acquire) {
-                COMPLETE => None,
-                TOO_LARGE => Some(Event::NoStoreTooLarge),
-                EMPTY => Some(Event::NoStoreEmpty),
-                _ => Some(Event::NoStoreIncomplete),
+        // A batch: the next frame (waiting for it), then whatever is ready now.
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut bytes = 0usize;
+        let mut outcome = Pulled::More;
+        loop {
+            let frame = match pending.take() {
+                Some(f) => Some(Ok(f)),
+                None if batch.is_empty() => body.frame().await,
+                None => match futures_now(&mut body) {
+                    Some(f) => f,
+                    None => break,
+                },
             };
-            if let Some(event) = event {
-                let n = job.stats.count(event);
-                tracing::debug!(
-                    path = rel,
-                    event = event.name(),
-                    count = n,
-                    "cache: not stored"
-                );
-                if let Some(temp) = temp {
-                    // Removing the temporary file is a blocking call too.
-                    let _ = blocking(move || {
-                        drop(temp);
-                        Ok(())
-                    })
-                    .await;
+            match frame {
+                None => {
+                    outcome = Pulled::Ended(None);
+                    break;
                 }
-                return;
+                Some(Err(e)) => {
+                    outcome = Pulled::Failed(e);
+                    break;
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        seen += data.len() as u64;
+                        bytes += data.len();
+                        batch.push(data);
+                    }
+                    Err(frame) => {
+                        outcome = Pulled::Ended(frame.into_trailers().ok());
+                        break;
+                    }
+                },
+            }
+            // The declared length reached: that is the end (hyper stops
+            // there too), whether or not the body has said so yet.
+            if job.declared == Some(seen) || body.is_end_stream() {
+                outcome = Pulled::Ended(None);
+                break;
+            }
+            if bytes >= BATCH_BYTES || seen > job.max_bytes {
+                break;
             }
         }
-        let chunks = std::mem::take(&mut batch);
-        let (dir, path, fsync) = (job.dir.clone(), job.path.clone(), job.fsync);
+        if let Pulled::Failed(e) = outcome {
+            shared.update(|s| s.end = End::Failed(Some(e)));
+            return abandon(temp, &job, Event::NoStoreIncomplete).await;
+        }
+        if job.declared.is_some_and(|d| seen > d) {
+            let e: BodyError = "the app's body is longer than its Content-Length".into();
+            shared.update(|s| s.end = End::Failed(Some(e)));
+            return abandon(temp, &job, Event::NoStoreIncomplete).await;
+        }
+        let ended = matches!(outcome, Pulled::Ended(_));
+        if ended && job.declared.is_some_and(|d| seen < d) {
+            let e: BodyError = "the app's body is shorter than its Content-Length".into();
+            shared.update(|s| s.end = End::Failed(Some(e)));
+            return abandon(temp, &job, Event::NoStoreIncomplete).await;
+        }
+        if let (Pulled::Ended(trailers), 0) = (&mut outcome, seen) {
+            let trailers = trailers.take();
+            shared.update(|s| s.end = End::Complete(trailers));
+            return abandon(temp, &job, Event::NoStoreEmpty).await;
+        }
+        if seen > job.max_bytes {
+            let trailers = match outcome {
+                Pulled::Ended(t) => t,
+                _ => None,
+            };
+            hand_over(&shared, batch, trailers, (!ended).then_some(body));
+            return abandon(temp, &job, Event::NoStoreTooLarge).await;
+        }
+        // Append the batch (creating the file with the first one).
+        let (dir, path) = (job.dir.clone(), job.path.clone());
+        let chunks = batch.clone();
+        let first_write = temp.is_none();
+        let temp_now = temp.take();
         let step = blocking(move || {
+            let temp = temp_now;
             let mut temp = match temp {
                 Some(t) => t,
                 None => dir.parent_dir(&path).and_then(TempFile::create)?,
@@ -127,77 +317,99 @@ async fn write(job: Job, mut rx: mpsc::Receiver<Bytes>, ending: Arc<AtomicU8>) {
             for chunk in &chunks {
                 temp.file().write_all(chunk)?;
             }
-            if ended {
-                temp.commit(path.name(), fsync)?;
-                return Ok(None);
-            }
-            Ok(Some(temp))
+            let reader = temp.file().try_clone()?;
+            Ok((temp, reader))
         })
         .await;
-        match step {
-            Ok(Some(t)) => temp = Some(t),
-            Ok(None) => {
-                let n = job.stats.count(Event::Store);
-                tracing::debug!(path = rel, count = n, stats = %job.stats, "cache: stored");
-                job.leader.stored();
+        let (t, reader) = match step {
+            Ok(ok) => ok,
+            Err(e) => {
+                // The disk failed us: the client still gets every byte.
+                let trailers = match outcome {
+                    Pulled::Ended(t) => t,
+                    _ => None,
+                };
+                hand_over(&shared, batch, trailers, (!ended).then_some(body));
+                job.stats.problem(classify(&e), job.path.rel(), &e);
                 return;
             }
-            Err(e) => return job.stats.problem(classify(&e), rel, &e),
+        };
+        temp = Some(t);
+        shared.update(|s| {
+            if first_write {
+                s.file = Some(Arc::new(reader));
+            }
+            s.written += bytes as u64;
+            if let Pulled::Ended(trailers) = outcome {
+                s.end = End::Complete(trailers);
+            }
+        });
+        if ended {
+            let (temp, fsync, name) = (temp.take(), job.fsync, job.path.name().to_owned());
+            let committed = blocking(move || match temp {
+                Some(t) => t.commit(&name, fsync),
+                None => Ok(()),
+            })
+            .await;
+            return match committed {
+                Ok(()) => job.stored(),
+                Err(e) => job.stats.problem(classify(&e), job.path.rel(), &e),
+            };
         }
     }
 }
 
-type Reserve = Pin<Box<dyn Future<Output = Result<OwnedPermit<Bytes>, SendError<()>>> + Send>>;
+/// The next frame of `body` if it is ready now, without waiting.
+fn futures_now(body: &mut Body) -> Option<Option<Result<Frame<Bytes>, BodyError>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(f) => Some(f),
+        Poll::Pending => None,
+    }
+}
 
-/// The response body on a miss: passes every frame through unchanged and copies
-/// data to the writer until it ends, fails, grows too large or the writer quits.
-struct Tee {
-    inner: Body,
-    /// None once the store was abandoned or finished.
-    tx: Option<mpsc::Sender<Bytes>>,
-    /// A chunk waiting for room in the channel before it goes to the client.
-    pending: Option<(Bytes, Reserve)>,
-    ending: Arc<AtomicU8>,
-    seen: u64,
-    max: u64,
-    declared: Option<u64>,
+/// Stop storing: the client's body takes the unwritten chunks and the rest.
+fn hand_over(shared: &Shared, batch: Vec<Bytes>, trailers: Option<HeaderMap>, rest: Option<Body>) {
+    let mut chunks: VecDeque<Frame<Bytes>> = batch.into_iter().map(Frame::data).collect();
+    if let Some(t) = trailers {
+        chunks.push_back(Frame::trailers(t));
+    }
+    shared.update(|s| s.end = End::Handover(Some(Handed { chunks, rest })));
+}
+
+/// Count why nothing was stored and remove the temporary file (a blocking call).
+async fn abandon(temp: Option<TempFile>, job: &Job, event: Event) {
+    job.not_stored(event);
+    if let Some(temp) = temp {
+        let _ = blocking(move || {
+            drop(temp);
+            Ok(())
+        })
+        .await;
+    }
+}
+
+/// The client's body on a spooled miss: the file's bytes as they are written,
+/// then the end the writer reached (or what it handed over).
+struct Follow {
+    shared: Arc<Shared>,
+    file: Option<Arc<File>>,
+    offset: u64,
+    handed: Option<Handed>,
+    /// Bytes still to come, when the app's body knew its exact length.
+    remaining: Option<u64>,
     done: bool,
 }
 
-impl Tee {
-    /// Stop storing, telling the writer why (it removes the temporary file).
-    fn abandon(&mut self, why: u8) {
-        if let Some(tx) = self.tx.take() {
-            self.ending.store(why, Ordering::Release);
-            drop(tx);
-        }
-        self.pending = None;
-    }
-
-    /// The body ended: store it if it is whole.
-    fn finish(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        let why = if self.seen == 0 {
-            EMPTY
-        } else if self.declared.is_some_and(|d| d != self.seen) {
-            FAILED
-        } else {
-            COMPLETE
-        };
-        self.abandon(why);
-    }
-
-    /// After a chunk is handed on: the inner body may know it has no more.
-    fn check_end(&mut self) {
-        if self.inner.is_end_stream() {
-            self.finish();
+impl Follow {
+    fn sent(&mut self, n: usize) {
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(n as u64);
         }
     }
 }
 
-impl http_body::Body for Tee {
+impl http_body::Body for Follow {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -206,68 +418,83 @@ impl http_body::Body for Tee {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        loop {
-            if let Some((chunk, reserve)) = this.pending.as_mut() {
-                match ready!(reserve.as_mut().poll(cx)) {
-                    Ok(permit) => {
-                        permit.send(chunk.clone());
-                    }
-                    // The writer quit (disk error): keep serving, stop storing.
-                    Err(_) => this.tx = None,
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(handed) = &mut this.handed {
+            if let Some(frame) = handed.chunks.pop_front() {
+                if let Some(d) = frame.data_ref() {
+                    let n = d.len();
+                    this.sent(n);
                 }
-                let (chunk, _) = this.pending.take().expect("checked above");
-                this.check_end();
-                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                return Poll::Ready(Some(Ok(frame)));
             }
-            let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                None => {
-                    this.finish();
+            let Some(rest) = &mut handed.rest else {
+                this.done = true;
+                return Poll::Ready(None);
+            };
+            let polled = Pin::new(rest).poll_frame(cx);
+            if let Poll::Ready(Some(Ok(f))) = &polled {
+                if let Some(d) = f.data_ref() {
+                    let n = d.len();
+                    this.sent(n);
+                }
+            }
+            return polled;
+        }
+        let mut s = this.shared.lock();
+        if this.offset < s.written {
+            if this.file.is_none() {
+                this.file = s.file.clone();
+            }
+            let n = (s.written - this.offset).min(READ_CHUNK as u64) as usize;
+            drop(s);
+            let file = this.file.as_ref().expect("set with the first bytes");
+            let mut buf = BytesMut::zeroed(n);
+            // Bytes just written: served from the page cache.
+            if let Err(e) = file.read_exact_at(&mut buf, this.offset) {
+                this.done = true;
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+            this.offset += n as u64;
+            this.sent(n);
+            return Poll::Ready(Some(Ok(Frame::data(buf.freeze()))));
+        }
+        match &mut s.end {
+            End::Open => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            End::Complete(trailers) => {
+                let trailers = trailers.take();
+                this.done = true;
+                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
+            }
+            End::Failed(e) => {
+                let e = e.take();
+                this.done = true;
+                Poll::Ready(e.map(Err))
+            }
+            End::Handover(handed) => {
+                this.handed = handed.take();
+                drop(s);
+                if this.handed.is_none() {
+                    this.done = true;
                     return Poll::Ready(None);
                 }
-                Some(Err(e)) => {
-                    this.abandon(FAILED);
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Some(Ok(frame)) => frame,
-            };
-            let Some(data) = frame.data_ref() else {
-                // Trailers pass through; they may be the last frame.
-                this.check_end();
-                return Poll::Ready(Some(Ok(frame)));
-            };
-            this.seen += data.len() as u64;
-            if this.seen > this.max {
-                this.abandon(TOO_LARGE);
-            } else if let Some(tx) = &this.tx {
-                match tx.try_send(data.clone()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(chunk)) => {
-                        this.pending = Some((chunk, Box::pin(tx.clone().reserve_owned())));
-                        continue;
-                    }
-                    Err(TrySendError::Closed(_)) => this.tx = None,
-                }
+                Pin::new(this).poll_frame(cx)
             }
-            this.check_end();
-            return Poll::Ready(Some(Ok(frame)));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && self.inner.is_end_stream()
+        self.done || self.remaining == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {
-        let inner = self.inner.size_hint();
-        let Some((chunk, _)) = &self.pending else {
-            return inner;
-        };
-        let n = chunk.len() as u64;
-        let mut hint = SizeHint::new();
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + n);
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
         }
-        hint.set_lower(inner.lower() + n);
-        hint
     }
 }
