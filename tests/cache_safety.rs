@@ -80,33 +80,33 @@ fn run_check(dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Two hello apps mounted below one cache answer `/about` differently.
-const URLMAP_BELOW_CACHE: &str = "\
-[pipeline:main]
-pipeline = cache map
+/// Two hello apps, mounted by an urlmap, each behind the same cache section,
+/// answer `/about` differently.
+const ONE_CACHE_BELOW_URLMAP: &str = "\
+[composite:main]
+use = egg:Paste#urlmap
+/blog = blog
+/wiki = wiki
 
 [filter:cache]
 use = egg:plughost#cache
 cache_dir = cache
 status_header = X-Cache
 
-[composite:map]
-use = egg:Paste#urlmap
-/blog = blog
-/wiki = wiki
-
 [app:blog]
 use = egg:hello
 greeting = the blog's page
+filter-with = cache
 
 [app:wiki]
 use = egg:hello
 greeting = the wiki's page
+filter-with = cache
 ";
 
 #[test]
 fn urlmap_mounts_below_one_cache_never_share_pages() {
-    let (host, dir) = Host::start(URLMAP_BELOW_CACHE);
+    let (host, dir) = Host::start(ONE_CACHE_BELOW_URLMAP);
     let blog = host.get("/blog/about");
     assert_eq!(
         (blog.status, blog.text().as_str()),
@@ -114,7 +114,8 @@ fn urlmap_mounts_below_one_cache_never_share_pages() {
     );
     let cache = dir.path().join("cache");
     wait_until("the blog's page", || cache.join("blog/about").exists());
-    // Keyed on PATH_INFO alone, this was the blog's page from the file `about`.
+    // Keyed on PATH_INFO alone (`/about` in both mounts), this was the blog's
+    // page from the file `about`.
     let wiki = host.get("/wiki/about");
     assert_eq!(
         (wiki.status, wiki.text().as_str(), x_cache(&wiki)),
