@@ -47,15 +47,7 @@ fn start_upload(port: u16, len: usize, first: usize) -> TcpStream {
 /// Ask for a huge echo response and read only its status line.
 fn start_unread_download(port: u16) -> TcpStream {
     let mut s = connect(port).unwrap();
-    write_request(
-        &mut s,
-        "GET",
-        "/big",
-        &[("X-Echo-Bytes", HUGE)],
-        None,
-        true,
-    )
-    .unwrap();
+    write_request(&mut s, "GET", "/big", &[("X-Echo-Bytes", HUGE)], None, true).unwrap();
     let mut status = [0u8; 12];
     s.read_exact(&mut status).unwrap();
     assert_eq!(&status, b"HTTP/1.1 200");
@@ -138,9 +130,7 @@ fn trickling_upload_over_buffer_gets_408() {
 
 #[test]
 fn non_reading_client_is_closed_after_send_timeout() {
-    let (host, _d) = Host::start(
-        "[app:main]\nuse = egg:echo\n\n[server:main]\nsend_timeout = 1\n",
-    );
+    let (host, _d) = Host::start("[app:main]\nuse = egg:echo\n\n[server:main]\nsend_timeout = 1\n");
     let s = start_unread_download(host.port);
     // Never read for several send_timeouts, then read what is left.
     std::thread::sleep(Duration::from_secs(5));
@@ -173,9 +163,7 @@ fn non_reading_clients_hold_no_os_thread() {
     );
     assert_eq!(host.get("/warm").status, 200);
     let baseline = thread_count(&host);
-    let clients: Vec<TcpStream> = (0..20)
-        .map(|_| start_unread_download(host.port))
-        .collect();
+    let clients: Vec<TcpStream> = (0..20).map(|_| start_unread_download(host.port)).collect();
     let peak = thread_count(&host);
     // Threads that only read a chunk ahead go idle and end (tokio keeps an idle
     // blocking thread 10 s); a thread per stalled client would stay.

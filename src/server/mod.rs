@@ -131,7 +131,7 @@ async fn accept_loop(
             .max_buf_size(cfg.max_header_bytes)
             .keep_alive(true)
             .serve_connection(
-                TokioIo::new(sendfile::ConnStream::new(stream, offers)),
+                TokioIo::new(sendfile::ConnStream::new(stream, offers, cfg.send_timeout)),
                 service,
             );
         let conn = graceful.watch(conn);
