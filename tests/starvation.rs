@@ -71,6 +71,11 @@ fn slow_uploads_never_starve_the_worker_pool() {
     for i in 0..3 {
         let started = Instant::now();
         let reply = host.get(&format!("/dynamic/{i}"));
+        eprintln!(
+            "dynamic request {i}: {} in {:?}",
+            reply.status,
+            started.elapsed()
+        );
         assert_eq!(
             reply.status,
             200,
@@ -115,6 +120,7 @@ fn trickling_upload_over_buffer_gets_408() {
     let waited = started.elapsed();
     let reply = reply.unwrap_or_else(|e| panic!("no answer after {waited:?}: {e}"));
     assert_eq!(reply.status, 408, "after {waited:?}");
+    eprintln!("trickling upload: 408 after {waited:?}");
     assert!(
         waited >= Duration::from_secs(9) && waited < Duration::from_secs(30),
         "408 after {waited:?}, expected shortly after the 10 s grace"
@@ -148,6 +154,7 @@ fn non_reading_client_is_closed_after_send_timeout() {
         }
     };
     let whole: u64 = HUGE.parse().unwrap();
+    eprintln!("non-reading client: connection {ended} after {received} of {whole} bytes");
     assert!(
         ended != "still open" && received < whole,
         "connection {ended} after {received} bytes of a {whole}-byte response"
@@ -176,6 +183,7 @@ fn non_reading_clients_hold_no_os_thread() {
         settled,
         "20 non-reading clients: {baseline} threads before, {peak} at the start, {now} after 30 s"
     );
+    eprintln!("threads: {baseline} before, {peak} with 20 stalled clients, {now} settled");
     // They are still connected, and others are served.
     assert_eq!(host.get("/").status, 200);
     drop(clients);

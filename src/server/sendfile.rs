@@ -341,6 +341,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_stalled_past_send_timeout_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (_peer, (server, _)) = tokio::join!(client, async { listener.accept().await.unwrap() });
+        let timeout = Duration::from_millis(200);
+        let mut ours = ConnStream::new(server, Offers::default(), timeout);
+        // The peer never reads: the socket buffers fill, then writes stall.
+        let chunk = vec![0u8; 1 << 16];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = ours.write(&chunk).await {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never stalled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= timeout);
+    }
+
+    #[tokio::test]
     async fn offered_bytes_go_out_from_the_file() {
         // The file differs from the bytes in memory here (never in real use), so
         // what arrives shows where it came from.
