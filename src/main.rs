@@ -158,8 +158,8 @@ fn setup_logging(cli: &Cli) -> Result<()> {
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Plugin calls hold at most `threads` of the blocking threads (a
-        // semaphore in the worker pool); the rest serve body pumps and files.
+        // Plugin calls run on the worker pool's own threads; blocking threads
+        // read files, spooled request bodies and plugin body chunks, one at a time.
         .thread_name("plughost")
         .build()
         .context("cannot start the async runtime")

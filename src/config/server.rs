@@ -31,11 +31,23 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Longest wait for the next piece of a request body (slow-body clients).
     pub body_timeout: Duration,
+    /// Request bodies up to this many bytes are held in memory; the rest of a
+    /// larger one is spooled to an unlinked temporary file.
+    pub request_buffer_bytes: u64,
+    /// Bytes per second a body larger than `request_buffer_bytes` must average
+    /// after its first [`MIN_RATE_GRACE`], or it gets 408 (0: no minimum).
+    pub min_body_rate: u64,
+    /// Longest time a response write may make no progress before the
+    /// connection is closed (clients that stop reading).
+    pub send_timeout: Duration,
     /// Longest time a plugin call may take before the client gets a 504.
     pub request_timeout: Duration,
     /// Most connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
 }
+
+/// How long a large request body may take before `min_body_rate` applies.
+pub const MIN_RATE_GRACE: Duration = Duration::from_secs(10);
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 8080;
@@ -52,6 +64,9 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
+            request_buffer_bytes: 1024 * 1024,
+            min_body_rate: 1024,
+            send_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         }
@@ -131,6 +146,13 @@ impl ServerConfig {
                 "header_timeout" => cfg.header_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
                 "shutdown_timeout" => cfg.shutdown_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
                 "body_timeout" => cfg.body_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
+                "request_buffer_bytes" => {
+                    cfg.request_buffer_bytes = value.parse().map_err(|_| err(format!("expected a number of bytes, found {value:?}")))?
+                }
+                "min_body_rate" => {
+                    cfg.min_body_rate = value.parse().map_err(|_| err(format!("expected bytes per second, found {value:?}")))?
+                }
+                "send_timeout" => cfg.send_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
                 "request_timeout" => cfg.request_timeout = seconds(value).ok_or_else(|| err(format!("expected seconds, found {value:?}")))?,
                 "max_connections" => {
                     cfg.max_connections = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?
@@ -140,8 +162,8 @@ impl ServerConfig {
                         ErrorKind::UnknownKey,
                         file,
                         "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
-                         max_header_bytes, max_body_bytes, header_timeout, body_timeout, request_timeout, \
-                         max_connections, shutdown_timeout",
+                         max_header_bytes, max_body_bytes, request_buffer_bytes, min_body_rate, header_timeout, \
+                         body_timeout, send_timeout, request_timeout, max_connections, shutdown_timeout",
                     )
                     .at(*line)
                     .in_section(&section.header)

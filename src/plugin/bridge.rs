@@ -5,27 +5,29 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
+use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use plughost_sdk::abi::{self, PhBody, PhBodyVtbl, PhPair, PhRequest, PhResponse, PhStr};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::host_api::lossy;
 use super::library::same_ptr;
 use crate::pipeline::blocking;
-use crate::pipeline::body::{self as bodies, ChannelBody};
+use crate::pipeline::body as bodies;
 use crate::pipeline::{Body, BodyError, Request, Response};
 
 /// How much of a plugin's body is read on the worker before deciding to stream it:
 /// a body that ends within this is sent with a Content-Length and no extra thread.
 const PREREAD_BYTES: usize = 64 * 1024;
-/// Chunks in flight between a streaming plugin body and the connection.
-const STREAM_DEPTH: usize = 4;
 
 /// Hop-by-hop headers an app must not set; the server manages them.
 const HOP_BY_HOP: &[&str] = &[
@@ -362,7 +364,7 @@ fn body_error(code: i32) -> BodyError {
 
 /// Turn a plugin's body into a host body. Runs on a worker thread: it reads up
 /// to [`PREREAD_BYTES`] at once; a body that ends within that becomes an
-/// in-memory body, anything longer is streamed by a pump on a blocking thread.
+/// in-memory body, anything longer is pulled a chunk at a time ([`PulledBody`]).
 pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Result<Body, String> {
     if raw.vtbl.is_null() {
         return Ok(bodies::empty());
@@ -415,32 +417,123 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
     // `size_hint` is what remains, so ask after the pre-read (asking before and
     // adding the pre-read bytes counted them twice: a doubled Content-Length).
     let exact = body.size_hint().map(|rest| rest + first.len() as u64);
-    let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-    rt.spawn_blocking(move || pump(body, tx));
-    Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody::new(
+    Ok(http_body_util::BodyExt::boxed_unsync(PulledBody::new(
         first.freeze(),
-        rx,
+        body,
         exact,
+        rt.clone(),
     )))
 }
 
-/// Move a plugin body's chunks into the channel until it ends, fails, or the
-/// receiver (the connection) goes away; then release it.
-fn pump(mut body: PluginBody, tx: mpsc::Sender<Result<Bytes, BodyError>>) {
-    loop {
-        let item = match body.next() {
-            Ok(None) => return,
-            Ok(Some(chunk)) => Ok(Bytes::copy_from_slice(chunk)),
-            Err(code) => {
+/// One chunk read from a plugin body on a blocking thread, and the body back.
+type Pull = JoinHandle<(PluginBody, Result<Option<Bytes>, i32>)>;
+
+/// A plugin body streamed past its pre-read: each chunk is read on a tokio
+/// blocking thread when the previous one is handed out (one read ahead), so a
+/// client that stops reading holds at most two chunks of memory and no thread.
+struct PulledBody {
+    first: Option<Bytes>,
+    /// The body while no read is in flight (`None` once it has ended or failed).
+    idle: Option<PluginBody>,
+    pull: Option<Pull>,
+    /// The bytes still to come, when declared: kept current so `is_end_stream`
+    /// is true after the last byte (hyper stops polling at Content-Length).
+    remaining: Option<u64>,
+    rt: Handle,
+}
+
+impl PulledBody {
+    fn new(first: Bytes, body: PluginBody, exact: Option<u64>, rt: Handle) -> PulledBody {
+        let mut pulled = PulledBody {
+            first: (!first.is_empty()).then_some(first),
+            idle: Some(body),
+            pull: None,
+            remaining: exact,
+            rt,
+        };
+        // Read the next chunk while the head (and the pre-read) go out.
+        pulled.start_pull();
+        pulled
+    }
+
+    fn start_pull(&mut self) {
+        if self.remaining == Some(0) {
+            return;
+        }
+        let Some(mut body) = self.idle.take() else {
+            return;
+        };
+        self.pull = Some(self.rt.spawn_blocking(move || {
+            let chunk = loop {
+                match body.next() {
+                    Ok(Some([])) => continue,
+                    Ok(Some(chunk)) => break Ok(Some(Bytes::copy_from_slice(chunk))),
+                    Ok(None) => break Ok(None),
+                    Err(code) => break Err(code),
+                }
+            };
+            (body, chunk)
+        }));
+    }
+}
+
+impl http_body::Body for PulledBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            this.sent(first.len());
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if this.pull.is_none() {
+            this.start_pull();
+        }
+        let Some(pull) = this.pull.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let done = ready!(Pin::new(pull).poll(cx));
+        this.pull = None;
+        match done {
+            Ok((body, Ok(Some(chunk)))) => {
+                this.idle = Some(body);
+                this.sent(chunk.len());
+                this.start_pull();
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            // Ended: the body is released here, by the drop.
+            Ok((_, Ok(None))) => Poll::Ready(None),
+            Ok((_, Err(code))) => {
                 tracing::error!(
                     "plugin response body failed midway (code {code}); aborting the response"
                 );
-                Err(body_error(code))
+                Poll::Ready(Some(Err(body_error(code))))
             }
-        };
-        let failed = item.is_err();
-        if tx.blocking_send(item).is_err() || failed {
-            return;
+            // A panic on the blocking thread (the body was dropped, so released, there).
+            Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl PulledBody {
+    fn sent(&mut self, n: usize) {
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(n as u64);
         }
     }
 }

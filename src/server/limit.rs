@@ -1,8 +1,7 @@
-//! The request body limits: `max_body_bytes` for bodies without a declared
-//! length (the stream fails past the limit, and the flag lets the server answer
-//! 413 instead of the 500 the app's read error would produce), and
-//! `body_timeout` between pieces of a body, so a client that trickles its body
-//! cannot hold a plugin worker forever.
+//! The request body limits, applied while `request_body` reads a body before
+//! dispatch: `max_body_bytes` for bodies without a declared length (the stream
+//! fails past the limit, and the flag says to answer 413), and `body_timeout`
+//! between pieces of a body (408).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};

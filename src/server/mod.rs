@@ -3,6 +3,7 @@
 
 pub mod environ;
 mod limit;
+mod request_body;
 pub mod sendfile;
 
 use std::convert::Infallible;
@@ -131,7 +132,7 @@ async fn accept_loop(
             .max_buf_size(cfg.max_header_bytes)
             .keep_alive(true)
             .serve_connection(
-                TokioIo::new(sendfile::ConnStream::new(stream, offers)),
+                TokioIo::new(sendfile::ConnStream::new(stream, offers, cfg.send_timeout)),
                 service,
             );
         let conn = graceful.watch(conn);
@@ -191,10 +192,14 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
         return handler.call(request).await;
     }
     let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes, cfg.body_timeout);
-    let request = environ::environ(parts, environ::boxed(body), peer, env);
-    let resp = handler.call(request).await;
-    match overflow.status() {
-        Some(status) if resp.status().is_server_error() => error_response(status),
-        _ => resp,
-    }
+    // Read the whole body first: no plugin worker waits on a client's bytes.
+    let body = match request_body::read(body, &overflow, declared, cfg).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::info!(peer = %peer.addr, "{e}");
+            return error_response(e.status());
+        }
+    };
+    let request = environ::environ(parts, body, peer, env);
+    handler.call(request).await
 }

@@ -20,11 +20,13 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::metrics::METRICS;
 
@@ -123,15 +125,64 @@ pub fn offer(bytes: &Bytes, file: File) {
     });
 }
 
-/// A TCP connection that sends offered bytes with `sendfile`.
+/// A TCP connection that sends offered bytes with `sendfile`, and fails a
+/// write that makes no progress for `send_timeout` (a client that stopped
+/// reading), so hyper drops the connection.
 pub struct ConnStream {
     tcp: TcpStream,
     offers: Offers,
+    send_timeout: Duration,
+    /// Armed only when a write returns `Pending`; disarmed by any progress.
+    stall: Option<Pin<Box<Sleep>>>,
+    stalled: bool,
 }
 
 impl ConnStream {
-    pub fn new(tcp: TcpStream, offers: Offers) -> ConnStream {
-        ConnStream { tcp, offers }
+    pub fn new(tcp: TcpStream, offers: Offers, send_timeout: Duration) -> ConnStream {
+        ConnStream {
+            tcp,
+            offers,
+            send_timeout,
+            stall: None,
+            stalled: false,
+        }
+    }
+
+    /// Pass on `polled`; a `Pending` starts (or continues) the stall clock and
+    /// becomes a `TimedOut` error once it has lasted `send_timeout`.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = false;
+            return polled;
+        }
+        let deadline = Instant::now() + self.send_timeout;
+        let timer = match &mut self.stall {
+            Some(timer) => {
+                if !self.stalled {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .stall
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.stalled = true;
+        if timer.as_mut().poll(cx).is_ready() {
+            self.stalled = false;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no write progress for {:?} (send_timeout)",
+                    self.send_timeout
+                ),
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -177,6 +228,35 @@ impl AsyncWrite for ConnStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let polled = this.write_vectored_now(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // hyper then queues body buffers instead of copying them into its own,
+        // which is what lets an offered body be recognised.
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.tcp).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.tcp).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
+}
+
+impl ConnStream {
+    /// One vectored write, offered buffers sent from their files.
+    fn write_vectored_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self;
         // Write from memory up to the first offered buffer; send that one from its
         // file. Either way one system call, and hyper calls again for the rest.
         let Some(first_offered) = bufs.iter().position(|b| this.offers.holds(b)) else {
@@ -202,20 +282,6 @@ impl AsyncWrite for ConnStream {
             sent => Poll::Ready(sent),
         }
     }
-
-    fn is_write_vectored(&self) -> bool {
-        // hyper then queues body buffers instead of copying them into its own,
-        // which is what lets an offered body be recognised.
-        true
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
@@ -233,7 +299,10 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, (server, _)) =
             tokio::join!(client, async { listener.accept().await.unwrap() });
-        (ConnStream::new(server, offers.clone()), client.unwrap())
+        (
+            ConnStream::new(server, offers.clone(), Duration::from_secs(60)),
+            client.unwrap(),
+        )
     }
 
     fn file_with(content: &[u8]) -> File {
@@ -269,6 +338,26 @@ mod tests {
         }
         ours.flush().await.unwrap();
         reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_write_stalled_past_send_timeout_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (_peer, (server, _)) = tokio::join!(client, async { listener.accept().await.unwrap() });
+        let timeout = Duration::from_millis(200);
+        let mut ours = ConnStream::new(server, Offers::default(), timeout);
+        // The peer never reads: the socket buffers fill, then writes stall.
+        let chunk = vec![0u8; 1 << 16];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = ours.write(&chunk).await {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never stalled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= timeout);
     }
 
     #[tokio::test]
