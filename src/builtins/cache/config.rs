@@ -18,7 +18,7 @@ pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
-                    status_header, lock_timeout, fsync, memory_cache_bytes";
+                    status_header, lock_timeout, fsync, memory_cache_bytes, adopt";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct Settings {
     pub fsync: bool,
     /// Memory for revalidated copies of hot pages (0: none).
     pub memory_cache_bytes: u64,
+    /// Take over a non-empty cache_dir without the marker (see `owner`).
+    pub adopt: bool,
 }
 
 impl Settings {
@@ -54,6 +56,7 @@ impl Settings {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             fsync: true,
             memory_cache_bytes: DEFAULT_MEMORY_CACHE_BYTES,
+            adopt: false,
         };
         for (key, value) in &c.local_conf {
             let err = |m: String| format!("{key}: {m}");
@@ -66,7 +69,7 @@ impl Settings {
                     let dir = c.dir().join(v);
                     if dir.parent().is_none() {
                         return Err(err(format!(
-                            "refusing `{v}`: the cache needs a directory of its own"
+                            "refusing `{v}`: a system directory is never a cache_dir (the cache needs a directory of its own)"
                         )));
                     }
                     cache_dir = Some(dir);
@@ -129,6 +132,10 @@ impl Settings {
                             "expected a number of bytes (0 turns it off), found `{v}`"
                         ))
                     })?
+                }
+                "adopt" => {
+                    s.adopt = parse_bool(v)
+                        .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
                 }
                 "fsync" => {
                     s.fsync = parse_bool(v)
