@@ -158,6 +158,7 @@ impl AsFd for Root {
 }
 
 impl Root {
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
     fn new(fd: OwnedFd) -> io::Result<Root> {
         let st = fstat(&fd)?;
         Ok(Root {
@@ -249,6 +250,7 @@ impl CacheDir {
     /// If the path names another directory than the one held (at most once per
     /// [`RECHECK`]), take it: an empty one is marked, one the cache does not own
     /// is refused (and the old one kept).
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
     fn check_replaced(&self) {
         let now = self.born.elapsed().as_millis() as u64 + RECHECK.as_millis() as u64;
         let last = self.checked.load(Relaxed);
@@ -354,7 +356,7 @@ impl CacheDir {
                             Ok(at) => made.created.push((at, seg.to_owned())),
                             Err(e) => {
                                 made.remove_created_if_empty();
-                                return Err(e.into());
+                                return Err(e);
                             }
                         }
                         opened
@@ -504,8 +506,10 @@ impl TempFile {
                         name,
                         file: Some(File::from(fd)),
                     };
+                    // Where locks are unsupported (ENOLCK) the file is kept by
+                    // every sweep on this host instead (it cannot take the lock either).
                     let fd = temp.file.as_ref().expect("just opened");
-                    flock(fd, FlockOperation::NonBlockingLockExclusive)?;
+                    let _ = flock(fd, FlockOperation::NonBlockingLockExclusive);
                     return Ok(temp);
                 }
                 Err(Errno::EXIST) if tries < 8 => tries += 1,
