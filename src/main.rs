@@ -234,6 +234,15 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
     use plughost::builtins::Builtin;
     use plughost::config::Source;
 
+    for url in paths {
+        if url.is_empty() || url.contains('?') {
+            // A usage error, as clap's are.
+            eprintln!(
+                "plughost: error: {url:?}: expected a URL path such as `/about` (not empty, no query string)"
+            );
+            std::process::exit(2);
+        }
+    }
     let (path, name) = split_config(config);
     let deployment = config::load(&path, name.as_deref(), None, &[])?;
     let caches: Vec<_> = deployment

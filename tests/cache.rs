@@ -440,7 +440,10 @@ fn responses_that_are_not_shareable_are_not_stored() {
     wait_stored(&cache.join("ok"), b"ok");
     wait_until("temporary files to go", || temp_files(&cache).is_empty());
     let names: Vec<_> = snapshot(&cache).into_keys().collect();
-    assert_eq!(names, vec![PathBuf::from("ok")]);
+    assert_eq!(
+        names,
+        vec![PathBuf::from(".plughost-cache"), PathBuf::from("ok")]
+    );
     for (path, headers) in cases {
         let r = host.request("GET", path, headers, b"");
         assert_eq!(x_cache(&r), "MISS", "{path} again");
@@ -456,6 +459,8 @@ fn unsafe_paths_reach_the_app_and_touch_nothing() {
     std::fs::write(site.join("canary.txt"), "CANARY-SITE").unwrap();
     let cache = site.join("cache");
     std::fs::create_dir(&cache).unwrap();
+    // The cache's own tree (its marker), with files planted in it.
+    std::fs::write(cache.join(".plughost-cache"), "").unwrap();
     // Files a naive mapping would serve.
     std::fs::write(cache.join(".hidden"), "CANARY-HIDDEN").unwrap();
     std::fs::write(cache.join("__index.html"), "CANARY-INDEX").unwrap();
@@ -529,6 +534,7 @@ fn symlinks_inside_cache_dir_are_never_followed() {
     let dir = tempdir();
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
+    std::fs::write(cache.join(".plughost-cache"), "").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "CANARY-SECRET").unwrap();
     std::fs::create_dir(dir.path().join("outdir")).unwrap();
     std::fs::write(dir.path().join("outdir/page"), "CANARY-OUTDIR").unwrap();
@@ -575,7 +581,10 @@ fn file_directory_collisions_serve_from_the_app_and_warn_once() {
     assert_eq!(calls_between(before, probe(&host)), 12);
     std::thread::sleep(Duration::from_millis(300));
     let names: Vec<_> = snapshot(&cache).into_keys().collect();
-    let expected: Vec<PathBuf> = ["a", "c", "c/d"].iter().map(PathBuf::from).collect();
+    let expected: Vec<PathBuf> = [".plughost-cache", "a", "c", "c/d"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
     assert_eq!(names, expected);
     assert!(
         host.wait_log("store_error.collision", Duration::from_secs(10)),
@@ -881,13 +890,14 @@ fn temporary_files_left_by_a_crash_are_swept_at_start() {
     let dir = tempdir();
     let cache = dir.path().join("cache");
     std::fs::create_dir_all(cache.join("a/b")).unwrap();
+    std::fs::write(cache.join(".plughost-cache"), "").unwrap();
     std::fs::write(cache.join(".plughost-tmp-123-4"), "partial").unwrap();
     std::fs::write(cache.join("a/b/.plughost-tmp-9-9"), "partial").unwrap();
     std::fs::write(cache.join("a/keep"), "page").unwrap();
     std::fs::write(cache.join(".other-dotfile"), "kept").unwrap();
     let host = Host::start_in(dir.path(), &echo_cache(""));
     let names: Vec<_> = snapshot(&cache).into_keys().collect();
-    let expected: Vec<PathBuf> = [".other-dotfile", "a", "a/b", "a/keep"]
+    let expected: Vec<PathBuf> = [".other-dotfile", ".plughost-cache", "a", "a/b", "a/keep"]
         .iter()
         .map(PathBuf::from)
         .collect();

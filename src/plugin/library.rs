@@ -85,7 +85,10 @@ impl Library {
             unsafe { UnixLibrary::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
                 .map_err(|e| LoadError::Open {
                     path: display.clone(),
-                    message: e.to_string(),
+                    // The loader names the private copy; name the user's file.
+                    message: e
+                        .to_string()
+                        .replace(&*path.to_string_lossy(), &display.to_string_lossy()),
                 })?
                 .into()
         };
@@ -107,7 +110,7 @@ impl Library {
             std::ptr::read_unaligned(*symbol)
         };
         check_handshake(
-            path,
+            shown,
             handshake.magic,
             handshake.abi_major,
             handshake.abi_minor,

@@ -42,6 +42,8 @@ pub enum LoadError {
 
 /// Every library opened by this process, so each is opened once, and a
 /// library rebuilt in place is opened again (as new code) on the next load.
+/// Libraries are always opened from a private copy (mode 0700 directory,
+/// unlinked once mapped), never from the user's file.
 #[derive(Default)]
 pub struct Registry {
     state: Mutex<RegistryState>,
@@ -89,11 +91,62 @@ fn content_hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Where private copies of rebuilt libraries go. The dynamic loader hands back
-/// the already-open library for a path it has seen (whatever is on disk now), so
-/// new code must be opened under a new name.
-fn copies_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("plughost-{}-libs", std::process::id()))
+/// The private directory library copies are opened from:
+/// `$XDG_RUNTIME_DIR/plughost-libs` (else `plughost-libs-UID` in the temporary
+/// directory), mode 0700 and owned by this user, or refused.
+fn copies_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| format!("cannot tell this process's user: {e}"))?;
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.is_absolute() && d.is_dir() => d.join("plughost-libs"),
+        _ => std::env::temp_dir().join(format!("plughost-libs-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a private directory of this user (mode 0700)",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// Write `bytes` to a new file in the private directory, named by their hash
+/// (plus this process and a counter, so concurrent hosts never share a file
+/// being written).
+fn private_copy(key: &Path, bytes: &[u8], hash: u64) -> Result<PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = copies_dir()?;
+    let stem = key
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let copy = dir.join(format!(
+        "{stem}-{hash:016x}-{}-{}{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::env::consts::DLL_SUFFIX
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&copy)
+        .and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&copy);
+        return Err(format!("cannot copy to {}: {e}", copy.display()));
+    }
+    Ok(copy)
 }
 
 impl Registry {
@@ -111,9 +164,8 @@ impl Registry {
         self.open(&path)
     }
 
-    /// Open the library at `path`: the one already open if the file is unchanged,
-    /// else its current contents (through a private copy when the path was
-    /// opened before with other contents).
+    /// Open the library at `path`: the one already open if the file is unchanged
+    /// or its contents were opened before, else a private copy of its contents.
     pub fn open(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
         let open_error = |message: String| LoadError::Open {
@@ -141,26 +193,16 @@ impl Registry {
             );
             return Ok(lib);
         }
-        let open_path = if state.by_path.contains_key(&key) {
-            let dir = copies_dir();
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
-            let stem = key
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let copy = dir.join(format!(
-                "{stem}-{hash:016x}{}",
-                std::env::consts::DLL_SUFFIX
-            ));
-            std::fs::write(&copy, &bytes)
-                .map_err(|e| open_error(format!("cannot copy to {}: {e}", copy.display())))?;
-            tracing::info!(path = %key.display(), copy = %copy.display(), "plugin library changed on disk; loading the new build");
-            copy
-        } else {
-            key.clone()
-        };
-        let lib = Arc::new(Library::open(&open_path, &key)?);
+        if state.by_path.contains_key(&key) {
+            tracing::info!(path = %key.display(), "plugin library changed on disk; loading the new build");
+        }
+        // Always opened from a private copy: the user's file may then be
+        // rewritten in place (`cp`) at any time without touching mapped code.
+        let copy = private_copy(&key, &bytes, hash).map_err(open_error)?;
+        let opened = Library::open(&copy, &key);
+        // The mapping keeps the copy's contents; the name is no longer needed.
+        let _ = std::fs::remove_file(&copy);
+        let lib = Arc::new(opened?);
         if !lib.panic_unwind && lib.build_info.starts_with("plughost-sdk") {
             tracing::warn!(
                 path = %key.display(),

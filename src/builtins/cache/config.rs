@@ -19,7 +19,7 @@ pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
-                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies";
+                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub struct Settings {
     pub memory_cache_bytes: u64,
     /// Cookies that do not make a request personal.
     pub ignore_cookies: IgnoredCookies,
+    /// Take over a non-empty cache_dir without the marker (see `owner`).
+    pub adopt: bool,
 }
 
 impl Settings {
@@ -58,6 +60,7 @@ impl Settings {
             fsync: true,
             memory_cache_bytes: DEFAULT_MEMORY_CACHE_BYTES,
             ignore_cookies: IgnoredCookies::default(),
+            adopt: false,
         };
         for (key, value) in &c.local_conf {
             let err = |m: String| format!("{key}: {m}");
@@ -70,7 +73,7 @@ impl Settings {
                     let dir = c.dir().join(v);
                     if dir.parent().is_none() {
                         return Err(err(format!(
-                            "refusing `{v}`: the cache needs a directory of its own"
+                            "refusing `{v}`: a system directory is never a cache_dir (the cache needs a directory of its own)"
                         )));
                     }
                     cache_dir = Some(dir);
@@ -135,6 +138,10 @@ impl Settings {
                     })?
                 }
                 "ignore_cookies" => s.ignore_cookies = IgnoredCookies::parse(v).map_err(err)?,
+                "adopt" => {
+                    s.adopt = parse_bool(v)
+                        .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
+                }
                 "fsync" => {
                     s.fsync = parse_bool(v)
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?

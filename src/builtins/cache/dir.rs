@@ -10,15 +10,17 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use rustix::fs::{
-    mkdirat, openat, openat2, renameat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags,
-    ResolveFlags,
+    flock, fstat, mkdirat, openat, openat2, renameat, stat, statat, unlinkat, AtFlags, Dir,
+    FileType, FlockOperation, Mode, OFlags, ResolveFlags,
 };
 use rustix::io::Errno;
 
+use super::owner::{self, OwnerError};
 use super::path::{CachePath, MAX_DEPTH};
 use super::stats::Event;
 
@@ -74,10 +76,15 @@ fn own_prefix() -> &'static str {
     })
 }
 
-/// Whether a leftover temporary file may be removed: not this process's; on
-/// this host, when its writer is no longer running; from another host, only
-/// when it has not been touched for [`FOREIGN_TEMP_AGE`]; in any other (older)
-/// naming, always.
+/// A temporary file younger than this with nothing in it may belong to a
+/// writer that has created it but not locked it yet: the sweep leaves it.
+const UNLOCKED_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether a leftover temporary file may be removed, by its name: never this
+/// process's; another host's only once untouched for [`FOREIGN_TEMP_AGE`]
+/// (its writer's lock is not visible across hosts on NFS); this host's (and
+/// any other naming) when its writer's lock is gone, which [`sweep_dir`]
+/// checks.
 fn sweepable(name: &[u8], age: impl FnOnce() -> Option<Duration>) -> bool {
     if name.starts_with(own_prefix().as_bytes()) {
         return false;
@@ -89,14 +96,29 @@ fn sweepable(name: &[u8], age: impl FnOnce() -> Option<Duration>) -> bool {
         return true;
     };
     let text = String::from_utf8_lossy(rest);
-    let Some((host, after)) = text.split_once('@') else {
+    let Some((host, _)) = text.split_once('@') else {
         return true;
     };
-    if host == host_tag() {
-        let pid = after.split(['.', '-']).next().unwrap_or("");
-        return pid.is_empty() || !Path::new("/proc").join(pid).exists();
+    host == host_tag() || age().is_some_and(|a| a >= FOREIGN_TEMP_AGE)
+}
+
+/// Whether no writer holds `name`'s lock (taken non-blocking, released at once;
+/// a file with nothing in it is left alone for [`UNLOCKED_GRACE`]).
+fn writer_gone(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> bool {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    if flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
     }
-    age().is_some_and(|a| a >= FOREIGN_TEMP_AGE)
+    fstat(&fd).is_ok_and(|st| {
+        let modified = UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+        st.st_size > 0
+            || SystemTime::now()
+                .duration_since(modified)
+                .is_ok_and(|a| a >= UNLOCKED_GRACE)
+    })
 }
 
 pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -107,10 +129,44 @@ pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
 /// Set once `openat2` turned out to be unavailable (old kernel or seccomp).
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
-/// cache_dir, held open.
+/// cache_dir, held open. When the path comes to name another directory (`rm -rf
+/// cache && mkdir cache`), the new one is taken (if it passes the ownership
+/// rule), checked on misses and failed stores at most once per [`RECHECK`].
 pub struct CacheDir {
-    root: OwnedFd,
+    root: ArcSwap<Root>,
     path: PathBuf,
+    adopt: bool,
+    /// Milliseconds after `born` of the last check for a replaced directory.
+    checked: AtomicU64,
+    born: Instant,
+}
+
+/// How often at most the path is checked for a replaced directory.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// One opened cache_dir.
+pub struct Root {
+    fd: OwnedFd,
+    dev: u64,
+    ino: u64,
+}
+
+impl AsFd for Root {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Root {
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    fn new(fd: OwnedFd) -> io::Result<Root> {
+        let st = fstat(&fd)?;
+        Ok(Root {
+            fd,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+        })
+    }
 }
 
 /// What a lookup found.
@@ -124,8 +180,43 @@ pub enum Lookup {
     Blocked(Event, io::Error),
 }
 
+/// The directory a file goes in, with the directories made for it (so a
+/// store that fails can remove them again).
+#[derive(Debug)]
+pub struct Parent {
+    fd: OwnedFd,
+    /// (directory holding it, name) of each directory created, outermost first.
+    created: Vec<(OwnedFd, String)>,
+}
+
+impl Parent {
+    /// Remove the directories this store created, deepest first, each only if
+    /// still empty (a concurrent store may have put a file there).
+    pub fn remove_created_if_empty(&mut self) {
+        while let Some((at, name)) = self.created.pop() {
+            match unlinkat(&at, name.as_str(), AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(_) => {
+                    self.created.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl CacheDir {
-    /// Create cache_dir if needed and open it.
+    fn with_root(root: OwnedFd, path: &Path, adopt: bool) -> io::Result<CacheDir> {
+        Ok(CacheDir {
+            root: ArcSwap::from_pointee(Root::new(root)?),
+            path: path.to_owned(),
+            adopt,
+            checked: AtomicU64::new(0),
+            born: Instant::now(),
+        })
+    }
+
+    /// Create cache_dir if needed and open it (no ownership checks).
     pub fn open(path: &Path) -> io::Result<CacheDir> {
         std::fs::create_dir_all(path)?;
         let root = rustix::fs::open(
@@ -133,38 +224,83 @@ impl CacheDir {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(CacheDir {
-            root,
-            path: path.to_owned(),
-        })
+        CacheDir::with_root(root, path, false)
+    }
+
+    /// Open cache_dir for the section in `config`: refused if a system directory
+    /// or holding the config; created if needed; claimed (see [`owner`]).
+    pub fn open_owned(path: &Path, config: &Path, adopt: bool) -> Result<CacheDir, OwnerError> {
+        owner::check_path(path, config)?;
+        let dir = CacheDir::open(path).map_err(|e| OwnerError::Io(path.to_owned(), e))?;
+        owner::claim(dir.root().as_fd(), path, adopt)?;
+        Ok(dir)
     }
 
     /// The directory's descriptor, for lookups relative to it.
-    pub fn root(&self) -> BorrowedFd<'_> {
-        self.root.as_fd()
+    pub fn root(&self) -> arc_swap::Guard<Arc<Root>> {
+        self.root.load()
     }
 
     /// Open an existing cache_dir (never creates it).
     pub fn open_existing(path: &Path) -> io::Result<CacheDir> {
         let root = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
-        Ok(CacheDir {
-            root,
-            path: path.to_owned(),
-        })
+        CacheDir::with_root(root, path, false)
+    }
+
+    /// If the path names another directory than the one held (at most once per
+    /// [`RECHECK`]), take it: an empty one is marked, one the cache does not own
+    /// is refused (and the old one kept).
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    fn check_replaced(&self) {
+        let now = self.born.elapsed().as_millis() as u64 + RECHECK.as_millis() as u64;
+        let last = self.checked.load(Relaxed);
+        if now < last + RECHECK.as_millis() as u64
+            || self
+                .checked
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(st) = stat(&self.path) else { return };
+        let cur = self.root.load();
+        if (st.st_dev as u64, st.st_ino as u64) == (cur.dev, cur.ino) {
+            return;
+        }
+        let taken = rustix::fs::open(&self.path, DIR_FLAGS, Mode::empty())
+            .map_err(|e| OwnerError::Io(self.path.clone(), e.into()))
+            .and_then(|fd| {
+                owner::claim(fd.as_fd(), &self.path, self.adopt)?;
+                Root::new(fd).map_err(|e| OwnerError::Io(self.path.clone(), e))
+            });
+        match taken {
+            Ok(root) => {
+                tracing::warn!(
+                    "cache: {} was replaced; using the new directory",
+                    self.path.display()
+                );
+                self.root.store(Arc::new(root));
+            }
+            Err(e) => tracing::warn!("cache: cache_dir was replaced, not using the new one: {e}"),
+        }
     }
 
     /// Open the file for `p` if it can answer a request: open, fstat, nothing more.
     pub fn lookup(&self, p: &CachePath) -> Lookup {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let fd = match open_beneath(self.root.as_fd(), p.rel(), flags) {
+        let fd = match open_beneath(self.root().as_fd(), p.rel(), flags) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Lookup::Miss,
+            Err(Errno::NOENT) => {
+                self.check_replaced();
+                return Lookup::Miss;
+            }
             Err(e) => return Lookup::Blocked(classify_errno(e), e.into()),
         };
         let file = File::from(fd);
         match file.metadata() {
             Ok(meta) if meta.is_file() => {
                 if meta.len() == 0 {
+                    self.check_replaced();
                     Lookup::Miss
                 } else {
                     Lookup::Hit(file, meta)
@@ -182,43 +318,70 @@ impl CacheDir {
         }
     }
 
-    /// The directory `p` goes in, created (mode 0755) where missing, no symlink followed.
-    pub fn parent_dir(&self, p: &CachePath) -> io::Result<OwnedFd> {
+    /// The directory `p` goes in, created (mode 0755) where missing, no symlink
+    /// followed; on failure, the directories it made are removed again.
+    pub fn parent_dir(&self, p: &CachePath) -> io::Result<Parent> {
+        let r = self.make_parent(p);
+        if r.is_err() {
+            self.check_replaced();
+        }
+        r
+    }
+
+    fn make_parent(&self, p: &CachePath) -> io::Result<Parent> {
+        let root = self.root();
         let parent = p.parent();
+        let done = |fd| Parent {
+            fd,
+            created: Vec::new(),
+        };
         if parent.is_empty() {
-            return self.root.try_clone();
+            return Ok(done(root.fd.try_clone()?));
         }
-        match open_beneath(
-            self.root.as_fd(),
-            parent,
-            OFlags::RDONLY | OFlags::DIRECTORY,
-        ) {
+        match open_beneath(root.as_fd(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
             Err(Errno::NOENT) => {}
-            r => return Ok(r?),
+            r => return Ok(done(r?)),
         }
-        let mut cur: Option<OwnedFd> = None;
+        let mut made = Parent {
+            fd: root.fd.try_clone()?,
+            created: Vec::new(),
+        };
         for seg in parent.split('/') {
-            let at = cur.as_ref().map_or(self.root.as_fd(), |fd| fd.as_fd());
-            let next = match openat(at, seg, DIR_FLAGS, Mode::empty()) {
-                Err(Errno::NOENT) => {
-                    match mkdirat(at, seg, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
+            let next = match openat(&made.fd, seg, DIR_FLAGS, Mode::empty()) {
+                Err(Errno::NOENT) => match mkdirat(&made.fd, seg, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {
+                        let at = made.fd.try_clone();
+                        let opened = openat(&made.fd, seg, DIR_FLAGS, Mode::empty());
+                        match at {
+                            Ok(at) => made.created.push((at, seg.to_owned())),
+                            Err(e) => {
+                                made.remove_created_if_empty();
+                                return Err(e);
+                            }
+                        }
+                        opened
                     }
-                    openat(at, seg, DIR_FLAGS, Mode::empty())?
-                }
-                r => r?,
+                    Err(Errno::EXIST) => openat(&made.fd, seg, DIR_FLAGS, Mode::empty()),
+                    Err(e) => Err(e),
+                },
+                r => r,
             };
-            cur = Some(next);
+            match next {
+                Ok(fd) => made.fd = fd,
+                Err(e) => {
+                    made.remove_created_if_empty();
+                    return Err(e.into());
+                }
+            }
         }
-        Ok(cur.expect("a non-empty parent has a segment"))
+        Ok(made)
     }
 
     /// Remove temporary files left by a crash, anywhere in the tree (no symlink
     /// followed, at most [`MAX_DEPTH`] levels). Returns how many were removed.
     pub fn sweep(&self) -> usize {
         let mut removed = 0;
-        sweep_dir(self.root.as_fd(), &self.path, 0, &mut removed);
+        sweep_dir(self.root().as_fd(), &self.path, 0, &mut removed);
         removed
     }
 }
@@ -296,6 +459,7 @@ fn sweep_dir(dir: BorrowedFd<'_>, shown: &Path, depth: usize, removed: &mut usiz
                 let modified = UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
                 SystemTime::now().duration_since(modified).ok()
             })
+            && writer_gone(dir, name)
         {
             match unlinkat(dir, name, AtFlags::empty()) {
                 Ok(()) => *removed += 1,
@@ -315,10 +479,12 @@ fn sweep_dir(dir: BorrowedFd<'_>, shown: &Path, depth: usize, removed: &mut usiz
     }
 }
 
-/// A temporary file beside its target, removed on drop unless committed, so an
-/// error, an early return or a panic never leaves it behind.
+/// A temporary file beside its target, removed on drop unless committed (with
+/// the directories made for it, if empty), so an error, an early return or a
+/// panic never leaves it behind. Its writer holds a lock on it (`flock`) for
+/// its whole life: the sweep removes only files whose lock it can take.
 pub struct TempFile {
-    dir: OwnedFd,
+    dir: Parent,
     name: String,
     file: Option<File>,
 }
@@ -328,22 +494,30 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 impl TempFile {
     /// Create a new, exclusive temporary file (mode 0644) in `dir`, open for
     /// reading too: a spooled miss reads its bytes back to the client.
-    pub fn create(dir: OwnedFd) -> io::Result<TempFile> {
+    pub fn create(mut dir: Parent) -> io::Result<TempFile> {
         let flags =
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut tries = 0;
         loop {
             let name = format!("{}{}", own_prefix(), SEQ.fetch_add(1, Relaxed));
-            match openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o644)) {
+            match openat(&dir.fd, name.as_str(), flags, Mode::from_raw_mode(0o644)) {
                 Ok(fd) => {
-                    return Ok(TempFile {
+                    let temp = TempFile {
                         dir,
                         name,
                         file: Some(File::from(fd)),
-                    })
+                    };
+                    // Where locks are unsupported (ENOLCK) the file is kept by
+                    // every sweep on this host instead (it cannot take the lock either).
+                    let fd = temp.file.as_ref().expect("just opened");
+                    let _ = flock(fd, FlockOperation::NonBlockingLockExclusive);
+                    return Ok(temp);
                 }
                 Err(Errno::EXIST) if tries < 8 => tries += 1,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    dir.remove_created_if_empty();
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -361,8 +535,9 @@ impl TempFile {
             file.sync_data()?;
         }
         drop(file);
-        renameat(&self.dir, self.name.as_str(), &self.dir, name)?;
+        renameat(&self.dir.fd, self.name.as_str(), &self.dir.fd, name)?;
         self.name.clear();
+        self.dir.created.clear();
         Ok(())
     }
 }
@@ -371,10 +546,11 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         self.file = None;
         if !self.name.is_empty() {
-            if let Err(e) = unlinkat(&self.dir, self.name.as_str(), AtFlags::empty()) {
+            if let Err(e) = unlinkat(&self.dir.fd, self.name.as_str(), AtFlags::empty()) {
                 tracing::warn!("cache: cannot remove temporary file {}: {e}", self.name);
             }
         }
+        self.dir.remove_created_if_empty();
     }
 }
 
@@ -471,17 +647,39 @@ mod tests {
     }
 
     #[test]
+    fn an_uncommitted_store_removes_only_the_empty_dirs_it_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(tmp.path()).unwrap();
+        std::fs::create_dir(tmp.path().join("old")).unwrap();
+        drop(TempFile::create(dir.parent_dir(&cp("/old/a/b/page")).unwrap()).unwrap());
+        assert!(tmp.path().join("old").is_dir());
+        assert!(!tmp.path().join("old/a").exists());
+        // A file another store put there keeps its directory.
+        let t = TempFile::create(dir.parent_dir(&cp("/n/m/page")).unwrap()).unwrap();
+        std::fs::write(tmp.path().join("n/other"), "x").unwrap();
+        drop(t);
+        assert!(tmp.path().join("n/other").exists());
+        assert!(!tmp.path().join("n/m").exists());
+        // Committed: kept.
+        let p = cp("/c/d/page");
+        let mut t = TempFile::create(dir.parent_dir(&p).unwrap()).unwrap();
+        std::io::Write::write_all(t.file(), b"page").unwrap();
+        t.commit(p.name(), false).unwrap();
+        assert!(tmp.path().join("c/d/page").is_file());
+    }
+
+    #[test]
     fn shared_cache_dirs_keep_other_writers_temp_files() {
         let me = host_tag();
-        // Legacy names, and this host's dead writers: swept.
+        // Legacy names, and this host's writers: swept unless locked.
         assert!(sweepable(format!("{TEMP_PREFIX}1-1").as_bytes(), || None));
         assert!(sweepable(
             format!("{TEMP_PREFIX}@{me}@999999999.1-1").as_bytes(),
             || None
         ));
-        // This host's live writer (this very test process, under another start time): kept.
+        // This host's, whatever the PID: the writer's lock decides (see `writer_gone`).
         let live = format!("{TEMP_PREFIX}@{me}@{}.1-1", std::process::id());
-        assert!(!sweepable(live.as_bytes(), || None));
+        assert!(sweepable(live.as_bytes(), || None));
         // Ours: kept.
         assert!(!sweepable(format!("{}7", own_prefix()).as_bytes(), || None));
         // Another host's: kept while fresh, swept once stale.

@@ -19,6 +19,7 @@ mod cookies;
 mod dir;
 mod flight;
 mod memo;
+mod owner;
 pub mod path;
 mod placement;
 pub mod purge;
@@ -26,6 +27,7 @@ mod rules;
 pub mod stats;
 mod store;
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -45,6 +47,7 @@ use crate::server::sendfile;
 
 pub use self::config::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MEMORY_CACHE_BYTES};
 pub use self::dir::TEMP_PREFIX;
+pub use self::owner::MARKER;
 pub use self::path::{MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES};
 
 /// Largest page kept in memory.
@@ -91,19 +94,8 @@ impl Cache {
     pub fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, String> {
         let settings = Settings::from_component(c)?;
         let shown = settings.cache_dir.display();
-        let dir = CacheDir::open(&settings.cache_dir)
-            .map_err(|e| format!("cache_dir: cannot create or open `{shown}`: {e}"))?;
-        if let (Ok(root), Ok(file)) = (
-            std::fs::canonicalize(&settings.cache_dir),
-            std::fs::canonicalize(&c.file),
-        ) {
-            if file.starts_with(&root) {
-                return Err(format!(
-                    "cache_dir: `{shown}` contains the configuration file {}; requests could read it",
-                    c.file.display()
-                ));
-            }
-        }
+        let dir = CacheDir::open_owned(&settings.cache_dir, &c.file, settings.adopt)
+            .map_err(|e| format!("cache_dir: {e}"))?;
         let swept = dir.sweep();
         if swept > 0 {
             tracing::info!("cache: removed {swept} temporary files left in {shown}");
@@ -190,7 +182,7 @@ impl Cache {
                         _ => (None, None),
                     }
                 } else {
-                    (Version::on_disk(self.dir.root(), path.rel()), None)
+                    (Version::on_disk(self.dir.root().as_fd(), path.rel()), None)
                 };
                 if self.memo.still(path.rel(), &entry, current) {
                     if let Some(file) = file {

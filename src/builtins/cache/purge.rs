@@ -1,6 +1,8 @@
 //! `plughost cache purge`: delete cached pages through the same URL → file
 //! mapping the filter uses, beneath cache_dir, never following a symlink (a
-//! symlink is removed as a link, its target is never touched).
+//! symlink is removed as a link, its target is never touched). Dot-named
+//! entries (the marker, temporary files, `.htaccess`, `.git/`, at any depth)
+//! are never deleted: the cache never writes a page under such a name.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -11,7 +13,8 @@ use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags}
 use rustix::io::Errno;
 
 use super::config::Settings;
-use super::dir::{open_beneath, CacheDir, DIR_FLAGS, TEMP_PREFIX};
+use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
+use super::owner::{self, OwnerError};
 use super::path::{self, MAX_DEPTH};
 use crate::config::Component;
 
@@ -31,8 +34,15 @@ impl Purger {
     /// For the cache configured by `c`; `None` when its cache_dir does not exist yet.
     pub fn new(c: &Component) -> Result<Option<Purger>, String> {
         let settings = Settings::from_component(c)?;
+        let refuse = |e: OwnerError| format!("cache_dir: {e}");
+        owner::check_path(&settings.cache_dir, &c.file).map_err(refuse)?;
         match CacheDir::open_existing(&settings.cache_dir) {
-            Ok(dir) => Ok(Some(Purger { dir, settings })),
+            Ok(dir) => {
+                if !settings.adopt && !owner::is_marked(dir.root().as_fd()) {
+                    return Err(refuse(OwnerError::NotOwned(settings.cache_dir.clone())));
+                }
+                Ok(Some(Purger { dir, settings }))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot open {}: {e}", settings.cache_dir.display())),
         }
@@ -55,7 +65,8 @@ impl Purger {
         let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
             return Ok(Purged::default());
         };
-        let at = dir.as_ref().map_or(self.dir.root(), |d| d.as_fd());
+        let root = self.dir.root();
+        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
         match unlinkat(at, name, AtFlags::empty()) {
             Ok(()) => Ok(Purged { files: 1 }),
             Err(Errno::NOENT) => Ok(Purged::default()),
@@ -73,7 +84,11 @@ impl Purger {
         if parent.is_empty() {
             return Ok(Some(None));
         }
-        match open_beneath(self.dir.root(), parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+        match open_beneath(
+            self.dir.root().as_fd(),
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+        ) {
             Ok(fd) => Ok(Some(Some(fd))),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(e),
@@ -84,7 +99,8 @@ impl Purger {
         let trimmed = decoded.strip_suffix(b"/").unwrap_or(decoded);
         let mut purged = Purged::default();
         if trimmed.is_empty() {
-            remove_contents(self.dir.root(), 0, &mut purged).map_err(|e| format!("{url}: {e}"))?;
+            remove_contents(self.dir.root().as_fd(), 0, &mut purged)
+                .map_err(|e| format!("{url}: {e}"))?;
             return Ok(purged);
         }
         // The prefix itself must be a mappable page path (so it names a file or
@@ -96,7 +112,8 @@ impl Purger {
         let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
             return Ok(purged);
         };
-        let at = dir.as_ref().map_or(self.dir.root(), |d| d.as_fd());
+        let root = self.dir.root();
+        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
         remove_entry(
             at,
             &CString::new(name).map_err(|e| e.to_string())?,
@@ -127,7 +144,7 @@ fn remove_entry(
         let sub = openat(dir, name.as_c_str(), DIR_FLAGS, Mode::empty())?;
         remove_contents(sub.as_fd(), depth + 1, purged)?;
         match unlinkat(dir, name.as_c_str(), AtFlags::REMOVEDIR) {
-            // A store in progress left its temporary file: keep the directory.
+            // Dot-named entries or a store in progress: keep the directory.
             Ok(()) | Err(Errno::NOTEMPTY) => Ok(()),
             Err(e) => Err(e),
         }
@@ -140,7 +157,8 @@ fn remove_entry(
     }
 }
 
-/// Remove everything in `dir` but the temporary files of stores in progress.
+/// Remove everything in `dir` but dot-named entries (the marker, temporary
+/// files of stores in progress, files the cache never writes).
 fn remove_contents(
     dir: BorrowedFd<'_>,
     depth: usize,
@@ -150,7 +168,7 @@ fn remove_contents(
     for entry in Dir::read_from(dir)? {
         let entry = entry?;
         let bytes = entry.file_name().to_bytes();
-        if bytes == b"." || bytes == b".." || bytes.starts_with(TEMP_PREFIX.as_bytes()) {
+        if bytes.starts_with(b".") {
             continue;
         }
         names.push(entry.file_name().to_owned());
