@@ -2,6 +2,7 @@
 //! pipeline relies on, and graceful shutdown.
 
 pub mod environ;
+mod framing;
 mod limit;
 pub mod sendfile;
 
@@ -121,8 +122,9 @@ async fn accept_loop(
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let conn = per_request.clone();
             async move {
+                let head_request = req.method() == http::Method::HEAD;
                 let resp = sendfile::scope(conn.offers.clone(), handle(req, &conn)).await;
-                Ok::<_, Infallible>(resp)
+                Ok::<_, Infallible>(framing::frame(resp, head_request))
             }
         });
         let conn = http1::Builder::new()

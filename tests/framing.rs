@@ -1,0 +1,138 @@
+//! Framing and HTTP correctness over real sockets: the host, not the handler,
+//! decides how a response is delimited; requests without a sound Host, with an
+//! over-long head, or half-closed by the client are answered definitely; and
+//! malformed requests are counted instead of logged one line each.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const ECHO: &str = "[app:main]\nuse = egg:echo\n\n[server:main]\nthreads = 2\nheader_timeout = 5\n";
+
+/// Everything the server sends until it closes (or `limit` passes), keeping
+/// what arrived before a reset.
+fn read_until_close(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// Send raw bytes on a new connection and return all the server answers.
+fn exchange(port: u16, bytes: &[u8]) -> String {
+    let mut s = connect(port).unwrap();
+    s.write_all(bytes).unwrap();
+    String::from_utf8_lossy(&read_until_close(&mut s, Duration::from_secs(10))).into_owned()
+}
+
+/// The status of the first response in `out`, if any.
+fn status_of(out: &str) -> Option<u16> {
+    out.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+}
+
+/// A value from the Prometheus text (0 when absent).
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn declared_length_never_desynchronises_keepalive() {
+    let (host, _d) = Host::start(ECHO);
+    let mut s = connect(host.port).unwrap();
+    // A whole in-memory body declared shorter, then longer, than it is; each
+    // followed on the same connection by a request whose answer must be its own.
+    for declared in ["3", "50"] {
+        let header = format!("Content-Length: {declared}");
+        write_request(
+            &mut s,
+            "GET",
+            "/wrong",
+            &[("X-Echo-Body", "hello world"), ("X-Echo-Header", &header)],
+            None,
+            false,
+        )
+        .unwrap();
+        write_request(&mut s, "GET", "/next", &[], None, false).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let first = read_response(&mut r, false).unwrap();
+        assert_eq!(first.status, 200);
+        assert_eq!(
+            first.header("content-length"),
+            Some("11"),
+            "declared {declared}"
+        );
+        assert_eq!(first.text(), "hello world");
+        let next = read_response(&mut r, false).unwrap();
+        assert_eq!(next.json()["path_info"], "/next", "declared {declared}");
+    }
+}
+
+#[test]
+fn streamed_body_with_wrong_length_closes_the_connection() {
+    let (host, _d) = Host::start(ECHO);
+    // Streamed bodies (past the plugin pre-read) longer and shorter than declared,
+    // and longer with the declared length ending where a 64 KiB chunk does.
+    for (bytes, declared) in [
+        (300_000u64, 100_000u64),
+        (100_000, 300_000),
+        (3 * 65_536, 2 * 65_536),
+    ] {
+        let mut s = connect(host.port).unwrap();
+        let n = bytes.to_string();
+        let header = format!("Content-Length: {declared}");
+        write_request(
+            &mut s,
+            "GET",
+            "/stream",
+            &[("X-Echo-Bytes", &n), ("X-Echo-Header", &header)],
+            None,
+            false,
+        )
+        .unwrap();
+        write_request(&mut s, "GET", "/next", &[], None, false).unwrap();
+        let out = read_until_close(&mut s, Duration::from_secs(10));
+        let text = String::from_utf8_lossy(&out);
+        let head_end = text.find("\r\n\r\n").expect("a response head") + 4;
+        assert!(
+            out.len() - head_end <= declared as usize,
+            "{bytes} bytes declared as {declared}: {} body bytes sent",
+            out.len() - head_end
+        );
+        assert!(
+            out.len() - head_end < declared as usize || bytes == declared,
+            "a wrong body looked complete"
+        );
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            1,
+            "{bytes} bytes declared as {declared}: the connection went on after it"
+        );
+        assert!(!text.contains("\"/next\""), "the next request was answered");
+    }
+    assert_eq!(host.get("/").status, 200);
+}
+
+#[test]
+fn plugin_status_outside_100_to_599_becomes_500() {
+    let (host, _d) = Host::start(ECHO);
+    for status in ["600", "999"] {
+        let reply = host.request("GET", "/", &[("X-Echo-Status", status)], b"");
+        assert_eq!(reply.status, 500, "plugin status {status}");
+    }
+    let reply = host.request("GET", "/", &[("X-Echo-Status", "599")], b"");
+    assert_eq!(reply.status, 599);
+}
