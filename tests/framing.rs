@@ -136,3 +136,69 @@ fn plugin_status_outside_100_to_599_becomes_500() {
     let reply = host.request("GET", "/", &[("X-Echo-Status", "599")], b"");
     assert_eq!(reply.status, 599);
 }
+
+#[test]
+fn half_closed_client_still_gets_its_response() {
+    let (host, _d) = Host::start(ECHO);
+    let mut s = connect(host.port).unwrap();
+    write_request(
+        &mut s,
+        "POST",
+        "/half",
+        &[("X-Echo-Sleep-Ms", "100")],
+        Some(b"body"),
+        false,
+    )
+    .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let reply = read_response(&mut BufReader::new(s), false)
+        .unwrap_or_else(|e| panic!("no answer after a half-close: {e}"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["body_len"], 4);
+}
+
+/// A request head of exactly `len` bytes (request line to the empty line).
+fn head_of(len: usize) -> Vec<u8> {
+    let start = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ";
+    let end = "\r\n\r\n";
+    let pad = len - start.len() - end.len();
+    format!("{start}{}{end}", "p".repeat(pad)).into_bytes()
+}
+
+/// Send `head` in one write or byte by byte; the status answered.
+fn send_head(port: u16, head: &[u8], byte_by_byte: bool) -> Option<u16> {
+    let mut s = connect(port).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    // Read concurrently, so an answer sent before our last bytes is kept even if
+    // those bytes then reset the connection.
+    let got = std::thread::spawn(move || read_until_close(&mut reader, Duration::from_secs(20)));
+    if byte_by_byte {
+        for b in head {
+            if s.write_all(std::slice::from_ref(b)).is_err() {
+                break;
+            }
+        }
+    } else {
+        let _ = s.write_all(head);
+    }
+    status_of(&String::from_utf8_lossy(&got.join().unwrap()))
+}
+
+#[test]
+fn max_header_bytes_is_exact_in_one_write_and_byte_by_byte() {
+    let (host, _d) = Host::start(
+        "[app:main]\nuse = egg:echo\n\n[server:main]\nmax_header_bytes = 10000\nheader_timeout = 20\n",
+    );
+    for byte_by_byte in [false, true] {
+        assert_eq!(
+            send_head(host.port, &head_of(10_000), byte_by_byte),
+            Some(200),
+            "a head of exactly max_header_bytes (byte by byte: {byte_by_byte})"
+        );
+        assert_eq!(
+            send_head(host.port, &head_of(10_001), byte_by_byte),
+            Some(431),
+            "a head one byte over max_header_bytes (byte by byte: {byte_by_byte})"
+        );
+    }
+}

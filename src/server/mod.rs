@@ -131,6 +131,10 @@ async fn accept_loop(
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_timeout)
             .max_buf_size(cfg.max_header_bytes)
+            // Exact, unlike max_buf_size: the parsed head's length is compared too.
+            .max_header_size(cfg.max_header_bytes)
+            // A client that shuts down its side after the request still gets the answer.
+            .half_close(true)
             .keep_alive(true)
             .serve_connection(
                 TokioIo::new(sendfile::ConnStream::new(stream, offers)),
