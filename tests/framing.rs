@@ -138,6 +138,55 @@ fn plugin_status_outside_100_to_599_becomes_500() {
 }
 
 #[test]
+fn missing_duplicate_or_invalid_host_is_400() {
+    let (host, _d) = Host::start(ECHO);
+    for bad in [
+        &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@a.example\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example/path\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example:port\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    ] {
+        let out = exchange(host.port, bad);
+        assert_eq!(
+            status_of(&out),
+            Some(400),
+            "{:?} got {out:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // HTTP/1.0 may omit Host; an empty Host and IPv6 literals are valid.
+    for good in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n",
+    ] {
+        let out = exchange(host.port, good);
+        assert_eq!(
+            status_of(&out),
+            Some(200),
+            "{:?} got {out:?}",
+            String::from_utf8_lossy(good)
+        );
+    }
+}
+
+#[test]
+fn absolute_form_target_authority_wins_over_host() {
+    let (host, _d) = Host::start(ECHO);
+    let out = exchange(
+        host.port,
+        b"GET http://target.example:8080/p HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    );
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["server_name"], "target.example", "{json}");
+    assert_eq!(json["headers"]["host"], "target.example:8080", "{json}");
+    assert_eq!(json["path_info"], "/p");
+}
+
+#[test]
 fn half_closed_client_still_gets_its_response() {
     let (host, _d) = Host::start(ECHO);
     let mut s = connect(host.port).unwrap();
@@ -201,4 +250,42 @@ fn max_header_bytes_is_exact_in_one_write_and_byte_by_byte() {
             "a head one byte over max_header_bytes (byte by byte: {byte_by_byte})"
         );
     }
+}
+
+#[test]
+fn malformed_requests_are_counted_not_logged_one_line_each() {
+    let (host, _d) = Host::start(
+        "[composite:main]\nuse = egg:plughost#urlmap\n/ = echo\n/_metrics = metrics\n\n\
+         [app:echo]\nuse = egg:echo\n\n[app:metrics]\nuse = egg:plughost#metrics\n\n\
+         [server:main]\nmax_header_bytes = 8192\n",
+    );
+    let before = host.get("/_metrics").text();
+    let counted_before = metric(&before, "plughost_malformed_requests_total").unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines_before = host.log().lines().count();
+    let long = head_of(9000);
+    let kinds: [&[u8]; 4] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a@b\r\nConnection: close\r\n\r\n",
+        &long,
+    ];
+    for i in 0..200 {
+        let out = exchange(host.port, kinds[i % kinds.len()]);
+        assert!(
+            matches!(status_of(&out), Some(400 | 431)),
+            "request {i} got {out:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let grown = host.log().lines().count() - lines_before;
+    assert!(
+        grown < 20,
+        "200 malformed requests logged {grown} lines:\n{}",
+        host.log()
+    );
+    let after = host.get("/_metrics").text();
+    let counted = metric(&after, "plughost_malformed_requests_total")
+        .unwrap_or_else(|| panic!("no plughost_malformed_requests_total in:\n{after}"));
+    assert_eq!(counted - counted_before, 200, "{after}");
 }

@@ -3,6 +3,7 @@
 
 pub mod environ;
 mod framing;
+mod head;
 mod limit;
 pub mod sendfile;
 
@@ -142,8 +143,10 @@ async fn accept_loop(
             );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %shared.peer.addr, "connection ended: {e}");
+            match conn.await {
+                Err(e) if e.is_parse() => head::malformed(&shared.peer.addr, &e),
+                Err(e) => tracing::debug!(peer = %shared.peer.addr, "connection ended: {e}"),
+                Ok(()) => {}
             }
             drop(permit);
         });
@@ -159,12 +162,23 @@ struct Connection {
     offers: sendfile::Offers,
 }
 
-async fn handle(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
+async fn handle(mut req: hyper::Request<Incoming>, conn: &Connection) -> Response {
     let started = Instant::now();
     let _in_flight = METRICS.request_started();
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = respond(req, conn).await;
+    let resp = match head::check(&mut req) {
+        Ok(()) => respond(req, conn).await,
+        Err(e) => {
+            head::malformed(&conn.peer.addr, &e);
+            let mut resp = error_response(StatusCode::BAD_REQUEST);
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    };
     let elapsed = started.elapsed();
     METRICS.responded(resp.status().as_u16(), elapsed);
     if let Some((method, path)) = logged {
