@@ -26,6 +26,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     sendfile_bytes: AtomicU64,
+    /// Requests refused as malformed (parse errors, bad Host, over-long heads).
+    malformed: AtomicU64,
 }
 
 /// The one instance.
@@ -40,6 +42,7 @@ pub static METRICS: Metrics = Metrics {
     reloads_ok: AtomicU64::new(0),
     reloads_failed: AtomicU64::new(0),
     sendfile_bytes: AtomicU64::new(0),
+    malformed: AtomicU64::new(0),
 };
 
 /// Decrements a gauge when dropped.
@@ -101,6 +104,11 @@ impl Metrics {
     /// Body bytes the kernel sent straight from a file (see `server::sendfile`).
     pub fn sent_from_file(&self, bytes: usize) {
         self.sendfile_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A request was refused as malformed (see `server::head`).
+    pub fn malformed_request(&self) {
+        self.malformed.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -173,6 +181,12 @@ impl Metrics {
             "# HELP plughost_sendfile_bytes_total Response body bytes sent with sendfile from cached files.\n\
              # TYPE plughost_sendfile_bytes_total counter\nplughost_sendfile_bytes_total {}",
             self.sendfile_bytes.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP plughost_malformed_requests_total Requests refused as malformed (unparseable, bad Host, head over max_header_bytes).\n\
+             # TYPE plughost_malformed_requests_total counter\nplughost_malformed_requests_total {}",
+            self.malformed.load(Relaxed)
         );
         cache_metrics(&mut out);
         out

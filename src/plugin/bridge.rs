@@ -598,7 +598,8 @@ pub(crate) unsafe fn response_from_plugin(
     let head = (|| {
         let status = StatusCode::from_u16(raw.status)
             .ok()
-            .filter(|s| !s.is_informational())
+            // http accepts 100-999; HTTP has 100-599, and 1xx is not a final answer.
+            .filter(|s| !s.is_informational() && s.as_u16() <= 599)
             .ok_or_else(|| format!("invalid status code {}", raw.status))?;
         // Built in place: `http::response::Builder` moves the whole head at every step.
         let mut head = http::Response::new(());

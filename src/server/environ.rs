@@ -37,23 +37,23 @@ pub fn environ(parts: http::request::Parts, body: Body, peer: &Peer, env: &Serve
     let raw_path = parts.uri.path().to_owned();
     let decoded: Vec<u8> = percent_decode_str(&raw_path).collect();
     let (script_name, path_info) = split_prefix(&env.url_prefix, decoded);
+    // An absolute-form or authority-form target's host wins over Host (RFC 9112
+    // §3.2.2): `[::1]` loses its brackets as in Host, and an empty one
+    // (`GET : HTTP/1.0`) is no name.
     let server_name = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+        .uri
+        .host()
         .map(host_without_port)
         .filter(|h| !h.is_empty())
-        .map(str::to_owned)
         .or_else(|| {
-            // An absolute-form or authority-form target's host: `[::1]` loses its
-            // brackets as in Host, and an empty one (`GET : HTTP/1.0`) is no name.
             parts
-                .uri
-                .host()
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
                 .map(host_without_port)
                 .filter(|h| !h.is_empty())
-                .map(str::to_owned)
         })
+        .map(str::to_owned)
         .unwrap_or_else(|| env.local.ip().to_string());
     Request {
         method: parts.method,
@@ -172,6 +172,14 @@ mod tests {
         assert_eq!(
             environ_of("http://example.com/x", None).server_name,
             "example.com"
+        );
+    }
+
+    #[test]
+    fn absolute_form_target_wins_over_host() {
+        assert_eq!(
+            environ_of("http://target.example:81/x", Some("other.example")).server_name,
+            "target.example"
         );
     }
 

@@ -2,6 +2,8 @@
 //! pipeline relies on, and graceful shutdown.
 
 pub mod environ;
+mod framing;
+mod head;
 mod limit;
 mod request_body;
 pub mod sendfile;
@@ -122,14 +124,19 @@ async fn accept_loop(
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let conn = per_request.clone();
             async move {
+                let head_request = req.method() == http::Method::HEAD;
                 let resp = sendfile::scope(conn.offers.clone(), handle(req, &conn)).await;
-                Ok::<_, Infallible>(resp)
+                Ok::<_, Infallible>(framing::frame(resp, head_request))
             }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_timeout)
             .max_buf_size(cfg.max_header_bytes)
+            // Exact, unlike max_buf_size: the parsed head's length is compared too.
+            .max_header_size(cfg.max_header_bytes)
+            // A client that shuts down its side after the request still gets the answer.
+            .half_close(true)
             .keep_alive(true)
             .serve_connection(
                 TokioIo::new(sendfile::ConnStream::new(stream, offers, cfg.send_timeout)),
@@ -137,8 +144,10 @@ async fn accept_loop(
             );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %shared.peer.addr, "connection ended: {e}");
+            match conn.await {
+                Err(e) if e.is_parse() => head::malformed(&shared.peer.addr, &e),
+                Err(e) => tracing::debug!(peer = %shared.peer.addr, "connection ended: {e}"),
+                Ok(()) => {}
             }
             drop(permit);
         });
@@ -154,12 +163,23 @@ struct Connection {
     offers: sendfile::Offers,
 }
 
-async fn handle(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
+async fn handle(mut req: hyper::Request<Incoming>, conn: &Connection) -> Response {
     let started = Instant::now();
     let _in_flight = METRICS.request_started();
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = respond(req, conn).await;
+    let resp = match head::check(&mut req) {
+        Ok(()) => respond(req, conn).await,
+        Err(e) => {
+            head::malformed(&conn.peer.addr, &e);
+            let mut resp = error_response(StatusCode::BAD_REQUEST);
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    };
     let elapsed = started.elapsed();
     METRICS.responded(resp.status().as_u16(), elapsed);
     if let Some((method, path)) = logged {
