@@ -15,6 +15,9 @@ use support::*;
 /// The marker a cache writes in the directory it owns.
 const MARKER: &str = ".plughost-cache";
 
+/// For tests whose pages are echo's JSON reports (the cache stores only its own type).
+const JSON_PAGES: &str = "content_type = application/json\n";
+
 fn echo_cache(cache_dir: &str, extra: &str) -> String {
     format!(
         "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n\
@@ -164,7 +167,7 @@ fn purge(dir: &Path, args: &[&str]) -> Output {
 fn purge_prefix_root_keeps_dotfiles() {
     let dir = tempdir();
     let cache = dir.path().join("cache");
-    let host = Host::start_in(dir.path(), &echo_cache("cache", ""));
+    let host = Host::start_in(dir.path(), &echo_cache("cache", JSON_PAGES));
     for p in ["/a", "/sub/b"] {
         assert_eq!(host.get(p).header("x-cache"), Some("MISS"));
     }
@@ -266,7 +269,7 @@ fn failed_store_leaves_no_empty_dirs() {
 fn replaced_cache_dir_keeps_caching() {
     let dir = tempdir();
     let cache = dir.path().join("cache");
-    let host = Host::start_in(dir.path(), &echo_cache("cache", ""));
+    let host = Host::start_in(dir.path(), &echo_cache("cache", JSON_PAGES));
     let stored = |p: &str| {
         let file = cache.join(&p[1..]);
         wait_until(&format!("{p} stored"), Duration::from_secs(10), || {

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http_body_util::BodyExt;
 use percent_encoding::percent_decode_str;
 
 use crate::pipeline::{Body, Request};
@@ -97,13 +96,6 @@ fn host_without_port(host: &str) -> &str {
         Some(colon) => &host[..colon],
         None => host,
     }
-}
-
-/// Box a hyper body for the pipeline.
-pub fn boxed(
-    body: impl http_body::Body<Data = bytes::Bytes, Error = crate::pipeline::BodyError> + Send + 'static,
-) -> Body {
-    body.boxed_unsync()
 }
 
 #[cfg(test)]

@@ -216,11 +216,22 @@ mod tests {
 
     /// A streamed body (no exact size) of `chunks`.
     fn streamed(chunks: &[&'static [u8]]) -> Body {
-        let (tx, rx) = tokio::sync::mpsc::channel(chunks.len().max(1));
-        for c in chunks {
-            tx.try_send(Ok(Bytes::from_static(c))).unwrap();
+        Chunks(chunks.iter().map(|c| Bytes::from_static(c)).collect()).boxed_unsync()
+    }
+
+    /// Chunks one frame each, with no size hint (as a streamed body has).
+    struct Chunks(std::collections::VecDeque<Bytes>);
+
+    impl http_body::Body for Chunks {
+        type Data = Bytes;
+        type Error = crate::pipeline::BodyError;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
         }
-        body::ChannelBody::new(Bytes::new(), rx, None).boxed_unsync()
     }
 
     /// Every frame of `body` until it ends or fails; `Err` at the failure.

@@ -89,7 +89,7 @@ pub fn store(mut body: Body, job: Job) -> Body {
         Poll::Ready(Some(Ok(frame))) => Some(frame),
         Poll::Ready(Some(Err(e))) => {
             job.not_stored(Event::NoStoreIncomplete);
-            return failed(e);
+            return body::failed(e);
         }
         Poll::Pending => None,
     };
@@ -112,25 +112,6 @@ pub fn store(mut body: Body, job: Job) -> Body {
         done: false,
     }
     .boxed_unsync()
-}
-
-/// A body whose only frame is `e`.
-fn failed(e: BodyError) -> Body {
-    Failed(Some(e)).boxed_unsync()
-}
-
-struct Failed(Option<BodyError>);
-
-impl http_body::Body for Failed {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Poll::Ready(self.0.take().map(Err))
-    }
 }
 
 /// Run file-system work on a blocking thread (a panic there becomes an error;
