@@ -103,7 +103,8 @@ fn sweepable(name: &[u8], age: impl FnOnce() -> Option<Duration>) -> bool {
 }
 
 /// Whether no writer holds `name`'s lock (taken non-blocking, released at once;
-/// a file with nothing in it is left alone for [`UNLOCKED_GRACE`]).
+/// a file with nothing in it is left alone for [`UNLOCKED_GRACE`] while the
+/// process that named it may still be running).
 fn writer_gone(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> bool {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
@@ -115,10 +116,25 @@ fn writer_gone(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> bool {
     fstat(&fd).is_ok_and(|st| {
         let modified = UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
         st.st_size > 0
+            // An empty, unlocked file may be a writer between create and lock,
+            // unless the process that named it is gone (a crash, then a restart).
+            || writer_pid(name.to_bytes()).is_some_and(|pid| !Path::new("/proc").join(pid).exists())
             || SystemTime::now()
                 .duration_since(modified)
                 .is_ok_and(|a| a >= UNLOCKED_GRACE)
     })
+}
+
+/// The pid in one of this host's temp file names (`…@HOST@PID.START-SEQ`).
+fn writer_pid(name: &[u8]) -> Option<String> {
+    let rest = name
+        .strip_prefix(TEMP_PREFIX.as_bytes())?
+        .strip_prefix(b"@")?;
+    let rest = std::str::from_utf8(rest).ok()?;
+    let (host, after) = rest.split_once('@')?;
+    let pid = after.split(['.', '-']).next()?;
+    (host == host_tag() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.to_owned())
 }
 
 pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -666,6 +682,24 @@ mod tests {
         std::io::Write::write_all(t.file(), b"page").unwrap();
         t.commit(p.name(), false).unwrap();
         assert!(tmp.path().join("c/d/page").is_file());
+    }
+
+    #[test]
+    fn writer_pids_come_from_this_hosts_names_only() {
+        let me = host_tag();
+        assert_eq!(
+            writer_pid(format!("{TEMP_PREFIX}@{me}@4242.1f-7").as_bytes()),
+            Some("4242".into())
+        );
+        assert_eq!(
+            writer_pid(format!("{TEMP_PREFIX}@other-host@4242.1f-7").as_bytes()),
+            None
+        );
+        assert_eq!(writer_pid(format!("{TEMP_PREFIX}1-1").as_bytes()), None);
+        assert_eq!(
+            writer_pid(format!("{TEMP_PREFIX}@{me}@x1.1-1").as_bytes()),
+            None
+        );
     }
 
     #[test]
