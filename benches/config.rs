@@ -1,6 +1,6 @@
 //! How long resolving a large deploy.ini takes: 200 sections (a pipeline of 100
 //! filters over an urlmap of 97 apps, with `[DEFAULT]` interpolation, `set`s and
-//! `use = other` merges) through `plughost::config::load`. Resolution never loads
+//! `use = other` merges) through `plughost::core::config::load`. Resolution never loads
 //! a plugin, so the libraries it names need not exist.
 //!
 //!     cargo bench --bench config
@@ -68,12 +68,13 @@ fn bench(c: &mut Criterion) {
     assert_eq!(sections(&ini), 200);
     std::fs::write(&path, &ini).expect("writing the config");
     // Check once that it resolves to what we think.
-    let d = plughost::config::load(&path, None, None, &[]).expect("the generated config resolves");
+    let d = plughost::core::config::load(&path, None, None, &[])
+        .expect("the generated config resolves");
     assert_eq!(d.app.components().len(), FILTERS + 1 + APPS);
 
     c.bench_function("config::load 200 sections (100 filters, 97 apps)", |b| {
         b.iter(|| {
-            let d = plughost::config::load(black_box(Path::new(&path)), None, None, &[])
+            let d = plughost::core::config::load(black_box(Path::new(&path)), None, None, &[])
                 .expect("resolves");
             black_box(d)
         })

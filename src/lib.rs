@@ -1,18 +1,13 @@
 //! plughost: a compiled host for WSGI-style web apps and filters loaded from
 //! plugin libraries and composed by a Paste-Deploy-style `deploy.ini`.
 //!
-//! The layers, outermost first: [`server`] speaks HTTP and builds each request's
-//! environ; [`pipeline`] chains handlers; [`plugin`] loads libraries and calls
-//! into them through the C ABI of `plughost-sdk`; [`config`] reads and resolves
-//! the configuration. See ARCHITECTURE.md.
+//! Four floors, each importing only from the floors below it (see
+//! ARCHITECTURE.md): [`core`] (requests, bodies, the handler trait, metrics,
+//! the configuration model), [`components`] (built-ins and plugins),
+//! [`assembly`] (building and swapping pipelines, the worker pool, reload) and
+//! [`edge`] (the HTTP server, logging, `check` output; `main.rs` beside it).
 
-pub mod builtins;
-pub mod check;
-pub mod config;
-pub mod logging;
-pub mod metrics;
-pub mod pipeline;
-pub mod plugin;
-pub mod reload;
-pub mod server;
-pub mod timefmt;
+pub mod assembly;
+pub mod components;
+pub mod core;
+pub mod edge;

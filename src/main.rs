@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use plughost::config::{self, Deployment};
-use plughost::pipeline::{self, WorkerPool};
-use plughost::plugin::Registry;
-use plughost::reload::{LoadSpec, Reloader};
-use plughost::server;
+use plughost::assembly::reload::{LoadSpec, Reloader};
+use plughost::assembly::{self, WorkerPool};
+use plughost::components::plugin::Registry;
+use plughost::core::config::{self, Deployment};
+use plughost::edge::server;
 
 #[derive(Parser)]
 #[command(
@@ -150,8 +150,8 @@ fn setup_logging(cli: &Cli) -> Result<()> {
         Command::Cache(CacheCommand::Purge { config, .. }) => config,
     };
     let (path, _) = split_config(config);
-    let spec = plughost::logging::read(&path)?;
-    plughost::logging::init(spec.as_ref())
+    let spec = plughost::edge::logging::read(&path)?;
+    plughost::edge::logging::init(spec.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
@@ -216,11 +216,11 @@ fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()>
     let rt = runtime()?;
     let registry = Registry::new();
     let pool = WorkerPool::new(1, deployment.server.request_timeout);
-    pipeline::build(&deployment, &registry, &pool, rt.handle())?;
+    assembly::build(&deployment, &registry, &pool, rt.handle())?;
     if json {
-        println!("{:#}", plughost::check::deployment_json(&deployment));
+        println!("{:#}", plughost::edge::check::deployment_json(&deployment));
     } else {
-        print!("{}", plughost::check::deployment_text(&deployment));
+        print!("{}", plughost::edge::check::deployment_text(&deployment));
         for w in &deployment.warnings {
             println!("warning: {w}");
         }
@@ -230,9 +230,9 @@ fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()>
 }
 
 fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
-    use plughost::builtins::cache::purge::Purger;
-    use plughost::builtins::Builtin;
-    use plughost::config::Source;
+    use plughost::components::builtins::cache::purge::Purger;
+    use plughost::core::config::builtin::Builtin;
+    use plughost::core::config::Source;
 
     for url in paths {
         if url.is_empty() || url.contains('?') {

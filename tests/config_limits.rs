@@ -5,9 +5,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use plughost::config::{load, ConfigError};
+use plughost::core::config::{load, ConfigError};
 
-fn load_text(text: &str) -> (Result<plughost::config::Deployment, ConfigError>, Duration) {
+fn load_text(
+    text: &str,
+) -> (
+    Result<plughost::core::config::Deployment, ConfigError>,
+    Duration,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deploy.ini");
     std::fs::write(&path, text).unwrap();

@@ -5,7 +5,7 @@
 use std::path::{Component, Path};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use plughost::builtins::cache::path::{
+use plughost::components::builtins::cache::path::{
     map, CachePath, MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES,
 };
 

@@ -1,0 +1,13 @@
+//! The third floor: turning a resolved configuration into a running pipeline
+//! (built-ins and plugin instances chained into handlers), the worker pool
+//! plugin calls run on, the live swappable pipeline and reloads.
+
+mod build;
+mod plugin_node;
+mod pool;
+pub mod reload;
+mod swap;
+
+pub use build::{build, BuildError, Pipeline};
+pub use pool::WorkerPool;
+pub use swap::Swappable;

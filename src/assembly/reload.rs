@@ -1,0 +1,214 @@
+//! Hot reload: rebuild the whole pipeline from the configuration beside the
+//! running one and swap it in only when every factory succeeded. Triggered by
+//! SIGHUP, and with `serve --reload` by any change to a file the configuration
+//! loaded (the main file, every `config:` include, every plugin library).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::assembly::{self, Swappable, WorkerPool};
+use crate::components::plugin::{FileStamp, Registry};
+use crate::core::config::{self, Deployment, ServerConfig};
+use crate::core::metrics::METRICS;
+
+/// How often `--reload` looks at the watched files.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What to load: the config file, the app and server names, the variables.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub path: PathBuf,
+    pub app_name: Option<String>,
+    pub server_name: Option<String>,
+    pub vars: Vec<(String, String)>,
+    /// `--host`/`--port` from the command line, which win over the server section.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+impl LoadSpec {
+    pub fn load(&self) -> Result<Deployment, config::ConfigError> {
+        let mut d = config::load(
+            &self.path,
+            self.app_name.as_deref(),
+            self.server_name.as_deref(),
+            &self.vars,
+        )?;
+        if self.host.is_some() || self.port.is_some() {
+            let (h, p) = d.server.listen.first().cloned().unwrap_or_default();
+            d.server.listen = vec![(self.host.clone().unwrap_or(h), self.port.unwrap_or(p))];
+        }
+        Ok(d)
+    }
+}
+
+/// Counts of reload attempts, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReloadCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// Owns the live pipeline and rebuilds it on demand.
+pub struct Reloader {
+    spec: LoadSpec,
+    registry: Registry,
+    pool: WorkerPool,
+    rt: Handle,
+    live: Arc<Swappable>,
+    /// The server settings the process listens with.
+    server: ServerConfig,
+    /// Files whose change triggers a reload, with their stamps when last loaded.
+    watched: Mutex<Vec<(PathBuf, Option<FileStamp>)>>,
+    /// One reload at a time.
+    busy: Mutex<ReloadCounts>,
+}
+
+impl Reloader {
+    /// Load and build the first pipeline.
+    pub fn start(spec: LoadSpec, rt: Handle) -> anyhow::Result<(Arc<Reloader>, Deployment)> {
+        let deployment = spec.load()?;
+        let registry = Registry::new();
+        let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
+        let built = assembly::build(&deployment, &registry, &pool, &rt)?;
+        let watched = watch_list(&deployment, &built.libraries);
+        let reloader = Reloader {
+            spec,
+            registry,
+            pool,
+            rt,
+            live: Arc::new(Swappable::new(built.root)),
+            server: deployment.server.clone(),
+            watched: Mutex::new(watched),
+            busy: Mutex::new(ReloadCounts::default()),
+        };
+        Ok((Arc::new(reloader), deployment))
+    }
+
+    /// The handler the server serves: always the current pipeline.
+    pub fn live(&self) -> Arc<Swappable> {
+        self.live.clone()
+    }
+
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+
+    pub fn counts(&self) -> ReloadCounts {
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuild from the configuration and swap; on any error keep the running
+    /// pipeline. Blocks (it runs factories): call it off the async runtime.
+    pub fn reload(&self) -> Result<(), String> {
+        let mut counts = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        // Stamps taken before reading, so a write that lands during the load
+        // triggers another reload.
+        let before = self.stamps_now();
+        let result = self
+            .spec
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|deployment| {
+                let built = assembly::build(&deployment, &self.registry, &self.pool, &self.rt)
+                    .map_err(|e| e.to_string())?;
+                Ok((deployment, built))
+            });
+        match result {
+            Ok((deployment, built)) => {
+                for w in &deployment.warnings {
+                    tracing::warn!("{w}");
+                }
+                if deployment.server.listen != self.server.listen
+                    || deployment.server.threads != self.server.threads
+                    || deployment.server.request_timeout != self.server.request_timeout
+                {
+                    tracing::warn!("[server] listen, threads or request_timeout changed: restart plughost to apply them");
+                }
+                let mut watched = watch_list(&deployment, &built.libraries);
+                for (path, stamp) in &mut watched {
+                    if let Some((_, s)) = before.iter().find(|(p, _)| p == path) {
+                        *stamp = *s;
+                    }
+                }
+                self.live.swap(built.root);
+                *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = watched;
+                counts.succeeded += 1;
+                METRICS.reloaded(true);
+                tracing::info!("reloaded {}", self.spec.path.display());
+                Ok(())
+            }
+            Err(message) => {
+                // Remember what we saw, so the same broken state is not retried
+                // until a file changes again.
+                *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = before;
+                counts.failed += 1;
+                METRICS.reloaded(false);
+                tracing::error!(
+                    "reload failed, still serving the previous configuration: {message}"
+                );
+                Err(message)
+            }
+        }
+    }
+
+    fn stamps_now(&self) -> Vec<(PathBuf, Option<FileStamp>)> {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched
+            .iter()
+            .map(|(p, _)| (p.clone(), FileStamp::of(p)))
+            .collect()
+    }
+
+    /// Whether any watched file differs from when it was last loaded.
+    fn changed(&self) -> bool {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.iter().any(|(p, stamp)| FileStamp::of(p) != *stamp)
+    }
+
+    /// Poll the watched files and reload on change (`serve --reload`).
+    pub async fn watch(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            if !self.changed() {
+                continue;
+            }
+            // Let a write in progress settle before reading.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.reload()).await;
+        }
+    }
+
+    /// Reload on every SIGHUP. The handler is installed when this is called
+    /// (inside the runtime), not when the returned future first runs, so a
+    /// SIGHUP right after start-up reloads instead of ending the process.
+    #[cfg(unix)]
+    pub fn on_sighup(self: Arc<Self>) -> impl std::future::Future<Output = ()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup());
+        async move {
+            let Ok(mut hup) = hup else {
+                tracing::warn!("cannot listen for SIGHUP; reload with --reload instead");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading");
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.reload()).await;
+            }
+        }
+    }
+}
+
+fn watch_list(deployment: &Deployment, libraries: &[PathBuf]) -> Vec<(PathBuf, Option<FileStamp>)> {
+    deployment
+        .files
+        .iter()
+        .chain(libraries)
+        .map(|p| (p.clone(), FileStamp::of(p)))
+        .collect()
+}

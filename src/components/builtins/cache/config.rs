@@ -1,0 +1,202 @@
+//! The filter's section keys: wsgi_cache's four plus plughost's limits. An
+//! unknown key is an error (as the original's factory signature made it), so a
+//! typo never leaves a default silently in place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::cookies::IgnoredCookies;
+use super::path::valid_index;
+use crate::core::config::Component;
+
+/// Bodies larger than this are not stored unless `max_entry_bytes` says otherwise.
+pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 64 * 1024 * 1024;
+/// Memory for copies of hot pages, unless `memory_cache_bytes` says otherwise.
+pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// How long concurrent misses wait for the first one, unless `lock_timeout` says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
+                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt";
+
+/// A cache section, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Absolute (resolved against the defining file's directory).
+    pub cache_dir: PathBuf,
+    /// The Content-Type of every hit.
+    pub content_type: String,
+    /// Prefixes a path must be under to be cached (None: every path).
+    pub cache_paths: Option<Vec<String>>,
+    /// The file name a URL ending in `/` maps to.
+    pub directory_index: String,
+    pub max_entry_bytes: u64,
+    /// The response header marking HIT, MISS or BYPASS, if any.
+    pub status_header: Option<HeaderName>,
+    pub lock_timeout: Duration,
+    /// fsync each file before renaming it into place (crash safety).
+    pub fsync: bool,
+    /// Memory for revalidated copies of hot pages (0: none).
+    pub memory_cache_bytes: u64,
+    /// Cookies that do not make a request personal.
+    pub ignore_cookies: IgnoredCookies,
+    /// Take over a non-empty cache_dir without the marker (see `owner`).
+    pub adopt: bool,
+}
+
+impl Settings {
+    pub fn from_component(c: &Component) -> Result<Settings, String> {
+        let mut cache_dir = None;
+        let mut s = Settings {
+            cache_dir: PathBuf::new(),
+            content_type: "text/html".into(),
+            cache_paths: None,
+            directory_index: "__index.html".into(),
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            status_header: None,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            fsync: true,
+            memory_cache_bytes: DEFAULT_MEMORY_CACHE_BYTES,
+            ignore_cookies: IgnoredCookies::default(),
+            adopt: false,
+        };
+        for (key, value) in &c.local_conf {
+            let err = |m: String| format!("{key}: {m}");
+            let v = value.trim();
+            match key.as_str() {
+                "cache_dir" => {
+                    if v.is_empty() {
+                        return Err(err("must not be empty".into()));
+                    }
+                    let dir = c.dir().join(v);
+                    if dir.parent().is_none() {
+                        return Err(err(format!(
+                            "refusing `{v}`: a system directory is never a cache_dir (the cache needs a directory of its own)"
+                        )));
+                    }
+                    cache_dir = Some(dir);
+                }
+                "content_type" => {
+                    if HeaderValue::from_str(v).is_err() || v.is_empty() {
+                        return Err(err(format!("`{v}` is not a valid header value")));
+                    }
+                    s.content_type = v.to_owned();
+                }
+                "cache_paths" => {
+                    let mut paths = Vec::new();
+                    for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        if !p.starts_with('/') {
+                            return Err(err(format!("`{p}` must start with `/`")));
+                        }
+                        paths.push(p.to_owned());
+                    }
+                    if paths.is_empty() {
+                        return Err(err("no paths given".into()));
+                    }
+                    s.cache_paths = Some(paths);
+                }
+                "directory_index" => {
+                    if !valid_index(v) {
+                        return Err(err(format!(
+                            "`{v}` must be a plain file name (not empty, no `/`, `\\` or control characters, not starting with `.`)"
+                        )));
+                    }
+                    s.directory_index = v.to_owned();
+                }
+                "max_entry_bytes" => {
+                    s.max_entry_bytes = parse_bytes(v).ok_or_else(|| {
+                        err(format!(
+                            "expected a number of bytes (e.g. 1048576 or 64MiB), found `{v}`"
+                        ))
+                    })?
+                }
+                "status_header" => {
+                    s.status_header = if v.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            HeaderName::from_bytes(v.as_bytes())
+                                .map_err(|_| err(format!("`{v}` is not a valid header name")))?,
+                        )
+                    }
+                }
+                "lock_timeout" => {
+                    s.lock_timeout = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|t| t.is_finite() && *t >= 0.0 && *t <= 3600.0)
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| err(format!("expected seconds (0 to 3600), found `{v}`")))?
+                }
+                "memory_cache_bytes" => {
+                    s.memory_cache_bytes = parse_bytes(v).ok_or_else(|| {
+                        err(format!(
+                            "expected a number of bytes (0 turns it off), found `{v}`"
+                        ))
+                    })?
+                }
+                "ignore_cookies" => s.ignore_cookies = IgnoredCookies::parse(v).map_err(err)?,
+                "adopt" => {
+                    s.adopt = parse_bool(v)
+                        .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
+                }
+                "fsync" => {
+                    s.fsync = parse_bool(v)
+                        .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown key `{key}`; the cache filter's keys are {KEYS}"
+                    ))
+                }
+            }
+        }
+        s.cache_dir = cache_dir.ok_or("cache_dir: required (the directory to keep pages in)")?;
+        Ok(s)
+    }
+}
+
+/// `1048576`, `512KiB`, `64MiB`, `1GiB` (also `k`/`M`/`G`, all binary).
+fn parse_bytes(v: &str) -> Option<u64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Paste Deploy's `asbool` spellings.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "t" | "1" => Some(true),
+        "false" | "no" | "off" | "n" | "f" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_bools() {
+        assert_eq!(parse_bytes("1048576"), Some(1 << 20));
+        assert_eq!(parse_bytes("64MiB"), Some(64 << 20));
+        assert_eq!(parse_bytes("2 k"), Some(2048));
+        assert_eq!(parse_bytes("1G"), Some(1 << 30));
+        assert_eq!(parse_bytes(""), None);
+        assert_eq!(parse_bytes("x"), None);
+        assert_eq!(parse_bytes("5 parsecs"), None);
+        assert_eq!(parse_bool("Off"), Some(false));
+        assert_eq!(parse_bool("yes"), Some(true));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! Small hot pages kept in memory, each revalidated on every use by one
+//! `newfstatat` of its path (device, inode, size, mtime and ctime must all be
+//! unchanged), so deleting or replacing a file still takes effect on the very
+//! next request. A hit from here costs one system call instead of four (open,
+//! fstat, read, close), and the response's headers are prepared once. A page
+//! large enough to go out with `sendfile` is checked by opening it instead (the
+//! cache needs the open file anyway), so every hit checks its file once.
+//!
+//! An entry is only ever made from a file opened safely (no symlinks, beneath
+//! cache_dir). The revalidation's path lookup may follow a symlink planted
+//! later, but then it finds another inode and the entry is dropped; the same
+//! inode means the same bytes that were read safely.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+use rustix::fs::{statat, AtFlags, Stat};
+
+use crate::components::builtins::file_response::etag;
+
+/// What identifies one version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    pub fn of(meta: &Metadata) -> Version {
+        Version {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The version of `rel` under `root` now, by one `newfstatat` (no symlink
+    /// followed), or `None` if it is gone.
+    pub fn on_disk(root: BorrowedFd<'_>, rel: &str) -> Option<Version> {
+        statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| Version::of_stat(&st))
+    }
+
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    fn of_stat(st: &Stat) -> Version {
+        Version {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+}
+
+/// One page with its response headers, prepared once.
+pub struct Entry {
+    version: Version,
+    pub body: Bytes,
+    /// The hit's headers: `base` (Content-Type and the like), then
+    /// Content-Length, Accept-Ranges, ETag, Last-Modified and `mark`.
+    pub headers: HeaderMap,
+}
+
+impl Entry {
+    /// An entry for `body`, the whole content of a file with metadata `meta`.
+    /// Its validators are the ones `serve_file` gives the same file; `content_type`
+    /// and `mark` (the status header, if any) are the cache's own.
+    pub fn new(
+        meta: &Metadata,
+        body: Bytes,
+        content_type: &HeaderValue,
+        mark: Option<(&HeaderName, HeaderValue)>,
+    ) -> Entry {
+        let modified = meta.modified().ok();
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(header::CONTENT_TYPE, content_type.clone());
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(
+            header::ETAG,
+            HeaderValue::try_from(etag(meta.len(), modified))
+                .expect("an entity tag is visible ASCII"),
+        );
+        if let Some(m) = modified {
+            headers.insert(
+                header::LAST_MODIFIED,
+                HeaderValue::try_from(httpdate::fmt_http_date(m))
+                    .expect("an HTTP date is visible ASCII"),
+            );
+        }
+        if let Some((name, value)) = mark {
+            headers.insert(name.clone(), value);
+        }
+        Entry {
+            version: Version::of(meta),
+            body,
+            headers,
+        }
+    }
+}
+
+/// What one entry costs beyond its body: the `Entry` and its `Arc`, its header
+/// map and the allocations behind its values, its key and its map slot
+/// (measured at about 700 bytes; rounded up). Without it a budget counting only
+/// body bytes let many tiny pages hold many times `memory_cache_bytes`.
+pub const ENTRY_OVERHEAD: u64 = 1024;
+
+/// What an entry for `rel` holding `body_len` bytes counts against the budget.
+fn cost(rel: &str, body_len: usize) -> u64 {
+    body_len as u64 + rel.len() as u64 + ENTRY_OVERHEAD
+}
+
+/// The pages in memory, by cache path, within a byte budget (bodies and the
+/// entries' own overhead).
+pub struct Memo {
+    inner: RwLock<Inner>,
+    /// Largest page kept (bytes).
+    pub max_entry: u64,
+    max_total: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// foldhash: several times cheaper per lookup than SipHash and still seeded
+    /// per process, so clients choosing URLs cannot aim for collisions.
+    map: HashMap<Box<str>, Arc<Entry>, foldhash::fast::RandomState>,
+    /// What the entries cost (see [`cost`]).
+    total: u64,
+}
+
+impl Inner {
+    fn remove(&mut self, rel: &str) {
+        if let Some(e) = self.map.remove(rel) {
+            self.total -= cost(rel, e.body.len());
+        }
+    }
+}
+
+impl Memo {
+    /// A memo of at most `max_total` bytes of pages of at most `max_entry` bytes each.
+    pub fn new(max_total: u64, max_entry: u64) -> Memo {
+        Memo {
+            inner: RwLock::default(),
+            max_entry: max_entry.min(max_total),
+            max_total,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max_total > 0
+    }
+
+    /// The entry for `rel`, not yet checked against its file (see [`Memo::still`]).
+    pub fn peek(&self, rel: &str) -> Option<Arc<Entry>> {
+        self.read().map.get(rel).cloned()
+    }
+
+    /// Whether `entry` (from [`Memo::peek`]) is still the file's content, given the
+    /// file's version now (`None`: gone or unreadable). A stale entry is dropped,
+    /// and the caller then goes to the file.
+    pub fn still(&self, rel: &str, entry: &Arc<Entry>, current: Option<Version>) -> bool {
+        if current == Some(entry.version) {
+            return true;
+        }
+        let mut inner = self.write();
+        if inner.map.get(rel).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            inner.remove(rel);
+        }
+        false
+    }
+
+    /// `peek` then `still` with the version one `newfstatat` finds.
+    #[cfg(test)]
+    fn get(&self, root: BorrowedFd<'_>, rel: &str) -> Option<Arc<Entry>> {
+        let entry = self.peek(rel)?;
+        self.still(rel, &entry, Version::on_disk(root, rel))
+            .then_some(entry)
+    }
+
+    /// Keep `entry` for `rel`, making room by dropping others if needed.
+    pub fn put(&self, rel: &str, entry: Arc<Entry>) {
+        let size = cost(rel, entry.body.len());
+        if entry.body.len() as u64 > self.max_entry || size > self.max_total {
+            return;
+        }
+        let mut inner = self.write();
+        inner.remove(rel);
+        while inner.total + size > self.max_total {
+            // No recency bookkeeping on the hot path: drop an arbitrary entry
+            // (hash order); hot pages come back on their next request.
+            let Some(victim) = inner.map.keys().next().cloned() else {
+                break;
+            };
+            inner.remove(&victim);
+        }
+        inner.total += size;
+        inner.map.insert(rel.into(), entry);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.read().map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn entry(meta: &Metadata, body: &'static [u8]) -> Arc<Entry> {
+        let ct = HeaderValue::from_static("text/html");
+        Arc::new(Entry::new(meta, Bytes::from_static(body), &ct, None))
+    }
+
+    #[test]
+    fn entries_are_revalidated_and_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::File::open(tmp.path()).unwrap();
+        let file = tmp.path().join("p");
+        std::fs::write(&file, "one").unwrap();
+        // Room for two entries of 4-byte bodies under 1-byte names.
+        let memo = Memo::new(2 * cost("a", 4) + 3, 8);
+        let meta = std::fs::metadata(&file).unwrap();
+        memo.put("p", entry(&meta, b"one"));
+        let e = memo.get(root.as_fd(), "p").expect("fresh");
+        assert_eq!(&e.body[..], b"one");
+        assert_eq!(e.headers[header::CONTENT_LENGTH], "3");
+
+        // Replaced (new inode) or deleted: dropped.
+        std::fs::write(tmp.path().join("q"), "two").unwrap();
+        std::fs::rename(tmp.path().join("q"), &file).unwrap();
+        assert!(memo.get(root.as_fd(), "p").is_none());
+        assert_eq!(memo.len(), 0);
+        let meta = std::fs::metadata(&file).unwrap();
+        memo.put("p", entry(&meta, b"two"));
+        std::fs::remove_file(&file).unwrap();
+        assert!(memo.get(root.as_fd(), "p").is_none());
+
+        // Too large for an entry, and the budget holds.
+        let big = entry(&meta, b"123456789");
+        memo.put("big", big);
+        assert_eq!(memo.len(), 0);
+        for name in ["a", "b", "c", "d"] {
+            let e = entry(&meta, b"1234");
+            memo.put(name, e);
+            let inner = memo.read();
+            let total: u64 = inner.map.iter().map(|(k, e)| cost(k, e.body.len())).sum();
+            assert!(total <= memo.max_total, "{total}");
+            assert_eq!(total, inner.total);
+        }
+        assert_eq!(memo.len(), 2);
+    }
+
+    /// Regression: the budget counted body bytes only, so a 64 KiB memo held
+    /// 10 000 one-byte pages (several MiB of entries) and a full 32 MiB one
+    /// could hold millions.
+    #[test]
+    fn many_tiny_pages_cannot_exceed_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("p");
+        std::fs::write(&file, "x").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let memo = Memo::new(64 * 1024, 1024);
+        for i in 0..10_000 {
+            let e = entry(&meta, b"x");
+            memo.put(&format!("page/{i}"), e);
+        }
+        let n = memo.len() as u64;
+        assert!(
+            n <= 64 * 1024 / ENTRY_OVERHEAD,
+            "{n} entries held in a 64 KiB budget"
+        );
+        assert!(
+            n >= 64 * 1024 / (2 * ENTRY_OVERHEAD),
+            "only {n} entries kept"
+        );
+        assert!(memo.read().total <= 64 * 1024);
+    }
+}

@@ -1,0 +1,410 @@
+//! `egg:plughost#cache` (= `egg:wsgi_cache#middleware`): the disk page cache filter.
+//!
+//! Successful GET responses are written as plain files under `cache_dir`
+//! (`/a/b` → `cache_dir/a/b`, `/a/` → `cache_dir/a/__index.html`), so a static
+//! server such as nginx can serve the tree directly; hits are answered from the
+//! files. Compared with the Python original it refuses paths that cannot map
+//! safely, never follows symlinks, writes atomically, stores only responses that
+//! are shareable, coalesces concurrent misses, and never fails a request because
+//! of the cache. Deleting a file is the purge: the copies of hot pages kept in
+//! memory are checked against their file on every request.
+//!
+//! - `config`: the section keys; `path`: URL path → file; `dir`: the confined
+//!   file system; `memo`: revalidated in-memory copies of hot pages; `rules`:
+//!   which responses may be stored; `store`: the streaming tee and writer;
+//!   `flight`: single flight; `stats`: the counters.
+
+mod config;
+mod cookies;
+mod dir;
+mod flight;
+mod memo;
+mod owner;
+pub mod path;
+mod placement;
+pub mod purge;
+mod rules;
+pub mod stats;
+mod store;
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+
+use self::config::Settings;
+use self::dir::{CacheDir, Lookup};
+use self::flight::{Flights, Join, Outcome};
+use self::memo::{Entry, Memo, Version};
+use self::path::CachePath;
+use self::stats::{CacheStats, Event};
+use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
+use crate::core::config::{Component, Node};
+use crate::core::{body, Handler, Request, Response, ResponseFuture};
+use crate::edge::server::sendfile;
+
+pub use self::config::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MEMORY_CACHE_BYTES};
+pub use self::dir::TEMP_PREFIX;
+pub use self::owner::MARKER;
+pub use self::path::{MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES};
+
+/// Largest page kept in memory.
+pub const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
+
+pub use self::placement::Claims;
+
+/// Create the cache filter for a section, wrapping `next` (built from
+/// `inner`): check the keys and where the cache sits, create and open
+/// `cache_dir`, and sweep temporary files left by a crash. `claims` holds the
+/// cache directories of the pipeline built so far.
+pub fn filter(
+    c: &Component,
+    inner: &Node,
+    next: Arc<dyn Handler>,
+    claims: &mut Claims,
+) -> Result<Arc<dyn Handler>, String> {
+    placement::host_blind(c, inner)?;
+    let cache = Cache::new(c, next)?;
+    let dir = std::fs::canonicalize(&cache.settings.cache_dir)
+        .unwrap_or_else(|_| cache.settings.cache_dir.clone());
+    claims.claim(c, dir, cache.mapping())?;
+    Ok(Arc::new(cache))
+}
+
+/// The filter.
+pub struct Cache {
+    next: Arc<dyn Handler>,
+    settings: Settings,
+    dir: Arc<CacheDir>,
+    flights: Flights,
+    memo: Memo,
+    content_type: HeaderValue,
+    /// `content_type` without parameters: the only media type stored.
+    media_type: String,
+    stats: Arc<CacheStats>,
+}
+
+const HIT: HeaderValue = HeaderValue::from_static("HIT");
+const MISS: HeaderValue = HeaderValue::from_static("MISS");
+const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
+
+impl Cache {
+    pub fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, String> {
+        let settings = Settings::from_component(c)?;
+        let shown = settings.cache_dir.display();
+        let dir = CacheDir::open_owned(&settings.cache_dir, &c.file, settings.adopt)
+            .map_err(|e| format!("cache_dir: {e}"))?;
+        let swept = dir.sweep();
+        if swept > 0 {
+            tracing::info!("cache: removed {swept} temporary files left in {shown}");
+        }
+        let stats = stats::for_filter(&c.section, &settings.cache_dir.to_string_lossy());
+        tracing::debug!(section = %c.section, cache_dir = %shown, "cache: ready");
+        let memo = Memo::new(
+            settings.memory_cache_bytes,
+            MAX_MEMORY_ENTRY.min(settings.memory_cache_bytes / 8),
+        );
+        Ok(Cache {
+            next,
+            memo,
+            media_type: rules::media_type(&settings.content_type).to_owned(),
+            content_type: HeaderValue::from_str(&settings.content_type)
+                .map_err(|_| "content_type: not a valid header value".to_owned())?,
+            settings,
+            dir: Arc::new(dir),
+            flights: Flights::default(),
+            stats,
+        })
+    }
+
+    /// How this cache maps URLs to files, for comparing sections that share a cache_dir.
+    fn mapping(&self) -> String {
+        format!("directory_index = {}", self.settings.directory_index)
+    }
+
+    /// This filter's counters.
+    pub fn stats(&self) -> &Arc<CacheStats> {
+        &self.stats
+    }
+
+    /// The file for `req`, or why the cache stays out of it.
+    fn candidate(&self, req: &Request) -> Result<CachePath, Event> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(Event::BypassMethod);
+        }
+        if !req.query_string.is_empty() {
+            return Err(Event::BypassQuery);
+        }
+        if req.headers.contains_key(header::AUTHORIZATION) {
+            return Err(Event::BypassAuthorization);
+        }
+        if self.settings.ignore_cookies.personal(&req.headers) {
+            return Err(Event::BypassCookie);
+        }
+        // `cache_paths` are the app's own paths, relative to its mount...
+        if let Some(prefixes) = &self.settings.cache_paths {
+            if !path::in_scope(&req.path_info, prefixes) {
+                return Err(Event::BypassScope);
+            }
+        }
+        // ...while the page is keyed on the whole path (SCRIPT_NAME +
+        // PATH_INFO): what a front end serving the tree sees, and distinct for
+        // every mount of an urlmap below the cache.
+        let full: std::borrow::Cow<'_, [u8]> = if req.script_name.is_empty() {
+            (&req.path_info[..]).into()
+        } else {
+            [&req.script_name[..], &req.path_info[..]].concat().into()
+        };
+        path::map(&full, &req.raw_path, &self.settings.directory_index)
+            .map_err(|_| Event::BypassUnsafePath)
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        let path = match self.candidate(&req) {
+            Ok(p) => p,
+            Err(event) => {
+                let n = self.stats.count(event);
+                tracing::debug!(path = %req.raw_path, event = event.name(), count = n, "cache: bypass");
+                return self.pass(req, BYPASS).await;
+            }
+        };
+        if self.memo.enabled() && plain(&req.headers) {
+            if let Some(entry) = self.memo.peek(path.rel()) {
+                // One check against the file per hit: a page sent from its file
+                // (`sendfile`) is checked by opening it, any other by one stat.
+                let from_file =
+                    req.method == Method::GET && entry.body.len() >= sendfile::MIN_BYTES;
+                let (current, file) = if from_file {
+                    match self.dir.lookup(&path) {
+                        Lookup::Hit(file, meta) => (Some(Version::of(&meta)), Some(file)),
+                        _ => (None, None),
+                    }
+                } else {
+                    (Version::on_disk(self.dir.root().as_fd(), path.rel()), None)
+                };
+                if self.memo.still(path.rel(), &entry, current) {
+                    if let Some(file) = file {
+                        sendfile::offer(&entry.body, file);
+                    }
+                    return self.answer(&Ask::of(&req), &entry, Event::Hit);
+                }
+            }
+        }
+        match self.dir.lookup(&path) {
+            Lookup::Hit(file, meta) => {
+                return self
+                    .hit(&Ask::of(&req), &path, file, &meta, Event::Hit)
+                    .await
+            }
+            Lookup::Miss => {}
+            Lookup::Blocked(event, e) => {
+                self.stats.count(Event::Miss);
+                self.stats.problem(event, path.rel(), &e);
+                return self.pass(req, MISS).await;
+            }
+        }
+        let n = self.stats.count(Event::Miss);
+        tracing::debug!(path = path.rel(), count = n, "cache: miss");
+        if req.method == Method::HEAD {
+            self.stats.count(Event::NoStoreHead);
+            return self.pass(req, MISS).await;
+        }
+        let leader = match self.flights.join(path.rel()) {
+            Join::Leader(leader) => leader,
+            Join::Waiter(waiter) => {
+                if waiter.wait(self.settings.lock_timeout).await == Outcome::Stored {
+                    if let Lookup::Hit(file, meta) = self.dir.lookup(&path) {
+                        return self
+                            .hit(&Ask::of(&req), &path, file, &meta, Event::Coalesced)
+                            .await;
+                    }
+                }
+                self.stats.count(Event::CoalesceFallback);
+                return self.pass(req, MISS).await;
+            }
+        };
+        // The previous flight may have stored the file since the lookup above.
+        if let Lookup::Hit(file, meta) = self.dir.lookup(&path) {
+            leader.stored();
+            return self
+                .hit(&Ask::of(&req), &path, file, &meta, Event::Hit)
+                .await;
+        }
+        self.miss(req, path, leader).await
+    }
+
+    /// Answer from a cached file: a plain GET of a page small enough is read
+    /// whole and kept in memory for the next requests; anything else (HEAD,
+    /// conditional requests, ranges, large files) goes through `serve_file`.
+    async fn hit(
+        &self,
+        req: &Ask<'_>,
+        path: &CachePath,
+        file: std::fs::File,
+        meta: &std::fs::Metadata,
+        event: Event,
+    ) -> Response {
+        let len = meta.len();
+        if *req.method == Method::GET && len <= self.memo.max_entry && plain(req.headers) {
+            let read = move || {
+                let mut buf = BytesMut::zeroed(len as usize);
+                file.read_exact_at(&mut buf, 0).map(|()| buf.freeze())
+            };
+            let body = if len <= SMALL_FILE {
+                Some(read())
+            } else {
+                tokio::task::spawn_blocking(read).await.ok()
+            };
+            match body {
+                Some(Ok(body)) => {
+                    let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
+                    let entry = Arc::new(Entry::new(meta, body, &self.content_type, mark));
+                    self.memo.put(path.rel(), entry.clone());
+                    return self.answer(req, &entry, event);
+                }
+                // Truncated under us; the next request sees the file as it is then.
+                _ => return self.read_failed(req),
+            }
+        }
+        self.count_hit(event, req);
+        let resp = serve_file(
+            file,
+            meta,
+            &FileRequest {
+                method: req.method,
+                headers: req.headers,
+            },
+            &FileOptions {
+                content_type: &self.settings.content_type,
+                ranges: true,
+            },
+        );
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            self.stats.count(Event::NotModified);
+        }
+        self.mark(resp, HIT)
+    }
+
+    /// A 200 (or headers only, for HEAD) from a page in memory, with the
+    /// headers the entry prepared.
+    fn answer(&self, req: &Ask<'_>, entry: &Entry, event: Event) -> Response {
+        self.count_hit(event, req);
+        let body = if *req.method == Method::HEAD {
+            body::empty()
+        } else {
+            body::full(entry.body.clone())
+        };
+        let mut resp = Response::new(body);
+        *resp.headers_mut() = entry.headers.clone();
+        resp
+    }
+
+    fn count_hit(&self, event: Event, req: &Ask<'_>) {
+        let n = self.stats.count(event);
+        if event != Event::Hit {
+            self.stats.count(Event::Hit);
+        }
+        tracing::debug!(path = %req.raw_path, event = event.name(), count = n, "cache: hit");
+    }
+
+    /// The file could not be read after it was opened (it shrank): a 500, as
+    /// `serve_file` answers the same case.
+    fn read_failed(&self, req: &Ask<'_>) -> Response {
+        tracing::warn!(path = %req.raw_path, "cache: a cached file could not be read");
+        crate::core::error_response(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Call the app as the leader of a miss, storing the response if it may be.
+    async fn miss(&self, req: Request, path: CachePath, leader: flight::Leader) -> Response {
+        let resp = self.next.call(req).await;
+        let (mut parts, body) = resp.into_parts();
+        let declared = rules::content_length(&parts.headers);
+        let refusal = rules::refuse(parts.status, &parts.headers, &self.media_type).or_else(|| {
+            if declared.is_some_and(|n| n > self.settings.max_entry_bytes) {
+                Some(Event::NoStoreTooLarge)
+            } else if declared == Some(0) || http_body::Body::is_end_stream(&body) {
+                Some(Event::NoStoreEmpty)
+            } else {
+                None
+            }
+        });
+        let body = match refusal {
+            Some(event) => {
+                let n = self.stats.count(event);
+                tracing::debug!(
+                    path = path.rel(),
+                    event = event.name(),
+                    count = n,
+                    "cache: not stored"
+                );
+                drop(leader);
+                body
+            }
+            None => store::store(
+                body,
+                store::Job {
+                    dir: self.dir.clone(),
+                    path,
+                    stats: self.stats.clone(),
+                    leader,
+                    fsync: self.settings.fsync,
+                    max_bytes: self.settings.max_entry_bytes,
+                    declared,
+                },
+            ),
+        };
+        if let Some(name) = &self.settings.status_header {
+            parts.headers.insert(name.clone(), MISS);
+        }
+        Response::from_parts(parts, body)
+    }
+
+    /// Let the app answer, untouched but for the status header.
+    async fn pass(&self, req: Request, mark: HeaderValue) -> Response {
+        let resp = self.next.call(req).await;
+        self.mark(resp, mark)
+    }
+
+    fn mark(&self, mut resp: Response, mark: HeaderValue) -> Response {
+        if let Some(name) = &self.settings.status_header {
+            resp.headers_mut().insert(name.clone(), mark);
+        }
+        resp
+    }
+}
+
+/// What a hit needs from the request (borrowed field by field, so it can be
+/// held across an await: the request's body is not `Sync`).
+struct Ask<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    raw_path: &'a str,
+}
+
+impl Ask<'_> {
+    fn of(req: &Request) -> Ask<'_> {
+        Ask {
+            method: &req.method,
+            headers: &req.headers,
+            raw_path: &req.raw_path,
+        }
+    }
+}
+
+/// Whether a request asks for the whole page unconditionally (so a copy in
+/// memory can answer it; `Range` and the `If-*` validators go through
+/// `serve_file`). One pass over the few headers a request has.
+fn plain(headers: &HeaderMap) -> bool {
+    headers.keys().all(|name| {
+        let name = name.as_str();
+        !(name.starts_with("if-") || name == "range")
+    })
+}
+
+impl Handler for Cache {
+    fn call(&self, req: Request) -> ResponseFuture<'_> {
+        Box::pin(self.handle(req))
+    }
+}

@@ -1,0 +1,180 @@
+//! `plughost cache purge`: delete cached pages through the same URL → file
+//! mapping the filter uses, beneath cache_dir, never following a symlink (a
+//! symlink is removed as a link, its target is never touched). Dot-named
+//! entries (the marker, temporary files, `.htaccess`, `.git/`, at any depth)
+//! are never deleted: the cache never writes a page under such a name.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use percent_encoding::percent_decode_str;
+use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::config::Settings;
+use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
+use super::owner::{self, OwnerError};
+use super::path::{self, MAX_DEPTH};
+use crate::core::config::Component;
+
+/// What one purge did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub files: usize,
+}
+
+/// A cache section to purge from.
+pub struct Purger {
+    dir: CacheDir,
+    settings: Settings,
+}
+
+impl Purger {
+    /// For the cache configured by `c`; `None` when its cache_dir does not exist yet.
+    pub fn new(c: &Component) -> Result<Option<Purger>, String> {
+        let settings = Settings::from_component(c)?;
+        let refuse = |e: OwnerError| format!("cache_dir: {e}");
+        owner::check_path(&settings.cache_dir, &c.file).map_err(refuse)?;
+        match CacheDir::open_existing(&settings.cache_dir) {
+            Ok(dir) => {
+                if !settings.adopt && !owner::is_marked(dir.root().as_fd()) {
+                    return Err(refuse(OwnerError::NotOwned(settings.cache_dir.clone())));
+                }
+                Ok(Some(Purger { dir, settings }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot open {}: {e}", settings.cache_dir.display())),
+        }
+    }
+
+    pub fn cache_dir(&self) -> &PathBuf {
+        &self.settings.cache_dir
+    }
+
+    /// Delete the page for URL path `url` (as the filter sees PATH_INFO, may be
+    /// percent-encoded). With `prefix`, every page at or below it.
+    pub fn purge(&self, url: &str, prefix: bool) -> Result<Purged, String> {
+        let decoded: Vec<u8> = percent_decode_str(url).collect();
+        if prefix {
+            return self.purge_prefix(url, &decoded);
+        }
+        let p = path::map(&decoded, url, &self.settings.directory_index)
+            .map_err(|r| format!("{url}: never cached ({r})"))?;
+        let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
+        let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
+            return Ok(Purged::default());
+        };
+        let root = self.dir.root();
+        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        match unlinkat(at, name, AtFlags::empty()) {
+            Ok(()) => Ok(Purged { files: 1 }),
+            Err(Errno::NOENT) => Ok(Purged::default()),
+            Err(Errno::ISDIR) => Err(format!(
+                "{url}: is a directory of pages; use --prefix to purge them all"
+            )),
+            Err(e) => Err(format!("{url}: {e}")),
+        }
+    }
+
+    /// The directory `parent` (relative, already mapped) beneath cache_dir:
+    /// `Some(None)` is cache_dir itself, `None` means it does not exist (nothing
+    /// to purge).
+    fn parent(&self, parent: &str) -> rustix::io::Result<Option<Option<OwnedFd>>> {
+        if parent.is_empty() {
+            return Ok(Some(None));
+        }
+        match open_beneath(
+            self.dir.root().as_fd(),
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+        ) {
+            Ok(fd) => Ok(Some(Some(fd))),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn purge_prefix(&self, url: &str, decoded: &[u8]) -> Result<Purged, String> {
+        let trimmed = decoded.strip_suffix(b"/").unwrap_or(decoded);
+        let mut purged = Purged::default();
+        if trimmed.is_empty() {
+            remove_contents(self.dir.root().as_fd(), 0, &mut purged)
+                .map_err(|e| format!("{url}: {e}"))?;
+            return Ok(purged);
+        }
+        // The prefix itself must be a mappable page path (so it names a file or
+        // directory of the tree, never anything outside it).
+        let raw = url.strip_suffix('/').unwrap_or(url);
+        let p = path::map(trimmed, raw, &self.settings.directory_index)
+            .map_err(|r| format!("{url}: never cached ({r})"))?;
+        let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
+        let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
+            return Ok(purged);
+        };
+        let root = self.dir.root();
+        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        remove_entry(
+            at,
+            &CString::new(name).map_err(|e| e.to_string())?,
+            0,
+            &mut purged,
+        )
+        .map_err(|e| format!("{url}: {e}"))?;
+        Ok(purged)
+    }
+}
+
+/// Remove `name` in `dir`: a file or link is unlinked, a directory emptied and removed.
+fn remove_entry(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    depth: usize,
+    purged: &mut Purged,
+) -> rustix::io::Result<()> {
+    let kind = match statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode),
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if kind == FileType::Directory {
+        if depth > MAX_DEPTH {
+            return Ok(());
+        }
+        let sub = openat(dir, name.as_c_str(), DIR_FLAGS, Mode::empty())?;
+        remove_contents(sub.as_fd(), depth + 1, purged)?;
+        match unlinkat(dir, name.as_c_str(), AtFlags::REMOVEDIR) {
+            // Dot-named entries or a store in progress: keep the directory.
+            Ok(()) | Err(Errno::NOTEMPTY) => Ok(()),
+            Err(e) => Err(e),
+        }
+    } else {
+        unlinkat(dir, name.as_c_str(), AtFlags::empty())?;
+        if kind == FileType::RegularFile {
+            purged.files += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Remove everything in `dir` but dot-named entries (the marker, temporary
+/// files of stores in progress, files the cache never writes).
+fn remove_contents(
+    dir: BorrowedFd<'_>,
+    depth: usize,
+    purged: &mut Purged,
+) -> rustix::io::Result<()> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let bytes = entry.file_name().to_bytes();
+        if bytes.starts_with(b".") {
+            continue;
+        }
+        names.push(entry.file_name().to_owned());
+    }
+    for name in names {
+        remove_entry(dir, &name, depth, purged)?;
+    }
+    Ok(())
+}

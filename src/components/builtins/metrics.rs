@@ -1,0 +1,59 @@
+//! `egg:plughost#metrics`: the host's metrics in the Prometheus text format.
+//! Mount it anywhere, e.g. with urlmap at `/_metrics`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue};
+
+use super::cache;
+use crate::core::config::Component;
+use crate::core::metrics::METRICS;
+use crate::core::{body, Handler, Request, ResponseFuture};
+
+struct MetricsApp;
+
+/// Create the metrics app; it takes no keys.
+pub fn app(c: &Component) -> Result<Arc<dyn Handler>, String> {
+    if let Some((key, _)) = c.local_conf.first() {
+        return Err(format!("{key}: the metrics app takes no settings"));
+    }
+    Ok(Arc::new(MetricsApp))
+}
+
+impl Handler for MetricsApp {
+    fn call(&self, _req: Request) -> ResponseFuture<'_> {
+        Box::pin(async {
+            let mut text = METRICS.render();
+            cache_metrics(&mut text);
+            let mut resp = http::Response::new(body::full(Bytes::from(text)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        })
+    }
+}
+
+/// Cache counters: `plughost_cache_events_total{section, event}`, where events are
+/// hit, miss, store, `bypass.REASON`, `no_store.REASON` and `store_error.REASON`.
+fn cache_metrics(out: &mut String) {
+    let all = cache::stats::all();
+    if all.is_empty() {
+        return;
+    }
+    out.push_str("# HELP plughost_cache_events_total Disk cache hits, misses, stores and bypasses by reason.\n# TYPE plughost_cache_events_total counter\n");
+    for stats in all {
+        for (event, n) in stats.snapshot() {
+            let _ = writeln!(
+                out,
+                "plughost_cache_events_total{{section=\"{}\",event=\"{event}\"}} {n}",
+                stats.section.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+    }
+}

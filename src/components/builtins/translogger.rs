@@ -1,0 +1,179 @@
+//! `egg:plughost#translogger` (= `egg:Paste#translogger`): one line per request
+//! in Apache's combined log format, logged when the response body has been sent
+//! (so the byte count is what went out), through the `log` facade with
+//! `logger_name` as the target, which the host's tracing subscriber routes.
+//! Placed outside the cache filter, it logs cache hits too.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use crate::core::config::Component;
+use crate::core::timefmt::Civil;
+use crate::core::{Body, BodyError, Handler, Request, ResponseFuture};
+
+struct TransLogger {
+    next: Arc<dyn Handler>,
+    logger: Arc<str>,
+    level: log::Level,
+}
+
+/// Create the filter. Keys: `logger_name` (default `wsgi`), `logging_level`
+/// (a name or Python's number, default INFO), `setup_console_handler` (accepted
+/// for compatibility; output goes wherever the host's logging sends it).
+pub fn filter(c: &Component, next: Arc<dyn Handler>) -> Result<Arc<dyn Handler>, String> {
+    let mut logger = "wsgi".to_owned();
+    let mut level = log::Level::Info;
+    for (key, value) in &c.local_conf {
+        match key.as_str() {
+            "logger_name" => logger = value.clone(),
+            "logging_level" => level = parse_level(value).ok_or_else(|| format!("logging_level: unknown level {value:?}"))?,
+            "setup_console_handler" | "set_logger_level" => {}
+            other => {
+                return Err(format!(
+                    "{other}: unknown translogger key; known keys: logger_name, logging_level, setup_console_handler"
+                ))
+            }
+        }
+    }
+    Ok(Arc::new(TransLogger {
+        next,
+        logger: logger.into(),
+        level,
+    }))
+}
+
+/// Python's level names and numbers.
+fn parse_level(value: &str) -> Option<log::Level> {
+    Some(match value.trim().to_ascii_uppercase().as_str() {
+        "DEBUG" | "10" => log::Level::Debug,
+        "INFO" | "20" => log::Level::Info,
+        "WARNING" | "WARN" | "30" => log::Level::Warn,
+        "ERROR" | "CRITICAL" | "FATAL" | "40" | "50" => log::Level::Error,
+        "TRACE" | "NOTSET" | "0" => log::Level::Trace,
+        _ => return None,
+    })
+}
+
+impl Handler for TransLogger {
+    fn call(&self, req: Request) -> ResponseFuture<'_> {
+        let header = |name: http::HeaderName| {
+            req.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).replace('"', "\\\""))
+                .unwrap_or_else(|| "-".into())
+        };
+        let query = if req.query_string.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", req.query_string)
+        };
+        let user = req
+            .extras
+            .iter()
+            .find(|(k, _)| k == "REMOTE_USER")
+            .map_or("-".to_owned(), |(_, v)| v.clone());
+        let head = format!(
+            "{} - {user} [{}] \"{} {}{query} {}\"",
+            req.remote_addr,
+            Civil::from(SystemTime::now()).apache(),
+            req.method,
+            req.raw_path,
+            req.protocol()
+        );
+        let tail = format!(
+            "\"{}\" \"{}\"",
+            header(http::header::REFERER),
+            header(http::header::USER_AGENT)
+        );
+        Box::pin(async move {
+            let resp = self.next.call(req).await;
+            let status = resp.status().as_u16();
+            resp.map(|inner| {
+                LoggedBody {
+                    inner,
+                    sent: 0,
+                    line: Some((format!("{head} {status}"), tail)),
+                    logger: self.logger.clone(),
+                    level: self.level,
+                }
+                .boxed_unsync()
+            })
+        })
+    }
+}
+
+/// Counts the bytes sent and writes the log line when the response is done.
+struct LoggedBody {
+    inner: Body,
+    sent: u64,
+    line: Option<(String, String)>,
+    logger: Arc<str>,
+    level: log::Level,
+}
+
+impl LoggedBody {
+    fn log(&mut self) {
+        if let Some((head, tail)) = self.line.take() {
+            let bytes = if self.sent == 0 {
+                "-".to_owned()
+            } else {
+                self.sent.to_string()
+            };
+            log::log!(target: &self.logger, self.level, "{head} {bytes} {tail}");
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.log(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.log();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_levels() {
+        assert_eq!(parse_level("warning"), Some(log::Level::Warn));
+        assert_eq!(parse_level("20"), Some(log::Level::Info));
+        assert_eq!(parse_level("loud"), None);
+    }
+}

@@ -1,0 +1,6 @@
+//! The second floor: the components a pipeline is made of, the host's own
+//! built-ins and plugin libraries loaded through the C ABI. Components import
+//! only from [`core`](crate::core).
+
+pub mod builtins;
+pub mod plugin;

@@ -1,0 +1,658 @@
+//! Conversions between the host's request/response/body types and the raw ABI
+//! views, in both directions. Ownership follows the ABI: the side that allocates
+//! supplies the `release`, and every handle is released exactly once (in `Drop`).
+
+use std::any::Any;
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use plughost_sdk::abi::{self, PhBody, PhBodyVtbl, PhPair, PhRequest, PhResponse, PhStr};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use super::host_api::lossy;
+use super::library::same_ptr;
+use crate::core::blocking;
+use crate::core::body as bodies;
+use crate::core::{Body, BodyError, Request, Response};
+
+/// How much of a plugin's body is read on the worker before deciding to stream it:
+/// a body that ends within this is sent with a Content-Length and no extra thread.
+const PREREAD_BYTES: usize = 64 * 1024;
+
+/// Hop-by-hop headers an app must not set; the server manages them.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// Keeps a plugin's instance (and so its library) alive while a body from it exists.
+pub(crate) type KeepAlive = Arc<dyn Any + Send + Sync>;
+
+// ---------------------------------------------------------------------------
+// Request view: host request -> PhRequest (borrowed for one call).
+
+thread_local! {
+    /// Header pairs storage reused by this thread's request views, so building a
+    /// view allocates nothing. A view takes it for its call, so a nested call on
+    /// the same thread (a filter's `next`) builds its own.
+    static VIEW_PAIRS: Cell<Vec<PhPair>> = const { Cell::new(Vec::new()) };
+}
+
+/// The storage a [`PhRequest`] points into.
+pub(crate) struct RequestView {
+    headers: Vec<PhPair>,
+    extras: Vec<PhPair>,
+    /// `Request::content_length`, found while walking the headers anyway.
+    content_length: Option<u64>,
+}
+
+impl RequestView {
+    pub fn new(req: &Request) -> RequestView {
+        let mut headers = VIEW_PAIRS.try_with(Cell::take).unwrap_or_default();
+        headers.reserve(req.headers.len());
+        let mut content_length = None;
+        headers.extend(req.headers.iter().map(|(n, v)| {
+            // The first value, as `HeaderMap::get` (and so `Request::content_length`).
+            if content_length.is_none() && n == http::header::CONTENT_LENGTH {
+                content_length = Some(v);
+            }
+            PhPair {
+                name: PhStr::from_str(n.as_str()),
+                value: PhStr::from_bytes(v.as_bytes()),
+            }
+        }));
+        let content_length = content_length
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        RequestView {
+            headers,
+            extras: req
+                .extras
+                .iter()
+                .map(|(k, v)| PhPair {
+                    name: PhStr::from_str(k),
+                    value: PhStr::from_str(v),
+                })
+                .collect(),
+            content_length,
+        }
+    }
+
+    /// The raw view; valid while both `self` and `req` are alive and unchanged.
+    pub fn raw(&self, req: &Request) -> PhRequest {
+        PhRequest {
+            struct_size: std::mem::size_of::<PhRequest>() as u32,
+            method: PhStr::from_str(req.method.as_str()),
+            scheme: PhStr::from_str(&req.scheme),
+            script_name: PhStr::from_bytes(&req.script_name),
+            path_info: PhStr::from_bytes(&req.path_info),
+            raw_path: PhStr::from_str(&req.raw_path),
+            query_string: PhStr::from_str(&req.query_string),
+            protocol: PhStr::from_str(req.protocol()),
+            server_name: PhStr::from_str(&req.server_name),
+            remote_addr: PhStr::from_str(&req.remote_addr),
+            server_port: req.server_port,
+            remote_port: req.remote_port,
+            headers: self.headers.as_ptr(),
+            header_count: self.headers.len(),
+            extras: self.extras.as_ptr(),
+            extra_count: self.extras.len(),
+            content_length: self.content_length.map_or(-1, |n| n as i64),
+        }
+    }
+}
+
+impl Drop for RequestView {
+    fn drop(&mut self) {
+        // Hand the storage back for the thread's next view (the pairs left in it
+        // point nowhere useful, and are overwritten before they are read again).
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        let _ = VIEW_PAIRS.try_with(|cell| cell.set(headers));
+    }
+}
+
+/// # Safety
+/// `pairs` must point at `count` pairs valid for the call (or be null).
+unsafe fn pairs<'a>(pairs: *const PhPair, count: usize) -> &'a [PhPair] {
+    if pairs.is_null() || count == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(pairs, count) }
+    }
+}
+
+/// Rebuild a host request from a view a filter passed to `next`.
+///
+/// # Safety
+/// `view` must be valid for the call; `body` is taken over.
+pub(crate) unsafe fn request_from_view(
+    view: &PhRequest,
+    body: PhBody,
+    rt: &Handle,
+    keep: &KeepAlive,
+) -> Result<Request, String> {
+    let body = body_from_plugin(body, rt, keep.clone());
+    // SAFETY: every string and array of the view is valid for the call.
+    unsafe {
+        let method = Method::from_bytes(view.method.as_bytes())
+            .map_err(|_| format!("invalid method {:?}", lossy(view.method)))?;
+        let mut headers = http::HeaderMap::with_capacity(view.header_count);
+        for p in pairs(view.headers, view.header_count) {
+            let (name, value) = header(p)?;
+            headers.append(name, value);
+        }
+        let extras = pairs(view.extras, view.extra_count)
+            .iter()
+            .map(|p| (lossy(p.name), lossy(p.value)))
+            .collect();
+        Ok(Request {
+            method,
+            scheme: lossy(view.scheme).into(),
+            script_name: view.script_name.as_bytes().to_vec(),
+            path_info: view.path_info.as_bytes().to_vec(),
+            raw_path: lossy(view.raw_path),
+            query_string: lossy(view.query_string),
+            version: if view.protocol.as_bytes() == b"HTTP/1.0" {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            },
+            server_name: lossy(view.server_name),
+            server_port: view.server_port,
+            remote_addr: lossy(view.remote_addr).into(),
+            remote_port: view.remote_port,
+            headers,
+            extras,
+            body: body?,
+            on_worker: true,
+        })
+    }
+}
+
+/// # Safety
+/// The pair's strings must be valid for the call.
+unsafe fn header(p: &PhPair) -> Result<(HeaderName, HeaderValue), String> {
+    // SAFETY: guaranteed by the caller.
+    let (name, value) = unsafe { (p.name.as_bytes(), p.value.as_bytes()) };
+    let name = HeaderName::from_bytes(name)
+        .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
+    let value =
+        HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header {name}"))?;
+    Ok((name, value))
+}
+
+// ---------------------------------------------------------------------------
+// Host bodies handed to plugins (request bodies, and `next`'s response bodies).
+
+struct HostBody {
+    body: Body,
+    /// The chunk last handed out, kept alive until the next call.
+    chunk: Bytes,
+}
+
+static HOST_BODY_VTBL: PhBodyVtbl = PhBodyVtbl {
+    struct_size: std::mem::size_of::<PhBodyVtbl>() as u32,
+    next: host_body_next,
+    size_hint: host_body_size_hint,
+    release: host_body_release,
+};
+
+/// Hand a host body to a plugin. Plugins pull it on worker threads, where
+/// blocking on the runtime is allowed.
+pub(crate) fn body_to_plugin(body: Body) -> PhBody {
+    if http_body::Body::is_end_stream(&body) {
+        return PhBody::EMPTY;
+    }
+    let state = Box::new(HostBody {
+        body,
+        chunk: Bytes::new(),
+    });
+    PhBody {
+        vtbl: &HOST_BODY_VTBL,
+        this: Box::into_raw(state).cast(),
+    }
+}
+
+unsafe extern "C" fn host_body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
+    // SAFETY: `this` is a live `HostBody` (not yet released) and the ABI forbids
+    // concurrent calls on one body.
+    let state = unsafe { &mut *this.cast::<HostBody>() };
+    // Host code must never unwind into the plugin's frames.
+    let next = catch_unwind(AssertUnwindSafe(|| loop {
+        // Not the runtime's block_on: this may run inside a filter's `next`, which
+        // is already inside the runtime's context (see `blocking::wait`).
+        match blocking::wait(state.body.frame()) {
+            None => return None,
+            Some(Err(e)) => {
+                tracing::debug!("request body failed: {e}");
+                return Some(Err(()));
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if !data.is_empty() {
+                        return Some(Ok(data));
+                    }
+                }
+            }
+        }
+    }));
+    match next {
+        Ok(None) => abi::PH_EOF,
+        Ok(Some(Ok(data))) => {
+            state.chunk = data;
+            // SAFETY: `chunk` is a valid out-pointer; the bytes live in
+            // `state.chunk` until the next call or release.
+            unsafe { *chunk = PhStr::from_bytes(&state.chunk) };
+            abi::PH_OK
+        }
+        Ok(Some(Err(()))) => abi::PH_ERR,
+        Err(_) => {
+            tracing::error!("reading a body panicked in the host");
+            abi::PH_ERR
+        }
+    }
+}
+
+unsafe extern "C" fn host_body_size_hint(this: *mut c_void) -> i64 {
+    // SAFETY: as in `host_body_next`.
+    let state = unsafe { &*this.cast::<HostBody>() };
+    http_body::Body::size_hint(&state.body)
+        .exact()
+        .map_or(-1, |n| n as i64)
+}
+
+unsafe extern "C" fn host_body_release(this: *mut c_void) {
+    // SAFETY: `this` came from `Box::into_raw` in `body_to_plugin`; released once.
+    let state = unsafe { Box::from_raw(this.cast::<HostBody>()) };
+    if catch_unwind(AssertUnwindSafe(move || drop(state))).is_err() {
+        tracing::error!("dropping a body panicked in the host");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Plugin bodies received by the host.
+
+/// A body owned by a plugin; released exactly once when dropped.
+pub(crate) struct PluginBody {
+    raw: PhBody,
+    _keep: KeepAlive,
+}
+
+// SAFETY: the ABI allows a body to be used from any thread, one at a time;
+// `&mut self` access guarantees one at a time.
+unsafe impl Send for PluginBody {}
+
+impl PluginBody {
+    /// The next chunk, `None` at the end, or the plugin's error code.
+    fn next(&mut self) -> Result<Option<&[u8]>, i32> {
+        let chunk = self.next_raw()?;
+        // SAFETY: the chunk is valid until the next call on this body, which the
+        // borrow of `self` rules out.
+        Ok(chunk.map(|c| unsafe { c.as_bytes() }))
+    }
+
+    /// As `next`, but the chunk unborrowed: valid until the next call on this body
+    /// or its release.
+    fn next_raw(&mut self) -> Result<Option<PhStr>, i32> {
+        let mut chunk = PhStr::EMPTY;
+        // SAFETY: we own a live body; `chunk` is a valid out-pointer.
+        let rc = unsafe { ((*self.raw.vtbl).next)(self.raw.this, &mut chunk) };
+        match rc {
+            abi::PH_OK => Ok(Some(chunk)),
+            abi::PH_EOF => Ok(None),
+            code => Err(code),
+        }
+    }
+
+    fn size_hint(&self) -> Option<u64> {
+        // SAFETY: we own a live body.
+        let hint = unsafe { ((*self.raw.vtbl).size_hint)(self.raw.this) };
+        u64::try_from(hint).ok()
+    }
+}
+
+impl Drop for PluginBody {
+    fn drop(&mut self) {
+        // SAFETY: we own the body and release it exactly once, here.
+        unsafe { ((*self.raw.vtbl).release)(self.raw.this) }
+    }
+}
+
+/// A plugin body whose first chunk was all of it, kept unreleased so the chunk can
+/// go to the connection as it is: one body, no copy. The plugin releases the body
+/// (and the chunk's memory) when the last `Bytes` of it is dropped.
+struct WholeChunk {
+    chunk: PhStr,
+    /// Owns the chunk's memory: released (by `Drop`) only with the bytes.
+    _body: PluginBody,
+}
+
+// SAFETY: the body may be used from any thread (see `PluginBody`); the chunk is
+// immutable memory the body owns, and no call is made on the body again, so
+// reading it from any thread until the release is fine.
+unsafe impl Send for WholeChunk {}
+
+impl AsRef<[u8]> for WholeChunk {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the chunk is valid until the next call on the body or its release;
+        // no other call is ever made, and the release runs only when `self` drops,
+        // after the last borrow of this slice.
+        unsafe { self.chunk.as_bytes() }
+    }
+}
+
+fn body_error(code: i32) -> BodyError {
+    format!("plugin body failed (code {code})").into()
+}
+
+/// Turn a plugin's body into a host body. Runs on a worker thread: it reads up
+/// to [`PREREAD_BYTES`] at once; a body that ends within that becomes an
+/// in-memory body, anything longer is pulled a chunk at a time ([`PulledBody`]).
+pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Result<Body, String> {
+    if raw.vtbl.is_null() {
+        return Ok(bodies::empty());
+    }
+    if same_ptr(raw.vtbl, &HOST_BODY_VTBL) {
+        // One of ours, handed back unchanged (a filter passing the request body on).
+        // SAFETY: the vtable identifies a `HostBody` boxed by `body_to_plugin`;
+        // the plugin hands it back to us, so we now own it.
+        let state = unsafe { Box::from_raw(raw.this.cast::<HostBody>()) };
+        return Ok(state.body);
+    }
+    let mut body = PluginBody { raw, _keep: keep };
+    // The hint is exact (ABI), so a body that has given all it announced has ended
+    // without another call to find that out.
+    let hint = body.size_hint();
+    let mut first = BytesMut::new();
+    loop {
+        match body.next_raw() {
+            Ok(None) => return Ok(bodies::full(first.freeze())),
+            Ok(Some(chunk))
+                if first.is_empty() && chunk.len > 0 && hint == Some(chunk.len as u64) =>
+            {
+                // All of it in one chunk (an in-memory body): pass it on as it is.
+                return Ok(bodies::full(Bytes::from_owner(WholeChunk {
+                    chunk,
+                    _body: body,
+                })));
+            }
+            Ok(Some(chunk)) => {
+                if first.capacity() == 0 {
+                    // Sized once from the hint, so a small body is one allocation.
+                    first.reserve(hint.map_or(0, |n| n.min(PREREAD_BYTES as u64) as usize));
+                }
+                // SAFETY: the chunk is valid until the next call on the body.
+                first.extend_from_slice(unsafe { chunk.as_bytes() });
+                if hint == Some(first.len() as u64) {
+                    return Ok(bodies::full(first.freeze()));
+                }
+                if first.len() >= PREREAD_BYTES {
+                    break;
+                }
+            }
+            Err(code) => {
+                return Err(format!(
+                    "body failed before its first {PREREAD_BYTES} bytes (code {code})"
+                ))
+            }
+        }
+    }
+    // `size_hint` is what remains, so ask after the pre-read (asking before and
+    // adding the pre-read bytes counted them twice: a doubled Content-Length).
+    let exact = body.size_hint().map(|rest| rest + first.len() as u64);
+    Ok(http_body_util::BodyExt::boxed_unsync(PulledBody::new(
+        first.freeze(),
+        body,
+        exact,
+        rt.clone(),
+    )))
+}
+
+/// One chunk read from a plugin body on a blocking thread, and the body back.
+type Pull = JoinHandle<(PluginBody, Result<Option<Bytes>, i32>)>;
+
+/// A plugin body streamed past its pre-read: each chunk is read on a tokio
+/// blocking thread when the previous one is handed out (one read ahead), so a
+/// client that stops reading holds at most two chunks of memory and no thread.
+struct PulledBody {
+    first: Option<Bytes>,
+    /// The body while no read is in flight (`None` once it has ended or failed).
+    idle: Option<PluginBody>,
+    pull: Option<Pull>,
+    /// The bytes still to come, when declared: kept current so `is_end_stream`
+    /// is true after the last byte (hyper stops polling at Content-Length).
+    remaining: Option<u64>,
+    rt: Handle,
+}
+
+impl PulledBody {
+    fn new(first: Bytes, body: PluginBody, exact: Option<u64>, rt: Handle) -> PulledBody {
+        let mut pulled = PulledBody {
+            first: (!first.is_empty()).then_some(first),
+            idle: Some(body),
+            pull: None,
+            remaining: exact,
+            rt,
+        };
+        // Read the next chunk while the head (and the pre-read) go out.
+        pulled.start_pull();
+        pulled
+    }
+
+    fn start_pull(&mut self) {
+        if self.remaining == Some(0) {
+            return;
+        }
+        let Some(mut body) = self.idle.take() else {
+            return;
+        };
+        self.pull = Some(self.rt.spawn_blocking(move || {
+            let chunk = loop {
+                match body.next() {
+                    Ok(Some([])) => continue,
+                    Ok(Some(chunk)) => break Ok(Some(Bytes::copy_from_slice(chunk))),
+                    Ok(None) => break Ok(None),
+                    Err(code) => break Err(code),
+                }
+            };
+            (body, chunk)
+        }));
+    }
+}
+
+impl http_body::Body for PulledBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            this.sent(first.len());
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if this.pull.is_none() {
+            this.start_pull();
+        }
+        let Some(pull) = this.pull.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let done = ready!(Pin::new(pull).poll(cx));
+        this.pull = None;
+        match done {
+            Ok((body, Ok(Some(chunk)))) => {
+                this.idle = Some(body);
+                this.sent(chunk.len());
+                this.start_pull();
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            // Ended: the body is released here, by the drop.
+            Ok((_, Ok(None))) => Poll::Ready(None),
+            Ok((_, Err(code))) => {
+                tracing::error!(
+                    "plugin response body failed midway (code {code}); aborting the response"
+                );
+                Poll::Ready(Some(Err(body_error(code))))
+            }
+            // A panic on the blocking thread (the body was dropped, so released, there).
+            Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl PulledBody {
+    fn sent(&mut self, n: usize) {
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(n as u64);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses.
+
+/// Storage behind a response the host hands to a filter, freed by `release`.
+struct HostResponse {
+    reason: String,
+    pairs: Vec<PhPair>,
+    _headers: http::HeaderMap,
+}
+
+unsafe extern "C" fn host_response_release(owner: *mut c_void) {
+    // SAFETY: `owner` came from `Box::into_raw` in `response_to_plugin`; released once.
+    drop(unsafe { Box::from_raw(owner.cast::<HostResponse>()) });
+}
+
+/// Hand a host response to a filter (the result of its `next`).
+pub(crate) fn response_to_plugin(resp: Response, out: &mut PhResponse) {
+    let (parts, body) = resp.into_parts();
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let headers = parts.headers;
+    let pairs = headers
+        .iter()
+        .map(|(n, v)| PhPair {
+            name: PhStr::from_str(n.as_str()),
+            value: PhStr::from_bytes(v.as_bytes()),
+        })
+        .collect();
+    let owner = Box::new(HostResponse {
+        reason,
+        pairs,
+        _headers: headers,
+    });
+    out.status = parts.status.as_u16();
+    out.reason = PhStr::from_str(&owner.reason);
+    out.headers = owner.pairs.as_ptr();
+    out.header_count = owner.pairs.len();
+    out.body = body_to_plugin(body);
+    out.owner = Box::into_raw(owner).cast();
+    out.release = Some(host_response_release);
+}
+
+/// Take a response a plugin filled in: validate it, copy its head, take its body
+/// and release the rest.
+///
+/// # Safety
+/// `raw` must have been filled by a successful plugin call.
+pub(crate) unsafe fn response_from_plugin(
+    raw: PhResponse,
+    rt: &Handle,
+    keep: KeepAlive,
+) -> Result<Response, String> {
+    // Own the body first, so it is released on every path below.
+    let body_raw = raw.body;
+    let head = (|| {
+        let status = StatusCode::from_u16(raw.status)
+            .ok()
+            // http accepts 100-999; HTTP has 100-599, and 1xx is not a final answer.
+            .filter(|s| !s.is_informational() && s.as_u16() <= 599)
+            .ok_or_else(|| format!("invalid status code {}", raw.status))?;
+        // Built in place: `http::response::Builder` moves the whole head at every step.
+        let mut head = http::Response::new(());
+        *head.status_mut() = status;
+        // SAFETY: the reason and headers are valid until `release`, called below.
+        let reason = unsafe { raw.reason.as_bytes() };
+        if !reason.is_empty() && Some(reason) != status.canonical_reason().map(str::as_bytes) {
+            let phrase = hyper::ext::ReasonPhrase::try_from(reason.to_vec()).map_err(|_| {
+                format!(
+                    "invalid reason phrase {:?}",
+                    String::from_utf8_lossy(reason)
+                )
+            })?;
+            head.extensions_mut().insert(phrase);
+        }
+        let headers = head.headers_mut();
+        // SAFETY: as above.
+        for p in unsafe { pairs(raw.headers, raw.header_count) } {
+            // SAFETY: as above.
+            let (name, value) = unsafe { header(p) }?;
+            if HOP_BY_HOP.contains(&name.as_str()) {
+                tracing::debug!(header = %name, "dropping a hop-by-hop header set by a plugin");
+                continue;
+            }
+            headers.append(name, value);
+        }
+        Ok::<_, String>(head)
+    })();
+    if let Some(release) = raw.release {
+        // SAFETY: we are the receiver; the storage is released exactly once.
+        unsafe { release(raw.owner) };
+    }
+    match head {
+        Ok(head) => {
+            let body = body_from_plugin(body_raw, rt, keep)?;
+            Ok(head.map(|()| body))
+        }
+        Err(e) => {
+            discard_body(body_raw, keep);
+            Err(e)
+        }
+    }
+}
+
+/// Release a body without reading it.
+pub(crate) fn discard_body(raw: PhBody, keep: KeepAlive) {
+    if raw.vtbl.is_null() {
+        return;
+    }
+    if same_ptr(raw.vtbl, &HOST_BODY_VTBL) {
+        // SAFETY: one of ours handed back, as in `body_from_plugin`; freed once, here.
+        drop(unsafe { Box::from_raw(raw.this.cast::<HostBody>()) });
+        return;
+    }
+    drop(PluginBody { raw, _keep: keep });
+}

@@ -1,0 +1,259 @@
+//! A plugin app or filter instance: created by its factory, called from worker
+//! threads, destroyed when the last `Arc` to it goes (after its last request and
+//! its last response body).
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use plughost_sdk::abi::{
+    self, PhBody, PhHandlerVtbl, PhNext, PhPair, PhRequest, PhResponse, PhStr,
+};
+use tokio::runtime::Handle;
+
+use super::bridge::{self, KeepAlive, RequestView};
+use super::host_api::{ErrorSink, HOST_API};
+use super::library::{kind_name, Library};
+use crate::core::{blocking, body, Handler, Request, Response};
+
+/// The rest of the pipeline, as a filter instance sees it.
+pub type NextHandle = Arc<dyn Handler>;
+
+/// Why a call produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin returned error code {code}: {message}")]
+    Failed { code: i32, message: String },
+    #[error("plugin panicked: {0}")]
+    Panicked(String),
+    #[error("plugin returned an invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+/// A live plugin instance.
+pub struct Instance {
+    this: *mut c_void,
+    vtbl: *const PhHandlerVtbl,
+    kind: u32,
+    /// `[app:main] libecho.so#main`, for log lines.
+    label: String,
+    /// An app that declared `PH_HANDLER_NONBLOCKING` and has not broken the promise:
+    /// its body-less requests run on the event loop (see [`Instance::runs_inline`]).
+    inline: AtomicBool,
+    /// Declared last so the library outlives the instance's destruction.
+    _lib: Arc<Library>,
+}
+
+// SAFETY: the ABI requires instances to be callable from many threads at once
+// (the SDK enforces `Send + Sync` on the Rust types behind them).
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+fn pairs(conf: &[(String, String)]) -> Vec<PhPair> {
+    conf.iter()
+        .map(|(k, v)| PhPair {
+            name: PhStr::from_str(k),
+            value: PhStr::from_str(v),
+        })
+        .collect()
+}
+
+fn with_article(kind: &str) -> String {
+    match kind {
+        "app" => "an app".into(),
+        other => format!("a {other}"),
+    }
+}
+
+impl Instance {
+    /// Run entry `entry`'s factory with the section's configuration.
+    pub fn create(
+        lib: Arc<Library>,
+        entry: &str,
+        want_kind: u32,
+        global: &[(String, String)],
+        local: &[(String, String)],
+        label: String,
+    ) -> Result<Instance, String> {
+        let Some(info) = lib.entry(entry) else {
+            return Err(format!(
+                "{} has no entry `{entry}`; it exports: {}",
+                lib.path.display(),
+                lib.entry_list()
+            ));
+        };
+        if info.kind != want_kind {
+            return Err(format!(
+                "entry `{entry}` of {} is {} entry, but this section needs {}",
+                lib.path.display(),
+                with_article(kind_name(info.kind)),
+                with_article(kind_name(want_kind))
+            ));
+        }
+        let (global, local) = (pairs(global), pairs(local));
+        let mut sink = ErrorSink::default();
+        let raw_sink = sink.raw();
+        let mut this: *mut c_void = std::ptr::null_mut();
+        // SAFETY: the entry came from a checked descriptor; every pointer passed is
+        // valid for the duration of the call; `this` receives the new instance.
+        let rc = unsafe {
+            (info.create)(
+                &HOST_API,
+                PhStr::from_str(entry),
+                global.as_ptr(),
+                global.len(),
+                local.as_ptr(),
+                local.len(),
+                &mut this,
+                &raw_sink,
+            )
+        };
+        let message = sink.message.take().unwrap_or_else(|| "no message".into());
+        match rc {
+            abi::PH_OK if !this.is_null() => Ok(Instance {
+                this,
+                vtbl: info.vtbl,
+                kind: info.kind,
+                label,
+                inline: AtomicBool::new(
+                    info.kind == abi::PH_KIND_APP && info.flags & abi::PH_HANDLER_NONBLOCKING != 0,
+                ),
+                _lib: lib,
+            }),
+            abi::PH_OK => Err("factory returned success but no instance".into()),
+            abi::PH_ERR_PANIC => Err(format!("factory {message}")),
+            _ => Err(message),
+        }
+    }
+
+    /// `[section] file#entry`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether calls may run on the event loop: a non-blocking app in good standing.
+    pub fn runs_inline(&self) -> bool {
+        self.inline.load(Ordering::Relaxed)
+    }
+
+    /// A call on the event loop took `took`, longer than any non-blocking call
+    /// should: send this instance's calls to the worker pool from now on.
+    pub fn stop_inline(&self, took: std::time::Duration) {
+        if self.inline.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                plugin = self.label(),
+                "declares itself non-blocking, but one call took {took:?} on the event loop; \
+                 its calls now run on the worker pool"
+            );
+        }
+    }
+
+    /// Whether this is a filter.
+    pub fn is_filter(&self) -> bool {
+        self.kind == abi::PH_KIND_FILTER
+    }
+
+    /// Call the instance on the current (worker) thread. `next` is the rest of the
+    /// pipeline for a filter.
+    pub fn call(
+        self: &Arc<Self>,
+        mut req: Request,
+        next: Option<&NextHandle>,
+        rt: &Handle,
+    ) -> Result<Response, CallError> {
+        let keep: KeepAlive = self.clone();
+        let view = RequestView::new(&req);
+        let raw_req = view.raw(&req);
+        let raw_body = bridge::body_to_plugin(std::mem::replace(&mut req.body, body::empty()));
+        let mut next_state = next.map(|handler| NextState {
+            handler: handler.clone(),
+            rt: rt.clone(),
+            keep: keep.clone(),
+            called: false,
+        });
+        let raw_next = next_state.as_mut().map(|state| PhNext {
+            this: (state as *mut NextState).cast(),
+            call: next_call,
+        });
+        let next_ptr = raw_next
+            .as_ref()
+            .map_or(std::ptr::null(), |n| n as *const PhNext);
+        let mut sink = ErrorSink::default();
+        let raw_sink = sink.raw();
+        let mut out = PhResponse::empty();
+        // SAFETY: `this` is live until `Drop`, which cannot run while `self` is
+        // borrowed; the request view, next handle and sink outlive the call; the
+        // body is handed over.
+        let rc = unsafe {
+            ((*self.vtbl).call)(self.this, &raw_req, raw_body, next_ptr, &mut out, &raw_sink)
+        };
+        drop(view);
+        match rc {
+            // SAFETY: the call succeeded, so `out` is filled.
+            abi::PH_OK => unsafe { bridge::response_from_plugin(out, rt, keep) }
+                .map_err(CallError::InvalidResponse),
+            abi::PH_ERR_PANIC => Err(CallError::Panicked(
+                sink.message.unwrap_or_else(|| "no message".into()),
+            )),
+            code => Err(CallError::Failed {
+                code,
+                message: sink.message.unwrap_or_else(|| "no message".into()),
+            }),
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: the last reference is gone, so no call or body of this instance is
+        // running; destroy runs exactly once.
+        unsafe { ((*self.vtbl).destroy)(self.this) }
+    }
+}
+
+/// What a filter's `next` handle points at during one call.
+struct NextState {
+    handler: NextHandle,
+    rt: Handle,
+    keep: KeepAlive,
+    called: bool,
+}
+
+unsafe extern "C" fn next_call(
+    this: *mut c_void,
+    req: *const PhRequest,
+    body: PhBody,
+    out: *mut PhResponse,
+) -> i32 {
+    // SAFETY: `this` is the `NextState` of the filter call in progress; the ABI
+    // forbids using it after that call returns.
+    let state = unsafe { &mut *this.cast::<NextState>() };
+    if state.called {
+        bridge::discard_body(body, state.keep.clone());
+        tracing::error!("a filter called `next` twice in one request; the second call fails");
+        return abi::PH_ERR;
+    }
+    state.called = true;
+    // Host code must not unwind into the plugin's frames.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the view is valid for this call; the body is handed to us.
+        let req = unsafe { bridge::request_from_view(&*req, body, &state.rt, &state.keep) }?;
+        let resp = blocking::wait_in(&state.rt, state.handler.call(req));
+        // SAFETY: `out` is the filter's valid out-pointer.
+        bridge::response_to_plugin(resp, unsafe { &mut *out });
+        Ok::<(), String>(())
+    }));
+    match result {
+        Ok(Ok(())) => abi::PH_OK,
+        Ok(Err(message)) => {
+            tracing::error!("a filter passed an invalid request to `next`: {message}");
+            abi::PH_ERR
+        }
+        Err(_) => {
+            tracing::error!("the pipeline behind a filter panicked");
+            abi::PH_ERR
+        }
+    }
+}

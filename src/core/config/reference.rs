@@ -1,0 +1,157 @@
+//! The values of `use`, `filter-with`, `next`, pipeline items and urlmap
+//! entries: a URI (`egg:`, `lib:`, `config:`) or a section name.
+
+use std::path::{Path, PathBuf};
+
+use percent_encoding::percent_decode_str;
+
+use super::Source;
+use crate::core::config::builtin::Builtin;
+
+/// A reference to an app or filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// Code: a plugin entry or a built-in.
+    Code(Source),
+    /// `config:PATH#NAME`: section NAME of another file.
+    Config { path: PathBuf, name: String },
+    /// A section of the same file.
+    Section(String),
+}
+
+/// Parse `value`; relative paths resolve against `base` (the referencing file's directory).
+pub fn parse(value: &str, base: &Path) -> Result<Reference, String> {
+    let value = value.trim();
+    let scheme_end = value
+        .find(':')
+        .filter(|&i| i > 0 && value[..i].chars().all(|c| c.is_ascii_alphabetic()));
+    let Some(i) = scheme_end else {
+        if value.is_empty() {
+            return Err("empty reference".into());
+        }
+        return Ok(Reference::Section(value.to_owned()));
+    };
+    let scheme = value[..i].to_ascii_lowercase();
+    let rest = &value[i + 1..];
+    let (target, fragment) = match rest.split_once('#') {
+        Some((t, f)) => (t.trim(), f.trim()),
+        None => (rest.trim(), ""),
+    };
+    let name = if fragment.is_empty() {
+        "main"
+    } else {
+        fragment
+    };
+    match scheme.as_str() {
+        "egg" => {
+            let dist = target.split("==").next().unwrap_or(target).trim();
+            if dist.is_empty() {
+                return Err(format!("`{value}`: expected egg:NAME#ENTRY"));
+            }
+            if let Some(builtin) = Builtin::lookup(dist, name) {
+                return Ok(Reference::Code(Source::Builtin(builtin)));
+            }
+            if dist.eq_ignore_ascii_case("plughost") {
+                return Err(format!(
+                    "`{value}`: plughost has no built-in `{name}`; built-ins: {}",
+                    Builtin::entries_of(dist).join(", ")
+                ));
+            }
+            Ok(Reference::Code(Source::Egg {
+                dist: dist.to_owned(),
+                entry: name.to_owned(),
+            }))
+        }
+        "lib" => {
+            if target.is_empty() {
+                return Err(format!("`{value}`: expected lib:PATH#ENTRY"));
+            }
+            Ok(Reference::Code(Source::Lib {
+                path: base.join(target),
+                entry: name.to_owned(),
+            }))
+        }
+        "config" => {
+            let target = target.replace('\\', "/");
+            let target = target.strip_prefix("//").unwrap_or(&target);
+            if target.is_empty() {
+                return Err(format!("`{value}`: expected config:PATH#NAME"));
+            }
+            let decoded = percent_decode_str(target).decode_utf8_lossy().into_owned();
+            Ok(Reference::Config {
+                path: base.join(decoded),
+                name: name.to_owned(),
+            })
+        }
+        "call" => Err(format!(
+            "`{value}`: call: names Python code, which plughost cannot run; use egg:NAME#ENTRY or lib:PATH#ENTRY"
+        )),
+        _ => Err(format!("`{value}`: unknown scheme `{scheme}`; known schemes: egg, lib, config")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let base = Path::new("/etc/x");
+        assert_eq!(
+            parse("egg:hello#greet", base).unwrap(),
+            Reference::Code(Source::Egg {
+                dist: "hello".into(),
+                entry: "greet".into()
+            })
+        );
+        assert_eq!(
+            parse("EGG:echo==1.0", base).unwrap(),
+            Reference::Code(Source::Egg {
+                dist: "echo".into(),
+                entry: "main".into()
+            })
+        );
+        assert_eq!(
+            parse("egg:Paste#urlmap", base).unwrap(),
+            Reference::Code(Source::Builtin(Builtin::UrlMap))
+        );
+        assert_eq!(
+            parse("egg:wsgi_cache#middleware", base).unwrap(),
+            Reference::Code(Source::Builtin(Builtin::Cache))
+        );
+        assert_eq!(
+            parse("lib:plugins/libx.so#a", base).unwrap(),
+            Reference::Code(Source::Lib {
+                path: "/etc/x/plugins/libx.so".into(),
+                entry: "a".into()
+            })
+        );
+        assert_eq!(
+            parse("config:sub/other%20file.ini#blog", base).unwrap(),
+            Reference::Config {
+                path: "/etc/x/sub/other file.ini".into(),
+                name: "blog".into()
+            }
+        );
+        assert_eq!(
+            parse("CONFIG:///abs/f.ini", base).unwrap(),
+            Reference::Config {
+                path: "/abs/f.ini".into(),
+                name: "main".into()
+            }
+        );
+        assert_eq!(
+            parse("other", base).unwrap(),
+            Reference::Section("other".into())
+        );
+        assert!(parse("call:foo:bar", base)
+            .unwrap_err()
+            .contains("use egg:"));
+        assert!(parse("app:foo", base)
+            .unwrap_err()
+            .contains("unknown scheme `app`"));
+        assert!(parse("egg:plughost#nope", base)
+            .unwrap_err()
+            .contains("no built-in `nope`"));
+    }
+}

@@ -1,0 +1,90 @@
+//! The host's own request and response types and the [`Handler`] trait that
+//! plugin apps, plugin filters and built-ins all implement.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Version};
+
+use super::body::{self, Body};
+
+/// The response every handler produces.
+pub type Response = http::Response<Body>;
+
+/// A boxed future of a response.
+pub type ResponseFuture<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
+
+/// The request as WSGI's environ: everything an app can see.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    /// `http` or `https` (shared by every request of a listener).
+    pub scheme: Arc<str>,
+    /// SCRIPT_NAME, percent-decoded bytes.
+    pub script_name: Vec<u8>,
+    /// PATH_INFO, percent-decoded bytes (may be invalid UTF-8).
+    pub path_info: Vec<u8>,
+    /// The request target's path as received.
+    pub raw_path: String,
+    /// QUERY_STRING, raw.
+    pub query_string: String,
+    pub version: Version,
+    pub server_name: String,
+    pub server_port: u16,
+    /// The peer's address (formatted once per connection).
+    pub remote_addr: Arc<str>,
+    pub remote_port: u16,
+    pub headers: HeaderMap,
+    /// Extra environ keys set by filters for handlers downstream.
+    pub extras: Vec<(String, String)>,
+    pub body: Body,
+    /// True while the request is being handled on a plugin worker thread, so
+    /// plugin handlers downstream call straight through instead of queueing again.
+    pub on_worker: bool,
+}
+
+impl Request {
+    /// `HTTP/1.1` and friends, as WSGI's SERVER_PROTOCOL.
+    pub fn protocol(&self) -> &'static str {
+        match self.version {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        }
+    }
+
+    /// The declared body length, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// Anything that answers requests: an app, or a filter holding the rest of the chain.
+pub trait Handler: Send + Sync + 'static {
+    /// Answer one request. Failures are answered too (a 500 and a log line), so a
+    /// handler never returns an error; a body that fails midway aborts the connection.
+    fn call(&self, req: Request) -> ResponseFuture<'_>;
+}
+
+/// A short plain-text response for errors the host answers itself.
+pub fn error_response(status: StatusCode) -> Response {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let mut resp = http::Response::new(body::full(Bytes::from(text)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,170 @@
+//! `plughost check`: describe a resolved configuration as a tree, in text or JSON.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value};
+
+use crate::components::plugin::search;
+use crate::core::config::{Component, Deployment, Node, Source};
+
+fn conf(pairs: &[(String, String)]) -> Value {
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        map.insert(k.clone(), Value::String(v.clone()));
+    }
+    Value::Object(map)
+}
+
+/// Where a component's code comes from: the library file, or "built-in".
+fn code(c: &Component, plugin_dirs: &[PathBuf]) -> (String, Value) {
+    match &c.source {
+        Source::Egg { dist, entry } => {
+            let dirs = search::search_dirs(plugin_dirs);
+            let file = search::find_library(dist, &dirs)
+                .map(|p| Value::String(p.display().to_string()))
+                .unwrap_or(Value::Null);
+            (entry.clone(), file)
+        }
+        Source::Lib { path, entry } => (entry.clone(), Value::String(path.display().to_string())),
+        Source::Builtin(b) => (
+            b.uri().rsplit('#').next().unwrap_or("main").to_owned(),
+            Value::String(format!("built-in {}", b.uri())),
+        ),
+    }
+}
+
+fn component(kind: &str, c: &Component, plugin_dirs: &[PathBuf]) -> Map<String, Value> {
+    let (entry, plugin) = code(c, plugin_dirs);
+    let mut m = Map::new();
+    m.insert("kind".into(), json!(kind));
+    m.insert("section".into(), json!(c.section));
+    m.insert("file".into(), json!(c.file.display().to_string()));
+    m.insert("line".into(), json!(c.line));
+    m.insert("plugin".into(), plugin);
+    m.insert("entry".into(), json!(entry));
+    m.insert("global_conf".into(), conf(&c.global_conf));
+    m.insert("local_conf".into(), conf(&c.local_conf));
+    m
+}
+
+/// The app tree as JSON: filters outermost first, each holding `next`.
+pub fn node_json(node: &Node, plugin_dirs: &[PathBuf]) -> Value {
+    match node {
+        Node::App(c) => Value::Object(component("app", c, plugin_dirs)),
+        Node::Filter { filter, inner } => {
+            let mut m = component("filter", filter, plugin_dirs);
+            m.insert("next".into(), node_json(inner, plugin_dirs));
+            Value::Object(m)
+        }
+        Node::UrlMap {
+            map,
+            mounts,
+            not_found,
+        } => {
+            let mut m = component("urlmap", map, plugin_dirs);
+            let mounts: Vec<Value> = mounts
+                .iter()
+                .map(|mount| {
+                    json!({
+                        "domain": mount.key.domain,
+                        "port": mount.key.port,
+                        "path": mount.key.path,
+                        "line": mount.line,
+                        "app": node_json(&mount.app, plugin_dirs),
+                    })
+                })
+                .collect();
+            m.insert("mounts".into(), Value::Array(mounts));
+            m.insert(
+                "not_found".into(),
+                not_found
+                    .as_ref()
+                    .map_or(Value::Null, |n| node_json(n, plugin_dirs)),
+            );
+            Value::Object(m)
+        }
+    }
+}
+
+/// The whole deployment as JSON.
+pub fn deployment_json(d: &Deployment) -> Value {
+    let listen: Vec<String> = d
+        .server
+        .listen
+        .iter()
+        .map(|(h, p)| format!("{h}:{p}"))
+        .collect();
+    json!({
+        "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "app": node_json(&d.app, &d.plugin_dirs),
+        "server": {
+            "listen": listen,
+            "threads": d.server.threads,
+            "url_scheme": d.server.url_scheme,
+            "url_prefix": d.server.url_prefix,
+        },
+        "warnings": d.warnings,
+    })
+}
+
+/// The tree as indented text.
+pub fn deployment_text(d: &Deployment) -> String {
+    let mut out = String::new();
+    text(&node_json(&d.app, &d.plugin_dirs), 0, &mut out);
+    let listen: Vec<String> = d
+        .server
+        .listen
+        .iter()
+        .map(|(h, p)| format!("{h}:{p}"))
+        .collect();
+    out.push_str(&format!(
+        "server: listen {} threads {}\n",
+        listen.join(" "),
+        d.server.threads
+    ));
+    out
+}
+
+fn text(v: &Value, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    out.push_str(&format!(
+        "{pad}{} [{}] {}:{} -> {}#{}\n",
+        s("kind"),
+        s("section"),
+        s("file"),
+        v["line"],
+        v["plugin"].as_str().unwrap_or("(not found)"),
+        s("entry")
+    ));
+    for (label, key) in [("local_conf", "local_conf"), ("global_conf", "global_conf")] {
+        if let Some(map) = v[key].as_object() {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or("")))
+                .collect();
+            out.push_str(&format!("{pad}  {label}: {}\n", items.join(", ")));
+        }
+    }
+    if let Some(next) = v.get("next") {
+        text(next, depth + 1, out);
+    }
+    if let Some(mounts) = v.get("mounts").and_then(Value::as_array) {
+        for m in mounts {
+            let domain = m["domain"]
+                .as_str()
+                .map(|d| format!("domain {d} "))
+                .unwrap_or_default();
+            let path = m["path"].as_str().unwrap_or("");
+            out.push_str(&format!(
+                "{pad}  mount {domain}{}:\n",
+                if path.is_empty() { "/" } else { path }
+            ));
+            text(&m["app"], depth + 2, out);
+        }
+        if !v["not_found"].is_null() {
+            out.push_str(&format!("{pad}  not found:\n"));
+            text(&v["not_found"], depth + 2, out);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The top floor: what faces the outside world: the HTTP server, process
+//! logging and the text `check` prints. `main.rs` sits beside it.
+
+pub mod check;
+pub mod logging;
+pub mod server;

@@ -1,0 +1,124 @@
+//! Request head checks hyper does not make, and how malformed requests are
+//! reported.
+//!
+//! Host (RFC 9112 §3.2): an HTTP/1.1 request without one, any request with two,
+//! or one whose value is not `host[:port]` is answered 400. An absolute-form
+//! target's authority wins over Host (§3.2.2), so the pipeline's Host header is
+//! replaced by it.
+//!
+//! Malformed requests are the client's fault and cost it nothing to send, so
+//! each is one debug line and one count in `plughost_malformed_requests_total`,
+//! never a line at the default level (a client could flood the log).
+
+use std::fmt::Display;
+use std::net::Ipv6Addr;
+
+use http::header::HOST;
+use http::{HeaderValue, Version};
+
+use crate::core::metrics::METRICS;
+
+/// Why a request's Host is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("HTTP/1.1 request without a Host header")]
+    Missing,
+    #[error("request with more than one Host header")]
+    Duplicate,
+    #[error("invalid Host header {0:?}")]
+    Invalid(String),
+}
+
+/// Check the request's Host and put an absolute-form target's authority in it.
+pub fn check<B>(req: &mut http::Request<B>) -> Result<(), HostError> {
+    let mut values = req.headers().get_all(HOST).iter();
+    match (values.next(), values.next()) {
+        (_, Some(_)) => return Err(HostError::Duplicate),
+        (None, None) if req.version() == Version::HTTP_11 => return Err(HostError::Missing),
+        (None, None) => {}
+        (Some(host), None) => {
+            if !valid_host(host.as_bytes()) {
+                return Err(HostError::Invalid(
+                    String::from_utf8_lossy(host.as_bytes()).into_owned(),
+                ));
+            }
+        }
+    }
+    if let Some(authority) = req.uri().authority() {
+        // Userinfo is no part of a host (and deprecated in http URIs).
+        let target = authority.as_str().rsplit('@').next().unwrap_or("");
+        if let Ok(value) = HeaderValue::from_str(target) {
+            req.headers_mut().insert(HOST, value);
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 §7.2 `Host = uri-host [ ":" port ]`; empty is allowed (a target
+/// without an authority).
+fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&rest[..end]).unwrap_or("");
+        if literal.parse::<Ipv6Addr>().is_err() {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&b""[..], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        }
+    };
+    let reg_name = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    reg_name && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+}
+
+/// Count a malformed request and log it at debug.
+pub fn malformed(peer: &std::net::SocketAddr, why: &dyn Display) {
+    METRICS.malformed_request();
+    tracing::debug!(%peer, "malformed request: {why}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: Version, target: &str, hosts: &[&str]) -> http::Request<()> {
+        let mut builder = http::Request::builder().version(version).uri(target);
+        for h in hosts {
+            builder = builder.header(HOST, *h);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn host_rules() {
+        let ok = |v, t, h: &[&str]| check(&mut request(v, t, h)).is_ok();
+        assert!(ok(Version::HTTP_11, "/", &["example.com"]));
+        assert!(ok(Version::HTTP_11, "/", &["example.com:8080"]));
+        assert!(ok(Version::HTTP_11, "/", &["[::1]:80"]));
+        assert!(ok(Version::HTTP_11, "/", &[""]));
+        assert!(ok(Version::HTTP_10, "/", &[]));
+        assert!(!ok(Version::HTTP_11, "/", &[]));
+        assert!(!ok(Version::HTTP_11, "/", &["a", "a"]));
+        for bad in ["a@b", "a/b", "a:b", "[::1", "[zz]", "[::1]x", "a b"] {
+            assert!(!ok(Version::HTTP_11, "/", &[bad]), "{bad}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let mut req = request(Version::HTTP_11, "http://u@target:81/x", &["other"]);
+        check(&mut req).unwrap();
+        assert_eq!(req.headers()[HOST], "target:81");
+    }
+}

@@ -1,0 +1,417 @@
+//! Zero-copy bodies: a large page the cache serves from memory goes out with
+//! `sendfile(2)` from its file instead of being copied from userspace.
+//!
+//! hyper owns the connection and only ever writes bytes, so the handler
+//! *offers* the connection a body it knows to be the content of an open file
+//! ([`offer`]), and the connection's stream ([`ConnStream`]) recognises those
+//! bytes by address when hyper writes them, and sends the same range of the
+//! file instead. Anything it does not recognise (a filter that copied or
+//! changed the body, hyper flattening buffers, an offer already dropped) is
+//! written from memory as usual, so the bytes on the wire are the same either
+//! way: an offer can only save a copy, never change a response.
+//!
+//! Offers live in a per-connection list reached through a task-local set for
+//! each request ([`scope`]); code that runs elsewhere (a plugin worker thread)
+//! finds no list and offers nothing.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustix::net::SendFlags;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::core::metrics::METRICS;
+
+/// Bodies smaller than this are written from memory: one copy of a few pages
+/// costs less than the extra system call.
+pub const MIN_BYTES: usize = 64 * 1024;
+
+/// Offers kept per connection. hyper writes one response at a time, so more
+/// than this means earlier offers were never written (a filter replaced the
+/// body); the oldest is dropped.
+const MAX_OFFERS: usize = 2;
+
+/// A body whose bytes are exactly `file`'s bytes from offset 0.
+struct Offer {
+    bytes: Bytes,
+    file: File,
+}
+
+impl Offer {
+    /// The file offset of `buf` if it lies within this offer's bytes.
+    fn offset_of(&self, buf: &[u8]) -> Option<u64> {
+        let start = self.bytes.as_ptr() as usize;
+        let end = start + self.bytes.len();
+        let at = buf.as_ptr() as usize;
+        (at >= start && at + buf.len() <= end).then(|| (at - start) as u64)
+    }
+}
+
+/// One connection's offers. Only the connection's own task touches them, so
+/// the lock is never contended; it is taken only for buffers of `MIN_BYTES` or more.
+#[derive(Clone, Default)]
+pub struct Offers(Arc<Mutex<Vec<Offer>>>);
+
+impl Offers {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Offer>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, offer: Offer) {
+        let mut list = self.list();
+        if list.len() == MAX_OFFERS {
+            list.remove(0);
+        }
+        list.push(offer);
+    }
+
+    /// Whether `buf` lies within an offer.
+    fn holds(&self, buf: &[u8]) -> bool {
+        buf.len() >= MIN_BYTES && self.list().iter().any(|o| o.offset_of(buf).is_some())
+    }
+
+    /// Send `buf` into `out` from the file of the offer holding it. `Ok(0)` when
+    /// no offer holds it or the file came up short: the caller writes it from
+    /// memory. An offer sent in full, or short, is dropped.
+    fn send(&self, out: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+        let mut list = self.list();
+        let Some((index, mut at)) = list
+            .iter()
+            .enumerate()
+            .find_map(|(i, o)| o.offset_of(buf).map(|off| (i, off)))
+        else {
+            return Ok(0);
+        };
+        let n = rustix::fs::sendfile(out, &list[index].file, Some(&mut at), buf.len())?;
+        METRICS.sent_from_file(n);
+        if n == 0 || at as usize >= list[index].bytes.len() {
+            list.remove(index);
+        }
+        Ok(n)
+    }
+}
+
+tokio::task_local! {
+    static CONNECTION: Offers;
+}
+
+/// Run `fut` (one request) with its connection's offers reachable by [`offer`].
+pub async fn scope<F: Future>(offers: Offers, fut: F) -> F::Output {
+    CONNECTION.scope(offers, fut).await
+}
+
+/// Tell this request's connection that `bytes` are exactly the content of
+/// `file` (from offset 0), so it may send them with `sendfile`. The caller
+/// must know this to be true, e.g. from the same inode, size and mtime as when
+/// the bytes were read. Bodies under [`MIN_BYTES`], and calls outside a
+/// request's [`scope`], do nothing.
+pub fn offer(bytes: &Bytes, file: File) {
+    if bytes.len() < MIN_BYTES {
+        return;
+    }
+    let _ = CONNECTION.try_with(|offers| {
+        offers.push(Offer {
+            bytes: bytes.clone(),
+            file,
+        })
+    });
+}
+
+/// A TCP connection that sends offered bytes with `sendfile`, and fails a
+/// write that makes no progress for `send_timeout` (a client that stopped
+/// reading), so hyper drops the connection.
+pub struct ConnStream {
+    tcp: TcpStream,
+    offers: Offers,
+    send_timeout: Duration,
+    /// Armed only when a write returns `Pending`; disarmed by any progress.
+    stall: Option<Pin<Box<Sleep>>>,
+    stalled: bool,
+}
+
+impl ConnStream {
+    pub fn new(tcp: TcpStream, offers: Offers, send_timeout: Duration) -> ConnStream {
+        ConnStream {
+            tcp,
+            offers,
+            send_timeout,
+            stall: None,
+            stalled: false,
+        }
+    }
+
+    /// Pass on `polled`; a `Pending` starts (or continues) the stall clock and
+    /// becomes a `TimedOut` error once it has lasted `send_timeout`.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = false;
+            return polled;
+        }
+        let deadline = Instant::now() + self.send_timeout;
+        let timer = match &mut self.stall {
+            Some(timer) => {
+                if !self.stalled {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .stall
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.stalled = true;
+        if timer.as_mut().poll(cx).is_ready() {
+            self.stalled = false;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no write progress for {:?} (send_timeout)",
+                    self.send_timeout
+                ),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl ConnStream {
+    /// Run the non-blocking write `op` once the socket is writable.
+    fn write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_io(Interest::WRITABLE, || op(&self.tcp)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+impl AsyncRead for ConnStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = this.write_vectored_now(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // hyper then queues body buffers instead of copying them into its own,
+        // which is what lets an offered body be recognised.
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.tcp).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.tcp).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
+}
+
+impl ConnStream {
+    /// One vectored write, offered buffers sent from their files.
+    fn write_vectored_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self;
+        // Write from memory up to the first offered buffer; send that one from its
+        // file. Either way one system call, and hyper calls again for the rest.
+        let Some(first_offered) = bufs.iter().position(|b| this.offers.holds(b)) else {
+            return Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        };
+        let mut before = bufs[..first_offered].iter().filter(|b| !b.is_empty());
+        match (before.next(), before.next()) {
+            (None, _) => {}
+            // The head of a response whose body follows from a file: MSG_MORE lets
+            // the kernel put both in the same segments instead of sending the
+            // head in a packet of its own.
+            (Some(head), None) => {
+                return this
+                    .write_with(cx, |tcp| Ok(rustix::net::send(tcp, head, SendFlags::MORE)?))
+            }
+            _ => return Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..first_offered]),
+        }
+        let buf = &bufs[first_offered];
+        match ready!(this.write_with(cx, |tcp| this.offers.send(tcp, buf))) {
+            // No longer offered, or the file is shorter than its bytes in memory
+            // (cut down in place): send the rest from memory.
+            Ok(0) => Pin::new(&mut this.tcp).poll_write(cx, buf),
+            sent => Poll::Ready(sent),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair: our stream (writing) and the peer that reads.
+    async fn pair(offers: &Offers) -> (ConnStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, (server, _)) =
+            tokio::join!(client, async { listener.accept().await.unwrap() });
+        (
+            ConnStream::new(server, offers.clone(), Duration::from_secs(60)),
+            client.unwrap(),
+        )
+    }
+
+    fn file_with(content: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    fn pattern(len: usize, salt: u8) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ salt).collect()
+    }
+
+    /// Write `head` then `body` the way hyper does (one vectored call, then the
+    /// rest) and return what the peer received.
+    async fn send(offers: &Offers, head: &[u8], body: &Bytes) -> Vec<u8> {
+        let (mut ours, mut peer) = pair(offers).await;
+        let total = head.len() + body.len();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; total];
+            peer.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let mut head = head;
+        let mut body = &body[..];
+        while !head.is_empty() || !body.is_empty() {
+            let bufs = [IoSlice::new(head), IoSlice::new(body)];
+            let n = std::future::poll_fn(|cx| Pin::new(&mut ours).poll_write_vectored(cx, &bufs))
+                .await
+                .unwrap();
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        ours.flush().await.unwrap();
+        reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_write_stalled_past_send_timeout_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (_peer, (server, _)) = tokio::join!(client, async { listener.accept().await.unwrap() });
+        let timeout = Duration::from_millis(200);
+        let mut ours = ConnStream::new(server, Offers::default(), timeout);
+        // The peer never reads: the socket buffers fill, then writes stall.
+        let chunk = vec![0u8; 1 << 16];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = ours.write(&chunk).await {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never stalled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= timeout);
+    }
+
+    #[tokio::test]
+    async fn offered_bytes_go_out_from_the_file() {
+        // The file differs from the bytes in memory here (never in real use), so
+        // what arrives shows where it came from.
+        let memory = Bytes::from(pattern(300_000, 0));
+        let on_disk = pattern(300_000, 0x5a);
+        let offers = Offers::default();
+        offers.push(Offer {
+            bytes: memory.clone(),
+            file: file_with(&on_disk),
+        });
+        let got = send(&offers, b"HEAD\r\n", &memory).await;
+        assert_eq!(&got[..6], b"HEAD\r\n");
+        assert!(got[6..] == on_disk[..], "the body came from memory");
+        assert!(offers.list().is_empty(), "a sent offer is dropped");
+    }
+
+    #[tokio::test]
+    async fn a_file_cut_short_is_finished_from_memory() {
+        let memory = Bytes::from(pattern(300_000, 0));
+        let offers = Offers::default();
+        offers.push(Offer {
+            bytes: memory.clone(),
+            file: file_with(&memory[..100_000]),
+        });
+        assert!(send(&offers, b"", &memory).await == memory[..]);
+    }
+
+    #[tokio::test]
+    async fn bytes_not_offered_are_written_from_memory() {
+        let offered = Bytes::from(pattern(100_000, 0));
+        let offers = Offers::default();
+        offers.push(Offer {
+            bytes: offered.clone(),
+            file: file_with(&pattern(100_000, 0x5a)),
+        });
+        // Same content, other memory: not the offer.
+        let copy = Bytes::from(offered.to_vec());
+        assert!(send(&offers, b"x", &copy).await[1..] == copy[..]);
+    }
+
+    #[tokio::test]
+    async fn offers_outside_a_request_scope_and_small_bodies_are_ignored() {
+        offer(&Bytes::from(pattern(100_000, 0)), file_with(b"x"));
+        let offers = Offers::default();
+        let small = Bytes::from(pattern(MIN_BYTES - 1, 0));
+        let probe = offers.clone();
+        scope(offers, async move { offer(&small, file_with(b"x")) }).await;
+        assert!(probe.list().is_empty());
+        let big = Bytes::from(pattern(MIN_BYTES, 0));
+        let probe2 = probe.clone();
+        scope(probe, async move { offer(&big, file_with(b"x")) }).await;
+        assert!(!probe2.list().is_empty());
+    }
+}
