@@ -112,7 +112,7 @@ fn bench(c: &mut Criterion) {
         ),
     )
     .expect("writing the config");
-    let deployment = plughost::core::config::load(&ini, None, None, &[]).expect("config resolves");
+    let deployment = plughost::load(&ini, None, None, &[]).expect("config resolves");
     let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
     let built = assembly::build(&deployment, &registry, &pool, rt.handle()).expect("pipeline");
     let root: Arc<dyn Handler> = built.root.clone();

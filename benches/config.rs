@@ -68,14 +68,12 @@ fn bench(c: &mut Criterion) {
     assert_eq!(sections(&ini), 200);
     std::fs::write(&path, &ini).expect("writing the config");
     // Check once that it resolves to what we think.
-    let d = plughost::core::config::load(&path, None, None, &[])
-        .expect("the generated config resolves");
+    let d = plughost::load(&path, None, None, &[]).expect("the generated config resolves");
     assert_eq!(d.app.components().len(), FILTERS + 1 + APPS);
 
     c.bench_function("config::load 200 sections (100 filters, 97 apps)", |b| {
         b.iter(|| {
-            let d = plughost::core::config::load(black_box(Path::new(&path)), None, None, &[])
-                .expect("resolves");
+            let d = plughost::load(black_box(Path::new(&path)), None, None, &[]).expect("resolves");
             black_box(d)
         })
     });

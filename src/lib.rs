@@ -11,3 +11,22 @@ pub mod assembly;
 pub mod components;
 pub mod core;
 pub mod edge;
+
+use std::path::Path;
+
+/// Read and resolve a configuration against the host's own built-ins (what
+/// `plughost check` and `serve` do before building anything).
+pub fn load(
+    path: &Path,
+    app_name: Option<&str>,
+    server_name: Option<&str>,
+    vars: &[(String, String)],
+) -> Result<core::config::Deployment, core::config::ConfigError> {
+    core::config::load(
+        path,
+        app_name,
+        server_name,
+        vars,
+        components::builtins::catalog(),
+    )
+}

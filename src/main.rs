@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use plughost::assembly::reload::{LoadSpec, Reloader};
 use plughost::assembly::{self, WorkerPool};
+use plughost::components::builtins;
 use plughost::components::plugin::Registry;
 use plughost::core::config::{self, Deployment};
 use plughost::edge::server;
@@ -108,7 +109,13 @@ fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
 fn load(args: &ConfigArgs, server_name: Option<&str>) -> Result<Deployment> {
     let (path, name) = split_config(&args.config);
     let vars = parse_vars(&args.vars)?;
-    Ok(config::load(&path, name.as_deref(), server_name, &vars)?)
+    Ok(config::load(
+        &path,
+        name.as_deref(),
+        server_name,
+        &vars,
+        builtins::catalog(),
+    )?)
 }
 
 fn main() {
@@ -230,8 +237,8 @@ fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()>
 }
 
 fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
+    use plughost::components::builtins::cache;
     use plughost::components::builtins::cache::purge::Purger;
-    use plughost::core::config::builtin::Builtin;
     use plughost::core::config::Source;
 
     for url in paths {
@@ -244,12 +251,12 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
         }
     }
     let (path, name) = split_config(config);
-    let deployment = config::load(&path, name.as_deref(), None, &[])?;
+    let deployment = config::load(&path, name.as_deref(), None, &[], builtins::catalog())?;
     let caches: Vec<_> = deployment
         .app
         .components()
         .into_iter()
-        .filter(|c| c.source == Source::Builtin(Builtin::Cache))
+        .filter(|c| c.source == Source::Builtin(&cache::BUILTIN))
         .collect();
     if caches.is_empty() {
         bail!(

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use plughost::core::config::{load, ConfigError};
+use plughost::core::config::ConfigError;
+use plughost::load;
 
 fn load_text(
     text: &str,

@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    match plughost::core::config::load(&path, None, None, &[]) {
+    match plughost::load(&path, None, None, &[]) {
         Ok(deployment) => {
             assert_eq!(deployment.files[0], path);
             for c in deployment.app.components() {

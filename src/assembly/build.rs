@@ -11,19 +11,61 @@ use tokio::runtime::Handle;
 
 use super::plugin_node::PluginNode;
 use super::WorkerPool;
-use crate::components::builtins::urlmap::UrlMap;
-use crate::components::builtins::{self, Builtin};
-use crate::components::plugin::{Instance, Registry};
+use crate::components::plugin::{Instance, LoadError, Registry};
+use crate::core::builtin::{Builtin, DirClaims, FilterSite, Make, SettingError};
 use crate::core::config::{Component, Deployment, Kind, Mount, Node, Source};
+use crate::core::location::Location;
 use crate::core::Handler;
 
 /// A component that could not be created: where, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{location}: {message}")]
+#[error("{at}: {failure}")]
 pub struct BuildError {
-    /// `file:line: [section] key`.
-    pub location: String,
-    pub message: String,
+    /// The section (and key) at fault.
+    pub at: Location,
+    #[source]
+    pub failure: Failure,
+}
+
+/// Why a component could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Its library could not be found or opened.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Its factory refused (or the library lacks the entry).
+    #[error("{}#{entry}: {message}", library.display())]
+    Create {
+        library: PathBuf,
+        entry: String,
+        message: String,
+    },
+    /// A built-in refused a setting.
+    #[error("{0}")]
+    Setting(SettingError),
+    /// A built-in used where it does not fit.
+    #[error("{uri} cannot be used as {kind}")]
+    Misplaced { uri: String, kind: &'static str },
+}
+
+impl BuildError {
+    fn new(at: Location, failure: impl Into<Failure>) -> BuildError {
+        BuildError {
+            at,
+            failure: failure.into(),
+        }
+    }
+
+    /// A built-in's setting error, located at its key when it names one.
+    fn setting(c: &Component, e: SettingError) -> BuildError {
+        match e.key.clone() {
+            Some(key) => BuildError::new(
+                c.location().for_key(&key),
+                Failure::Setting(SettingError::new(e.message)),
+            ),
+            None => BuildError::new(c.location(), Failure::Setting(e)),
+        }
+    }
 }
 
 /// A ready-to-serve chain of handlers.
@@ -46,16 +88,13 @@ pub fn build(
         pool,
         rt,
         libraries: RefCell::new(Vec::new()),
-        caches: RefCell::new(builtins::cache::Claims::default()),
+        claims: RefCell::new(DirClaims::default()),
     };
     // `require =`: every named plugin must load before any factory runs.
     for (dist, at) in &deployment.requires {
         registry
             .egg(dist, &deployment.plugin_dirs)
-            .map_err(|e| BuildError {
-                location: at.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| BuildError::new(at.clone(), e))?;
     }
     let root = builder.node(&deployment.app)?;
     Ok(Pipeline {
@@ -70,15 +109,15 @@ struct Builder<'a> {
     pool: &'a WorkerPool,
     rt: &'a Handle,
     libraries: RefCell<Vec<PathBuf>>,
-    /// The cache directories of the caches built so far.
-    caches: RefCell<builtins::cache::Claims>,
+    /// The directories claimed by the built-ins built so far.
+    claims: RefCell<DirClaims>,
 }
 
 impl Builder<'_> {
     fn node(&self, node: &Node) -> Result<Arc<dyn Handler>, BuildError> {
         match node {
             Node::App(app) => match &app.source {
-                Source::Builtin(builtin) => self.builtin(app, *builtin, None),
+                Source::Builtin(builtin) => self.builtin(app, builtin, None),
                 _ => {
                     let instance = self.instance(app)?;
                     Ok(Arc::new(PluginNode::new(
@@ -92,7 +131,7 @@ impl Builder<'_> {
             Node::Filter { filter, inner } => match &filter.source {
                 Source::Builtin(builtin) => {
                     let next = self.node(inner)?;
-                    self.builtin(filter, *builtin, Some((inner, next)))
+                    self.builtin(filter, builtin, Some((inner, next)))
                 }
                 _ => {
                     let instance = self.instance(filter)?;
@@ -106,13 +145,16 @@ impl Builder<'_> {
                 }
             },
             Node::UrlMap {
-                mounts, not_found, ..
-            } => self.urlmap(mounts, not_found.as_deref()),
+                map,
+                mounts,
+                not_found,
+            } => self.urlmap(map, mounts, not_found.as_deref()),
         }
     }
 
     fn urlmap(
         &self,
+        map: &Component,
         mounts: &[Mount],
         not_found: Option<&Node>,
     ) -> Result<Arc<dyn Handler>, BuildError> {
@@ -121,41 +163,56 @@ impl Builder<'_> {
             built.push((m.key.clone(), self.node(&m.app)?));
         }
         let not_found = not_found.map(|n| self.node(n)).transpose()?;
-        Ok(Arc::new(UrlMap::new(built, not_found)))
+        match &map.source {
+            Source::Builtin(Builtin {
+                make: Make::Composite(make),
+                ..
+            }) => Ok(make(built, not_found)),
+            _ => Err(self.misplaced(map)),
+        }
     }
 
     fn builtin(
         &self,
         c: &Component,
-        builtin: Builtin,
+        builtin: &Builtin,
         next: Option<(&Node, Arc<dyn Handler>)>,
     ) -> Result<Arc<dyn Handler>, BuildError> {
-        let made = match (builtin, next) {
-            (Builtin::Static, None) => builtins::static_files::app(c),
-            (Builtin::Metrics, None) => builtins::metrics::app(c),
-            (Builtin::Cache, Some((inner, next))) => {
-                builtins::cache::filter(c, inner, next, &mut self.caches.borrow_mut())
-            }
-            (Builtin::TransLogger, Some((_, next))) => builtins::translogger::filter(c, next),
-            (b, _) => Err(format!("{} cannot be used as {}", b.uri(), c.kind.as_str())),
+        let made = match (builtin.make, next) {
+            (Make::App(make), None) => make(c),
+            (Make::Filter(make), Some((inner, next))) => make(FilterSite {
+                component: c,
+                inner,
+                next,
+                claims: &mut self.claims.borrow_mut(),
+            }),
+            _ => return Err(self.misplaced(c)),
         };
-        made.map_err(|message| BuildError {
-            location: format!("{}:{}: [{}]", c.file.display(), c.line, c.section),
-            message,
-        })
+        made.map_err(|e| BuildError::setting(c, e))
+    }
+
+    fn misplaced(&self, c: &Component) -> BuildError {
+        let uri = match &c.source {
+            Source::Builtin(b) => b.uri(),
+            other => other.entry().to_owned(),
+        };
+        BuildError::new(
+            c.location(),
+            Failure::Misplaced {
+                uri,
+                kind: c.kind.as_str(),
+            },
+        )
     }
 
     fn instance(&self, c: &Component) -> Result<Instance, BuildError> {
-        let at = |key: &str| format!("{}:{}: [{}] {key}", c.file.display(), c.line, c.section);
+        let at = || c.location().for_key("use");
         let library = match &c.source {
             Source::Egg { dist, .. } => self.registry.egg(dist, &self.deployment.plugin_dirs),
             Source::Lib { path, .. } => self.registry.open(path),
             Source::Builtin(b) => unreachable!("built-in {b:?} is not a plugin"),
         }
-        .map_err(|e| BuildError {
-            location: at("use"),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| BuildError::new(at(), e))?;
         let mut libraries = self.libraries.borrow_mut();
         if !libraries.contains(&library.path) {
             libraries.push(library.path.clone());
@@ -180,9 +237,15 @@ impl Builder<'_> {
             &c.local_conf,
             label,
         )
-        .map_err(|message| BuildError {
-            location: at("use"),
-            message: format!("{}#{entry}: {message}", library.path.display()),
+        .map_err(|message| {
+            BuildError::new(
+                at(),
+                Failure::Create {
+                    library: library.path.clone(),
+                    entry: entry.to_owned(),
+                    message: message.to_string(),
+                },
+            )
         })
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::assembly::{self, Swappable, WorkerPool};
+use crate::assembly::{self, BuildError, Swappable, WorkerPool};
+use crate::components::builtins;
 use crate::components::plugin::{FileStamp, Registry};
 use crate::core::config::{self, Deployment, ServerConfig};
 use crate::core::metrics::METRICS;
@@ -36,6 +37,7 @@ impl LoadSpec {
             self.app_name.as_deref(),
             self.server_name.as_deref(),
             &self.vars,
+            builtins::catalog(),
         )?;
         if self.host.is_some() || self.port.is_some() {
             let (h, p) = d.server.listen.first().cloned().unwrap_or_default();
@@ -45,11 +47,13 @@ impl LoadSpec {
     }
 }
 
-/// Counts of reload attempts, for logs and metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ReloadCounts {
-    pub succeeded: u64,
-    pub failed: u64,
+/// Why the first pipeline could not start, or a reload kept the old one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
 }
 
 /// Owns the live pipeline and rebuilds it on demand.
@@ -63,13 +67,13 @@ pub struct Reloader {
     server: ServerConfig,
     /// Files whose change triggers a reload, with their stamps when last loaded.
     watched: Mutex<Vec<(PathBuf, Option<FileStamp>)>>,
-    /// One reload at a time.
-    busy: Mutex<ReloadCounts>,
+    /// One reload at a time (reloads are counted in `METRICS`).
+    busy: Mutex<()>,
 }
 
 impl Reloader {
     /// Load and build the first pipeline.
-    pub fn start(spec: LoadSpec, rt: Handle) -> anyhow::Result<(Arc<Reloader>, Deployment)> {
+    pub fn start(spec: LoadSpec, rt: Handle) -> Result<(Arc<Reloader>, Deployment), ReloadError> {
         let deployment = spec.load()?;
         let registry = Registry::new();
         let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
@@ -83,7 +87,7 @@ impl Reloader {
             live: Arc::new(Swappable::new(built.root)),
             server: deployment.server.clone(),
             watched: Mutex::new(watched),
-            busy: Mutex::new(ReloadCounts::default()),
+            busy: Mutex::new(()),
         };
         Ok((Arc::new(reloader), deployment))
     }
@@ -97,24 +101,19 @@ impl Reloader {
         &self.pool
     }
 
-    pub fn counts(&self) -> ReloadCounts {
-        *self.busy.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Rebuild from the configuration and swap; on any error keep the running
     /// pipeline. Blocks (it runs factories): call it off the async runtime.
-    pub fn reload(&self) -> Result<(), String> {
-        let mut counts = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         // Stamps taken before reading, so a write that lands during the load
         // triggers another reload.
         let before = self.stamps_now();
         let result = self
             .spec
             .load()
-            .map_err(|e| e.to_string())
+            .map_err(ReloadError::from)
             .and_then(|deployment| {
-                let built = assembly::build(&deployment, &self.registry, &self.pool, &self.rt)
-                    .map_err(|e| e.to_string())?;
+                let built = assembly::build(&deployment, &self.registry, &self.pool, &self.rt)?;
                 Ok((deployment, built))
             });
         match result {
@@ -136,21 +135,17 @@ impl Reloader {
                 }
                 self.live.swap(built.root);
                 *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = watched;
-                counts.succeeded += 1;
                 METRICS.reloaded(true);
                 tracing::info!("reloaded {}", self.spec.path.display());
                 Ok(())
             }
-            Err(message) => {
+            Err(error) => {
                 // Remember what we saw, so the same broken state is not retried
                 // until a file changes again.
                 *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = before;
-                counts.failed += 1;
                 METRICS.reloaded(false);
-                tracing::error!(
-                    "reload failed, still serving the previous configuration: {message}"
-                );
-                Err(message)
+                tracing::error!("reload failed, still serving the previous configuration: {error}");
+                Err(error)
             }
         }
     }

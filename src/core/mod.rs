@@ -5,7 +5,9 @@
 
 pub mod blocking;
 pub mod body;
+pub mod builtin;
 pub mod config;
+pub mod location;
 pub mod metrics;
 pub mod request;
 pub mod timefmt;

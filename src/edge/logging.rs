@@ -24,6 +24,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
+use super::log_names;
 use crate::core::config::ini::{IniFile, Section};
 use crate::core::config::interpolate::interpolate;
 use crate::core::timefmt::Civil;
@@ -259,9 +260,11 @@ impl LoggingSpec {
             } else {
                 LevelFilter::OFF
             };
-            // Python names use dots; Rust module paths use `::`. Match both.
-            t = t.with_target(l.target.clone(), lvl);
-            t = t.with_target(l.target.replace('.', "::"), lvl);
+            // Python names use dots; Rust module paths use `::` and differ
+            // from the public names (see `log_names`). Match all.
+            for target in log_names::targets(&l.target) {
+                t = t.with_target(target, lvl);
+            }
         }
         t
     }
@@ -422,7 +425,7 @@ where
                     let value = match name.as_str() {
                         "asctime" => Civil::from(std::time::SystemTime::now()).asctime(),
                         "levelname" => python_level(meta.level()).to_owned(),
-                        "name" => meta.target().replace("::", "."),
+                        "name" => log_names::public(meta.target()),
                         "process" => std::process::id().to_string(),
                         "threadName" => {
                             std::thread::current().name().unwrap_or("thread").to_owned()

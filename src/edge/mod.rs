@@ -2,5 +2,6 @@
 //! logging and the text `check` prints. `main.rs` sits beside it.
 
 pub mod check;
+mod log_names;
 pub mod logging;
 pub mod server;

@@ -8,16 +8,24 @@ use bytes::Bytes;
 use http::{header, HeaderValue};
 
 use super::cache;
+use crate::core::builtin::{Builtin, Make, SettingError};
 use crate::core::config::Component;
 use crate::core::metrics::METRICS;
 use crate::core::{body, Handler, Request, ResponseFuture};
 
 struct MetricsApp;
 
+/// `egg:plughost#metrics`.
+pub const BUILTIN: Builtin = Builtin {
+    name: "metrics",
+    aliases: &[],
+    make: Make::App(app),
+};
+
 /// Create the metrics app; it takes no keys.
-pub fn app(c: &Component) -> Result<Arc<dyn Handler>, String> {
+fn app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
     if let Some((key, _)) = c.local_conf.first() {
-        return Err(format!("{key}: the metrics app takes no settings"));
+        return Err(SettingError::key(key, "the metrics app takes no settings"));
     }
     Ok(Arc::new(MetricsApp))
 }

@@ -8,4 +8,26 @@ pub mod static_files;
 pub mod translogger;
 pub mod urlmap;
 
-pub(crate) use crate::core::config::builtin::{Builtin, Role};
+use crate::core::builtin::{Builtin, Catalog, Make};
+
+/// Every built-in. Adding one is a module with a `BUILTIN` row and a line here.
+pub static ALL: &[Builtin] = &[
+    urlmap::BUILTIN,
+    static_files::BUILTIN,
+    cache::BUILTIN,
+    translogger::BUILTIN,
+    metrics::BUILTIN,
+    HTTP,
+];
+
+/// The table of built-ins, as the configuration model resolves names against it.
+pub fn catalog() -> Catalog {
+    Catalog(ALL)
+}
+
+/// `egg:plughost#http`: the HTTP server, only in `[server:]` sections (the edge runs it).
+const HTTP: Builtin = Builtin {
+    name: "http",
+    aliases: &[("Paste", "http"), ("waitress", "main")],
+    make: Make::Server,
+};

@@ -33,13 +33,21 @@ use http::{header, HeaderValue, Method, StatusCode};
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
 use super::file_response::{self, FileOptions, FileRequest};
+use crate::core::builtin::{Builtin, Make, SettingError};
 use crate::core::config::Component;
 use crate::core::{body, error_response, Handler, Request, Response, ResponseFuture};
 
 const KEYS: &[&str] = &["document_root", "cache_max_age", "index"];
 
+/// `egg:plughost#static` (= `egg:Paste#static`).
+pub const BUILTIN: Builtin = Builtin {
+    name: "static",
+    aliases: &[("Paste", "static")],
+    make: Make::App(app),
+};
+
 /// Create the static app for a section.
-pub fn app(c: &Component) -> Result<Arc<dyn Handler>, String> {
+fn app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
     Ok(Arc::new(StaticApp::new(c)?))
 }
 
@@ -54,38 +62,52 @@ pub struct StaticApp {
 }
 
 impl StaticApp {
-    pub fn new(c: &Component) -> Result<StaticApp, String> {
+    pub fn new(c: &Component) -> Result<StaticApp, SettingError> {
         if let Some((key, _)) = c
             .local_conf
             .iter()
             .find(|(k, _)| !KEYS.contains(&k.as_str()))
         {
-            return Err(format!(
-                "{key}: unknown key for the static app (it takes document_root, cache_max_age, index)"
+            return Err(SettingError::key(
+                key,
+                "unknown key for the static app (it takes document_root, cache_max_age, index)",
             ));
         }
-        let configured = c.get("document_root").ok_or(
-            "document_root: missing required key `document_root` (the directory to serve)",
-        )?;
+        let configured = c.get("document_root").ok_or_else(|| {
+            SettingError::key(
+                "document_root",
+                "missing required key `document_root` (the directory to serve)",
+            )
+        })?;
         if configured.is_empty() {
-            return Err("document_root: is empty; give the directory to serve".into());
+            return Err(SettingError::key(
+                "document_root",
+                "is empty; give the directory to serve",
+            ));
         }
         // Absolute (lexically) so lookups never depend on the working directory.
         let root = c.dir().join(configured);
         let root = std::path::absolute(&root).unwrap_or(root);
-        let real_root = std::fs::canonicalize(&root)
-            .map_err(|e| format!("document_root: {}: {}", root.display(), io_reason(&e)))?;
+        let real_root = std::fs::canonicalize(&root).map_err(|e| {
+            SettingError::key(
+                "document_root",
+                format!("{}: {}", root.display(), io_reason(&e)),
+            )
+        })?;
         if !real_root.is_dir() {
-            return Err(format!(
-                "document_root: {}: not a directory",
-                root.display()
+            return Err(SettingError::key(
+                "document_root",
+                format!("{}: not a directory", root.display()),
             ));
         }
         let cache_control = match c.get("cache_max_age").map(str::trim) {
             None | Some("") => None,
             Some(v) => {
                 let secs: u64 = v.parse().map_err(|_| {
-                    format!("cache_max_age: `{v}` is not a whole number of seconds")
+                    SettingError::key(
+                        "cache_max_age",
+                        format!("`{v}` is not a whole number of seconds"),
+                    )
                 })?;
                 Some(HeaderValue::from_str(&format!("max-age={secs}")).expect("ASCII"))
             }
@@ -95,8 +117,9 @@ impl StaticApp {
             Some("") => None,
             Some(name) => {
                 if name.starts_with('.') || name.contains(['/', '\\', '\0']) {
-                    return Err(format!(
-                        "index: `{name}` must be a plain file name (no slashes, not starting with a dot)"
+                    return Err(SettingError::key(
+                        "index",
+                        format!("`{name}` must be a plain file name (no slashes, not starting with a dot)"),
                     ));
                 }
                 Some(name.to_owned())

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::core::config::Component;
+use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::timefmt::Civil;
 use crate::core::{Body, BodyError, Handler, Request, ResponseFuture};
 
@@ -26,17 +26,25 @@ struct TransLogger {
 /// Create the filter. Keys: `logger_name` (default `wsgi`), `logging_level`
 /// (a name or Python's number, default INFO), `setup_console_handler` (accepted
 /// for compatibility; output goes wherever the host's logging sends it).
-pub fn filter(c: &Component, next: Arc<dyn Handler>) -> Result<Arc<dyn Handler>, String> {
+pub const BUILTIN: Builtin = Builtin {
+    name: "translogger",
+    aliases: &[("Paste", "translogger")],
+    make: Make::Filter(filter),
+};
+
+fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
+    let (c, next) = (site.component, site.next);
     let mut logger = "wsgi".to_owned();
     let mut level = log::Level::Info;
     for (key, value) in &c.local_conf {
         match key.as_str() {
             "logger_name" => logger = value.clone(),
-            "logging_level" => level = parse_level(value).ok_or_else(|| format!("logging_level: unknown level {value:?}"))?,
+            "logging_level" => level = parse_level(value).ok_or_else(|| SettingError::key("logging_level", format!("unknown level {value:?}")))?,
             "setup_console_handler" | "set_logger_level" => {}
             other => {
-                return Err(format!(
-                    "{other}: unknown translogger key; known keys: logger_name, logging_level, setup_console_handler"
+                return Err(SettingError::key(
+                    other,
+                    "unknown translogger key; known keys: logger_name, logging_level, setup_console_handler",
                 ))
             }
         }

@@ -5,8 +5,23 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
+use crate::core::builtin::{Builtin, Make};
 use crate::core::config::urlmap::MountKey;
 use crate::core::{error_response, Handler, Request, ResponseFuture};
+
+/// `egg:plughost#urlmap` (= `egg:Paste#urlmap`).
+pub const BUILTIN: Builtin = Builtin {
+    name: "urlmap",
+    aliases: &[("Paste", "urlmap")],
+    make: Make::Composite(build),
+};
+
+fn build(
+    mounts: Vec<(MountKey, Arc<dyn Handler>)>,
+    not_found: Option<Arc<dyn Handler>>,
+) -> Arc<dyn Handler> {
+    Arc::new(UrlMap::new(mounts, not_found))
+}
 
 /// A compiled urlmap: mounts in match order (Paste's order).
 pub struct UrlMap {

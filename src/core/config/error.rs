@@ -1,5 +1,6 @@
-use std::fmt;
 use std::path::PathBuf;
+
+use crate::core::location::Location;
 
 use super::ini::SyntaxError;
 
@@ -21,12 +22,10 @@ pub enum ErrorKind {
 /// A configuration error: always names the file, and the line, section and key
 /// where they are known.
 #[derive(Debug, Clone, thiserror::Error)]
+#[error("{at}: {message}")]
 pub struct ConfigError {
     pub kind: ErrorKind,
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub section: Option<String>,
-    pub key: Option<String>,
+    pub at: Location,
     pub message: String,
 }
 
@@ -38,46 +37,24 @@ impl ConfigError {
     ) -> ConfigError {
         ConfigError {
             kind,
-            file: file.into(),
-            line: None,
-            section: None,
-            key: None,
+            at: Location::file(file),
             message: message.into(),
         }
     }
 
     pub fn at(mut self, line: usize) -> ConfigError {
-        self.line = Some(line);
+        self.at.line = Some(line);
         self
     }
 
     pub fn in_section(mut self, section: &str) -> ConfigError {
-        self.section = Some(section.to_owned());
+        self.at.section = Some(section.to_owned());
         self
     }
 
     pub fn for_key(mut self, key: &str) -> ConfigError {
-        self.key = Some(key.to_owned());
+        self.at.key = Some(key.to_owned());
         self
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        f.write_str(":")?;
-        if let Some(section) = &self.section {
-            write!(f, " [{section}]")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, " {key}:")?;
-        } else if self.section.is_some() {
-            f.write_str(":")?;
-        }
-        write!(f, " {}", self.message)
     }
 }
 

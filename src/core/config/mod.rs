@@ -5,7 +5,6 @@
 //! `local_conf`, and never loads a library or calls a factory. The pipeline
 //! builder turns the tree into running handlers.
 
-pub mod builtin;
 mod conf;
 mod defaults;
 pub mod error;
@@ -19,7 +18,8 @@ pub mod urlmap;
 
 use std::path::PathBuf;
 
-use crate::core::config::builtin::Builtin;
+use crate::core::builtin::{Builtin, Role};
+use crate::core::location::Location;
 
 pub use error::{ConfigError, ErrorKind};
 pub use resolve::load;
@@ -39,7 +39,7 @@ pub struct Deployment {
     /// Things that are not errors but probably mistakes.
     pub warnings: Vec<String>,
     /// Plugins that `require =` keys say must be loadable, with where they were named.
-    pub requires: Vec<(String, String)>,
+    pub requires: Vec<(String, Location)>,
 }
 
 /// A node of the application tree.
@@ -166,9 +166,9 @@ impl Component {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `file:line [section]`, for messages.
-    pub fn location(&self) -> String {
-        format!("{}:{} [{}]", self.file.display(), self.line, self.section)
+    /// Where the section is, for messages.
+    pub fn location(&self) -> Location {
+        Location::section(&self.file, self.line, &self.section)
     }
 }
 
@@ -180,14 +180,22 @@ pub enum Source {
     /// `lib:PATH#ENTRY`: a library file (already resolved against the config file).
     Lib { path: PathBuf, entry: String },
     /// A component built into the host (`egg:plughost#cache`, `egg:Paste#urlmap`, ...).
-    Builtin(Builtin),
+    Builtin(&'static Builtin),
 }
 
 impl Source {
     pub fn entry(&self) -> &str {
         match self {
             Source::Egg { entry, .. } | Source::Lib { entry, .. } => entry,
-            Source::Builtin(b) => b.uri().rsplit('#').next().unwrap_or("main"),
+            Source::Builtin(b) => b.name,
+        }
+    }
+
+    /// Where a built-in fits; `None` for plugin code.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Source::Builtin(b) => Some(b.role()),
+            _ => None,
         }
     }
 }

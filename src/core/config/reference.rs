@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use percent_encoding::percent_decode_str;
 
 use super::Source;
-use crate::core::config::builtin::Builtin;
+use crate::core::builtin::Catalog;
 
 /// A reference to an app or filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub enum Reference {
 }
 
 /// Parse `value`; relative paths resolve against `base` (the referencing file's directory).
-pub fn parse(value: &str, base: &Path) -> Result<Reference, String> {
+pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, String> {
     let value = value.trim();
     let scheme_end = value
         .find(':')
@@ -48,13 +48,13 @@ pub fn parse(value: &str, base: &Path) -> Result<Reference, String> {
             if dist.is_empty() {
                 return Err(format!("`{value}`: expected egg:NAME#ENTRY"));
             }
-            if let Some(builtin) = Builtin::lookup(dist, name) {
+            if let Some(builtin) = builtins.lookup(dist, name) {
                 return Ok(Reference::Code(Source::Builtin(builtin)));
             }
             if dist.eq_ignore_ascii_case("plughost") {
                 return Err(format!(
                     "`{value}`: plughost has no built-in `{name}`; built-ins: {}",
-                    Builtin::entries_of(dist).join(", ")
+                    builtins.entries_of(dist).join(", ")
                 ));
             }
             Ok(Reference::Code(Source::Egg {
@@ -93,6 +93,24 @@ pub fn parse(value: &str, base: &Path) -> Result<Reference, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::builtin::{Builtin, Make};
+
+    static TEST_BUILTINS: &[Builtin] = &[
+        Builtin {
+            name: "urlmap",
+            aliases: &[("Paste", "urlmap")],
+            make: Make::Server,
+        },
+        Builtin {
+            name: "cache",
+            aliases: &[("wsgi_cache", "middleware")],
+            make: Make::Server,
+        },
+    ];
+
+    fn parse(value: &str, base: &Path) -> Result<Reference, String> {
+        super::parse(value, base, Catalog(TEST_BUILTINS))
+    }
 
     #[test]
     fn forms() {
@@ -113,11 +131,11 @@ mod tests {
         );
         assert_eq!(
             parse("egg:Paste#urlmap", base).unwrap(),
-            Reference::Code(Source::Builtin(Builtin::UrlMap))
+            Reference::Code(Source::Builtin(&TEST_BUILTINS[0]))
         );
         assert_eq!(
             parse("egg:wsgi_cache#middleware", base).unwrap(),
-            Reference::Code(Source::Builtin(Builtin::Cache))
+            Reference::Code(Source::Builtin(&TEST_BUILTINS[1]))
         );
         assert_eq!(
             parse("lib:plugins/libx.so#a", base).unwrap(),

@@ -22,7 +22,8 @@ use super::reference::{self, Reference};
 use super::server::ServerConfig;
 use super::urlmap;
 use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Mount, Node, Source};
-use crate::core::config::builtin::{Builtin, Role};
+use crate::core::builtin::{Builtin, Catalog, Role};
+use crate::core::location::Location;
 
 /// Read `path` and resolve app `app_name` and server `server_name` (both
 /// default `main`). `vars` are command-line variables: they override DEFAULT in
@@ -32,11 +33,15 @@ pub fn load(
     app_name: Option<&str>,
     server_name: Option<&str>,
     vars: &[(String, String)],
+    builtins: Catalog,
 ) -> Result<Deployment, ConfigError> {
     let path = std::path::absolute(path).map_err(|e| {
         ConfigError::new(ErrorKind::Read, path, format!("cannot resolve path: {e}"))
     })?;
-    let mut r = Resolver::default();
+    let mut r = Resolver {
+        builtins,
+        ..Resolver::default()
+    };
     let vars: Conf = vars.to_vec();
     let ctx = r.open(&path, &vars)?;
     let globals = overlay(&ctx.defaults.values, &vars);
@@ -161,11 +166,13 @@ const MAX_RESOLUTIONS: usize = 10_000;
 
 #[derive(Default)]
 struct Resolver {
+    /// The built-ins names may refer to.
+    builtins: Catalog,
     files: HashMap<PathBuf, Rc<IniFile>>,
     order: Vec<PathBuf>,
     stack: Vec<(PathBuf, String)>,
     warnings: Vec<String>,
-    requires: Vec<(String, String)>,
+    requires: Vec<(String, Location)>,
     /// Sections resolved so far (see [`MAX_RESOLUTIONS`]).
     resolutions: usize,
     /// The interpolation work left for this load.
@@ -208,10 +215,12 @@ impl Resolver {
         globals: &Conf,
         at: &At,
     ) -> Result<Node, ConfigError> {
-        match reference::parse(value, &ctx.dir).map_err(|m| at.error(ErrorKind::BadUri, m))? {
+        match reference::parse(value, &ctx.dir, self.builtins)
+            .map_err(|m| at.error(ErrorKind::BadUri, m))?
+        {
             Reference::Code(source) => {
                 let c = code_component(Kind::App, &source, value, globals, at)?;
-                if source == Source::Builtin(Builtin::UrlMap) {
+                if source.role() == Some(Role::Composite) {
                     return Err(at.error(
                         ErrorKind::BadUri,
                         format!("`{value}`: an urlmap needs its mounts; define it in a [composite:] section and name that"),
@@ -241,26 +250,27 @@ impl Resolver {
         globals: &Conf,
         at: &At,
     ) -> Result<Vec<Component>, ConfigError> {
-        let resolved =
-            match reference::parse(value, &ctx.dir).map_err(|m| at.error(ErrorKind::BadUri, m))? {
-                Reference::Code(source) => {
-                    return Ok(vec![code_component(
-                        Kind::Filter,
-                        &source,
-                        value,
-                        globals,
-                        at,
-                    )?])
-                }
-                Reference::Config { path, name } => {
-                    let (inner, g) = self.include(&path, globals, at)?;
-                    self.section(&inner, Want::Filter, &name, &g)
-                        .map_err(|e| at.locate(e))?
-                }
-                Reference::Section(name) => self
-                    .section(ctx, Want::Filter, &name, globals)
-                    .map_err(|e| at.locate(e))?,
-            };
+        let resolved = match reference::parse(value, &ctx.dir, self.builtins)
+            .map_err(|m| at.error(ErrorKind::BadUri, m))?
+        {
+            Reference::Code(source) => {
+                return Ok(vec![code_component(
+                    Kind::Filter,
+                    &source,
+                    value,
+                    globals,
+                    at,
+                )?])
+            }
+            Reference::Config { path, name } => {
+                let (inner, g) = self.include(&path, globals, at)?;
+                self.section(&inner, Want::Filter, &name, &g)
+                    .map_err(|e| at.locate(e))?
+            }
+            Reference::Section(name) => self
+                .section(ctx, Want::Filter, &name, globals)
+                .map_err(|e| at.locate(e))?,
+        };
         let Core::Component(core) = resolved.core else {
             unreachable!("filter sections resolve to one component")
         };
@@ -402,7 +412,7 @@ impl Resolver {
         if let Some((value, line)) = keys.reserved.get("require").cloned() {
             for dist in value.split_whitespace() {
                 self.requires
-                    .push((dist.to_owned(), at(line, "require").to_string()));
+                    .push((dist.to_owned(), at(line, "require").location()));
             }
         }
         Ok(keys)
@@ -504,13 +514,15 @@ impl Resolver {
         } else {
             Want::App
         };
-        let mut target = match reference::parse(value, &ctx.dir)
+        let mut target = match reference::parse(value, &ctx.dir, self.builtins)
             .map_err(|m| at.error(ErrorKind::BadUri, m))?
         {
-            Reference::Code(Source::Builtin(Builtin::UrlMap)) if kind == Kind::App => {
+            Reference::Code(Source::Builtin(b))
+                if b.role() == Role::Composite && kind == Kind::App =>
+            {
                 return Ok(Resolved {
                     core: Core::Tree {
-                        node: self.urlmap(ctx, section, keys, at)?,
+                        node: self.urlmap(ctx, b, section, keys, at)?,
                         what: "urlmap",
                     },
                     filters: Vec::new(),
@@ -623,6 +635,7 @@ impl Resolver {
     fn urlmap(
         &mut self,
         ctx: &Ctx,
+        builtin: &'static Builtin,
         section: &Section,
         keys: &Keys,
         at: &At,
@@ -669,7 +682,7 @@ impl Resolver {
             section: section.header.clone(),
             file: ctx.path.clone(),
             line: section.line,
-            source: Source::Builtin(Builtin::UrlMap),
+            source: Source::Builtin(builtin),
             global_conf: keys.globals.clone(),
             local_conf: keys.local.clone(),
         };
@@ -791,13 +804,13 @@ impl At {
 
     /// Give a lookup error (which knows only the file searched) the place of the reference.
     fn locate(&self, e: ConfigError) -> ConfigError {
-        if e.line.is_some() {
+        if e.at.line.is_some() {
             return e;
         }
-        let searched = if e.file == self.file {
+        let searched = if e.at.file == self.file {
             String::new()
         } else {
-            format!(" (in {})", e.file.display())
+            format!(" (in {})", e.at.file.display())
         };
         ConfigError {
             message: format!("{}{searched}", e.message),
@@ -806,15 +819,20 @@ impl At {
     }
 }
 
+impl At {
+    /// The one location format.
+    fn location(&self) -> Location {
+        let at = Location::section(&self.file, self.line, &self.section);
+        if self.key.is_empty() {
+            at
+        } else {
+            at.for_key(&self.key)
+        }
+    }
+}
+
 impl std::fmt::Display for At {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}: [{}] {}",
-            self.file.display(),
-            self.line,
-            self.section,
-            self.key
-        )
+        self.location().fmt(f)
     }
 }

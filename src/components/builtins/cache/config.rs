@@ -2,6 +2,7 @@
 //! unknown key is an error (as the original's factory signature made it), so a
 //! typo never leaves a default silently in place.
 
+use crate::core::builtin::SettingError;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_component(c: &Component) -> Result<Settings, String> {
+    pub fn from_component(c: &Component) -> Result<Settings, SettingError> {
         let mut cache_dir = None;
         let mut s = Settings {
             cache_dir: PathBuf::new(),
@@ -63,7 +64,7 @@ impl Settings {
             adopt: false,
         };
         for (key, value) in &c.local_conf {
-            let err = |m: String| format!("{key}: {m}");
+            let err = |m: String| SettingError::key(key, m);
             let v = value.trim();
             match key.as_str() {
                 "cache_dir" => {
@@ -137,7 +138,9 @@ impl Settings {
                         ))
                     })?
                 }
-                "ignore_cookies" => s.ignore_cookies = IgnoredCookies::parse(v).map_err(err)?,
+                "ignore_cookies" => {
+                    s.ignore_cookies = IgnoredCookies::parse(v).map_err(|e| err(e.to_string()))?
+                }
                 "adopt" => {
                     s.adopt = parse_bool(v)
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
@@ -147,13 +150,16 @@ impl Settings {
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
                 }
                 _ => {
-                    return Err(format!(
-                        "unknown key `{key}`; the cache filter's keys are {KEYS}"
+                    return Err(SettingError::key(
+                        key,
+                        format!("unknown key `{key}`; the cache filter's keys are {KEYS}"),
                     ))
                 }
             }
         }
-        s.cache_dir = cache_dir.ok_or("cache_dir: required (the directory to keep pages in)")?;
+        s.cache_dir = cache_dir.ok_or_else(|| {
+            SettingError::key("cache_dir", "required (the directory to keep pages in)")
+        })?;
         Ok(s)
     }
 }

@@ -6,14 +6,20 @@
 use http::{header, HeaderMap};
 
 /// The `ignore_cookies` globs (`*` any run of characters, `?` one character).
+/// A word of `ignore_cookies` that cannot be a cookie name glob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a cookie name glob (no `=`, `;`, quotes or control characters)")]
+pub struct BadGlob(pub String);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+
 pub struct IgnoredCookies {
     globs: Vec<String>,
 }
 
 impl IgnoredCookies {
     /// Parse a whitespace- or comma-separated list of cookie-name globs.
-    pub fn parse(v: &str) -> Result<IgnoredCookies, String> {
+    pub fn parse(v: &str) -> Result<IgnoredCookies, BadGlob> {
         let mut globs = Vec::new();
         for g in v.split(|c: char| c == ',' || c.is_whitespace()) {
             if g.is_empty() {
@@ -22,9 +28,7 @@ impl IgnoredCookies {
             if g.bytes()
                 .any(|b| b.is_ascii_control() || b"=;\"".contains(&b))
             {
-                return Err(format!(
-                    "`{g}` is not a cookie name glob (no `=`, `;`, quotes or control characters)"
-                ));
+                return Err(BadGlob(g.to_owned()));
             }
             globs.push(g.to_owned());
         }

@@ -41,7 +41,8 @@ use self::memo::{Entry, Memo, Version};
 use self::path::CachePath;
 use self::stats::{CacheStats, Event};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
-use crate::core::config::{Component, Node};
+use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
+use crate::core::config::Component;
 use crate::core::{body, Handler, Request, Response, ResponseFuture};
 use crate::edge::server::sendfile;
 
@@ -53,23 +54,24 @@ pub use self::path::{MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES};
 /// Largest page kept in memory.
 pub const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
 
-pub use self::placement::Claims;
+/// `egg:plughost#cache` (= `egg:wsgi_cache#middleware`).
+pub const BUILTIN: Builtin = Builtin {
+    name: "cache",
+    aliases: &[("wsgi_cache", "middleware"), ("wsgi-cache", "middleware")],
+    make: Make::Filter(filter),
+};
 
-/// Create the cache filter for a section, wrapping `next` (built from
-/// `inner`): check the keys and where the cache sits, create and open
-/// `cache_dir`, and sweep temporary files left by a crash. `claims` holds the
-/// cache directories of the pipeline built so far.
-pub fn filter(
-    c: &Component,
-    inner: &Node,
-    next: Arc<dyn Handler>,
-    claims: &mut Claims,
-) -> Result<Arc<dyn Handler>, String> {
-    placement::host_blind(c, inner)?;
-    let cache = Cache::new(c, next)?;
+/// Create the cache filter for a section, wrapping `site.next` (built from
+/// `site.inner`): check the keys and where the cache sits, create and open
+/// `cache_dir`, and sweep temporary files left by a crash. `site.claims`
+/// holds the directories of the pipeline built so far.
+fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
+    let c = site.component;
+    placement::host_blind(c, site.inner)?;
+    let cache = Cache::new(c, site.next)?;
     let dir = std::fs::canonicalize(&cache.settings.cache_dir)
         .unwrap_or_else(|_| cache.settings.cache_dir.clone());
-    claims.claim(c, dir, cache.mapping())?;
+    placement::claim(site.claims, c, dir, cache.mapping())?;
     Ok(Arc::new(cache))
 }
 
@@ -91,11 +93,11 @@ const MISS: HeaderValue = HeaderValue::from_static("MISS");
 const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
 
 impl Cache {
-    pub fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, String> {
+    pub fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, SettingError> {
         let settings = Settings::from_component(c)?;
         let shown = settings.cache_dir.display();
         let dir = CacheDir::open_owned(&settings.cache_dir, &c.file, settings.adopt)
-            .map_err(|e| format!("cache_dir: {e}"))?;
+            .map_err(|e| SettingError::key("cache_dir", e.to_string()))?;
         let swept = dir.sweep();
         if swept > 0 {
             tracing::info!("cache: removed {swept} temporary files left in {shown}");

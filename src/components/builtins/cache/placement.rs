@@ -8,21 +8,22 @@
 
 use std::path::PathBuf;
 
+use crate::core::builtin::{DirClaims, SettingError};
 use crate::core::config::{Component, Node};
 
 /// Why a cache above `inner` would mix hosts' pages, if it would.
-pub fn host_blind(c: &Component, inner: &Node) -> Result<(), String> {
+pub fn host_blind(c: &Component, inner: &Node) -> Result<(), SettingError> {
     let Some((map, line, domain)) = domain_entry(inner) else {
         return Ok(());
     };
-    Err(format!(
+    Err(SettingError::new(format!(
         "the pipeline below this cache answers per host ([{}] in {} has `domain {domain}` at line {line}), \
          but the cache keys pages by path alone, so one host's page would be served for another; \
          put a cache inside each domain's app instead of around the urlmap (a cache below [{}] is fine)",
         map.section,
         map.file.display(),
         c.section,
-    ))
+    )))
 }
 
 /// The first urlmap entry with a domain anywhere in `node`.
@@ -42,42 +43,28 @@ fn domain_entry(node: &Node) -> Option<(&Component, usize, &str)> {
     }
 }
 
-/// The cache directories claimed so far in one pipeline.
-#[derive(Default)]
-pub struct Claims {
-    claims: Vec<Claim>,
-}
-
-struct Claim {
+/// Record that the section `c` keeps pages in `dir` (canonical) with
+/// `mapping`; refuse it if another section keeps pages there another way.
+pub fn claim(
+    claims: &mut DirClaims,
+    c: &Component,
     dir: PathBuf,
     mapping: String,
-    section: String,
-    at: String,
-}
-
-impl Claims {
-    /// Record that the section `c` keeps pages in `dir` (canonical) with
-    /// `mapping`; refuse it if another section keeps pages there another way.
-    pub fn claim(&mut self, c: &Component, dir: PathBuf, mapping: String) -> Result<(), String> {
-        if let Some(other) = self.claims.iter().find(|o| o.dir == dir) {
-            if other.mapping != mapping {
-                return Err(format!(
-                    "cache_dir `{}` is also the cache_dir of [{}] ({}), which maps URLs to files differently \
-                     ({} there, {mapping} here); one section's pages would alias the other's. \
-                     Give each section its own cache_dir, or the same settings",
-                    dir.display(),
-                    other.section,
-                    other.at,
-                    other.mapping,
-                ));
-            }
-        }
-        self.claims.push(Claim {
-            dir,
-            mapping,
-            section: c.section.clone(),
-            at: format!("{}:{}", c.file.display(), c.line),
-        });
-        Ok(())
-    }
+) -> Result<(), SettingError> {
+    claims
+        .claim(c, dir.clone(), mapping.clone())
+        .map_err(|other| {
+            SettingError::key(
+                "cache_dir",
+                format!(
+                "`{}` is also the cache_dir of [{}] ({}), which maps URLs to files differently \
+                 ({} there, {mapping} here); one section's pages would alias the other's. \
+                 Give each section its own cache_dir, or the same settings",
+                dir.display(),
+                other.section,
+                other.at,
+                other.mapping,
+            ),
+            )
+        })
 }

@@ -15,8 +15,31 @@ use rustix::io::Errno;
 use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::owner::{self, OwnerError};
-use super::path::{self, MAX_DEPTH};
+use super::path::{self, Refusal, MAX_DEPTH};
+use crate::core::builtin::SettingError;
 use crate::core::config::Component;
+
+/// Why a purge could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error("cache_dir: {0}")]
+    Owner(#[from] OwnerError),
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{url}: never cached ({refusal})")]
+    NeverCached { url: String, refusal: Refusal },
+    #[error("{url}: is a directory of pages; use --prefix to purge them all")]
+    IsDirectory { url: String },
+    #[error("{url}: {source}")]
+    Io { url: String, source: Errno },
+    #[error("{url}: contains a NUL byte")]
+    Nul { url: String },
+}
 
 /// What one purge did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,19 +55,21 @@ pub struct Purger {
 
 impl Purger {
     /// For the cache configured by `c`; `None` when its cache_dir does not exist yet.
-    pub fn new(c: &Component) -> Result<Option<Purger>, String> {
+    pub fn new(c: &Component) -> Result<Option<Purger>, PurgeError> {
         let settings = Settings::from_component(c)?;
-        let refuse = |e: OwnerError| format!("cache_dir: {e}");
-        owner::check_path(&settings.cache_dir, &c.file).map_err(refuse)?;
+        owner::check_path(&settings.cache_dir, &c.file)?;
         match CacheDir::open_existing(&settings.cache_dir) {
             Ok(dir) => {
                 if !settings.adopt && !owner::is_marked(dir.root().as_fd()) {
-                    return Err(refuse(OwnerError::NotOwned(settings.cache_dir.clone())));
+                    return Err(OwnerError::NotOwned(settings.cache_dir.clone()).into());
                 }
                 Ok(Some(Purger { dir, settings }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot open {}: {e}", settings.cache_dir.display())),
+            Err(source) => Err(PurgeError::Open {
+                path: settings.cache_dir.clone(),
+                source,
+            }),
         }
     }
 
@@ -54,15 +79,19 @@ impl Purger {
 
     /// Delete the page for URL path `url` (as the filter sees PATH_INFO, may be
     /// percent-encoded). With `prefix`, every page at or below it.
-    pub fn purge(&self, url: &str, prefix: bool) -> Result<Purged, String> {
+    pub fn purge(&self, url: &str, prefix: bool) -> Result<Purged, PurgeError> {
         let decoded: Vec<u8> = percent_decode_str(url).collect();
         if prefix {
             return self.purge_prefix(url, &decoded);
         }
-        let p = path::map(&decoded, url, &self.settings.directory_index)
-            .map_err(|r| format!("{url}: never cached ({r})"))?;
+        let p = path::map(&decoded, url, &self.settings.directory_index).map_err(|refusal| {
+            PurgeError::NeverCached {
+                url: url.to_owned(),
+                refusal,
+            }
+        })?;
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
-        let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
+        let Some(dir) = self.parent(parent).map_err(|source| io(url, source))? else {
             return Ok(Purged::default());
         };
         let root = self.dir.root();
@@ -70,10 +99,10 @@ impl Purger {
         match unlinkat(at, name, AtFlags::empty()) {
             Ok(()) => Ok(Purged { files: 1 }),
             Err(Errno::NOENT) => Ok(Purged::default()),
-            Err(Errno::ISDIR) => Err(format!(
-                "{url}: is a directory of pages; use --prefix to purge them all"
-            )),
-            Err(e) => Err(format!("{url}: {e}")),
+            Err(Errno::ISDIR) => Err(PurgeError::IsDirectory {
+                url: url.to_owned(),
+            }),
+            Err(source) => Err(io(url, source)),
         }
     }
 
@@ -95,33 +124,46 @@ impl Purger {
         }
     }
 
-    fn purge_prefix(&self, url: &str, decoded: &[u8]) -> Result<Purged, String> {
+    fn purge_prefix(&self, url: &str, decoded: &[u8]) -> Result<Purged, PurgeError> {
         let trimmed = decoded.strip_suffix(b"/").unwrap_or(decoded);
         let mut purged = Purged::default();
         if trimmed.is_empty() {
             remove_contents(self.dir.root().as_fd(), 0, &mut purged)
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|source| io(url, source))?;
             return Ok(purged);
         }
         // The prefix itself must be a mappable page path (so it names a file or
         // directory of the tree, never anything outside it).
         let raw = url.strip_suffix('/').unwrap_or(url);
-        let p = path::map(trimmed, raw, &self.settings.directory_index)
-            .map_err(|r| format!("{url}: never cached ({r})"))?;
+        let p = path::map(trimmed, raw, &self.settings.directory_index).map_err(|refusal| {
+            PurgeError::NeverCached {
+                url: url.to_owned(),
+                refusal,
+            }
+        })?;
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
-        let Some(dir) = self.parent(parent).map_err(|e| format!("{url}: {e}"))? else {
+        let Some(dir) = self.parent(parent).map_err(|source| io(url, source))? else {
             return Ok(purged);
         };
         let root = self.dir.root();
         let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
         remove_entry(
             at,
-            &CString::new(name).map_err(|e| e.to_string())?,
+            &CString::new(name).map_err(|_| PurgeError::Nul {
+                url: url.to_owned(),
+            })?,
             0,
             &mut purged,
         )
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|source| io(url, source))?;
         Ok(purged)
+    }
+}
+
+fn io(url: &str, source: Errno) -> PurgeError {
+    PurgeError::Io {
+        url: url.to_owned(),
+        source,
     }
 }
 
