@@ -24,7 +24,7 @@ pub struct BuildError {
     /// The section (and key) at fault.
     pub at: Location,
     #[source]
-    pub failure: Failure,
+    pub failure: Box<Failure>,
 }
 
 /// Why a component could not be created.
@@ -52,7 +52,7 @@ impl BuildError {
     fn new(at: Location, failure: impl Into<Failure>) -> BuildError {
         BuildError {
             at,
-            failure: failure.into(),
+            failure: Box::new(failure.into()),
         }
     }
 

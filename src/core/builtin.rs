@@ -32,10 +32,16 @@ pub enum Make {
     /// A filter: from its section, the tree below it and that tree's handler.
     Filter(fn(FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError>),
     /// A composite (urlmap): from its mounts, already built.
-    Composite(fn(Vec<(MountKey, Arc<dyn Handler>)>, Option<Arc<dyn Handler>>) -> Arc<dyn Handler>),
+    Composite(MakeComposite),
     /// A server (`[server:]` sections): run by the edge, never built into a pipeline.
     Server,
 }
+
+/// One built mount of a composite: its key and its app.
+pub type Mounted = (MountKey, Arc<dyn Handler>);
+
+/// A composite's constructor: its mounts and its not-found app, built.
+pub type MakeComposite = fn(Vec<Mounted>, Option<Arc<dyn Handler>>) -> Arc<dyn Handler>;
 
 /// Where a built-in fits in a configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,14 +219,19 @@ pub struct Conflict {
 impl DirClaims {
     /// Record that section `c` keeps files in `dir` (canonical) with
     /// `mapping`; refuse it if another section keeps files there another way.
-    pub fn claim(&mut self, c: &Component, dir: PathBuf, mapping: String) -> Result<(), Conflict> {
+    pub fn claim(
+        &mut self,
+        c: &Component,
+        dir: PathBuf,
+        mapping: String,
+    ) -> Result<(), Box<Conflict>> {
         if let Some(other) = self.claims.iter().find(|o| o.dir == dir) {
             if other.mapping != mapping {
-                return Err(Conflict {
+                return Err(Box::new(Conflict {
                     section: other.section.clone(),
                     at: other.at.clone(),
                     mapping: other.mapping.clone(),
-                });
+                }));
             }
         }
         self.claims.push(Claim {
