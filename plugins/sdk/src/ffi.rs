@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::abi::*;
-use crate::body::Inner;
+use crate::body::{Inner, ReqInner};
 use crate::{App, Body, Config, Error, Filter, Next, Request, RequestBody, Response};
 
 /// Size of the chunks read from a `Read` body.
@@ -387,7 +387,10 @@ unsafe extern "C" fn body_release(this: *mut c_void) {
 /// `req` must be a valid request view for the duration of the call.
 unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
     // Take the body first, so it is released even if anything below panics.
-    let body = RequestBody(ForeignBody::new(body));
+    let body = RequestBody(match ForeignBody::new(body) {
+        Some(f) => ReqInner::Foreign(f),
+        None => ReqInner::Empty,
+    });
     // SAFETY: every string and array of the view is valid for the call.
     unsafe {
         let (script_name, raw_script_name) = decoded(req.script_name);
@@ -523,8 +526,9 @@ pub(crate) fn call_next(next: &PhNext, req: Request) -> Result<Response, Error> 
         content_length: req.content_length.map_or(-1, |n| n as i64),
     };
     let body = match req.body.0 {
-        None => PhBody::EMPTY,
-        Some(f) => body_into_raw(Body(Inner::Foreign(f))),
+        ReqInner::Empty => PhBody::EMPTY,
+        ReqInner::Foreign(f) => body_into_raw(Body(Inner::Foreign(f))),
+        ReqInner::Local(r) => body_into_raw(Body(Inner::Reader(r))),
     };
     let mut out = PhResponse::empty();
     // SAFETY: `next` is the host's handle, valid for the current call; the view and
@@ -722,9 +726,7 @@ impl<T: Filter> FilterGlue<T> {
                 return Err(Error::new("filter called without a next handler"));
             }
             // SAFETY: checked non-null above; valid for the duration of this call.
-            let next = Next {
-                raw: unsafe { &*next },
-            };
+            let next = Next::from_host(unsafe { &*next });
             response_into_raw(filter.call(request, next)?, out);
             Ok(())
         })

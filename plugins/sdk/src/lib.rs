@@ -74,7 +74,7 @@ pub use body::{Body, RequestBody};
 pub use config::Config;
 pub use error::Error;
 pub use log::{log, Level};
-pub use request::{Next, Request};
+pub use request::{Next, Request, RequestBuilder};
 pub use response::Response;
 
 /// An application: the end of a pipeline (a WSGI app).
