@@ -384,9 +384,11 @@ pub struct PhPluginDesc {
     pub struct_size: u32,
     /// `PH_FLAG_*` bits, e.g. [`PH_FLAG_PANIC_UNWIND`].
     pub flags: u32,
-    /// NUL-terminated strings, static; `build_info` is free text for logs.
+    /// The library's name (NUL-terminated, static), for messages and logs.
     pub plugin_name: *const c_char,
+    /// The library's version (NUL-terminated, static), for logs.
     pub plugin_version: *const c_char,
+    /// Free text for logs, e.g. the SDK that built it (NUL-terminated, static).
     pub build_info: *const c_char,
     /// The library's entries.
     pub entries: *const PhEntry,

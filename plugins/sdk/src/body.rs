@@ -40,7 +40,8 @@ impl Body {
         Body(Inner::Iter(Box::new(chunks.into_iter())))
     }
 
-    /// Exact length, when known without reading.
+    /// Exact length, when known without reading (the host uses it for
+    /// `Content-Length`).
     pub fn size_hint(&self) -> Option<u64> {
         match &self.0 {
             Inner::Empty => Some(0),
@@ -67,7 +68,8 @@ impl Body {
         }
     }
 
-    /// Read the whole body into memory.
+    /// Read the whole body into memory (for small bodies; stream large ones with
+    /// [`Body::into_reader`]).
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
         match self.0 {
             Inner::Bytes(b) => return Ok(b),

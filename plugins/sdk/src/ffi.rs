@@ -6,7 +6,7 @@
 //! # FFI discipline
 //! Every `extern "C"` function the SDK hands the host is defined through one
 //! macro, `ffi_export!`, and nothing else. It generates the function and runs its
-//! body through [`boundary`], which:
+//! body through `boundary`, which:
 //! - checks the pointer arguments the function names as `non_null` and, if one is
 //!   null, reports it and returns the function's `on_null` value without running
 //!   the body;
@@ -153,7 +153,7 @@ pub(crate) fn boundary<R>(
 }
 
 /// Defines an `unsafe extern "C"` function the host calls, with its body run by
-/// [`boundary`]. The only way this module defines such functions:
+/// `boundary`. The only way this module defines such functions:
 ///
 /// ```text
 /// ffi_export! {

@@ -100,6 +100,8 @@
 //! - The raw C ABI is in [`abi`] and `include/plughost.h` (for C authors); the SDK
 //!   hides it completely, so plugin code needs no `unsafe`.
 
+// Every public item says what it is and why a plugin author would use it.
+#![deny(missing_docs)]
 // All `unsafe` lives in `abi` and `ffi` (each block with a `// SAFETY:` comment);
 // everything else is safe code over their safe functions.
 #![deny(unsafe_code)]

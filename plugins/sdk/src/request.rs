@@ -5,6 +5,7 @@ use crate::{Error, RequestBody, Response};
 /// shown lossily; the exact bytes are passed on to `next` if left unchanged.
 #[derive(Debug)]
 pub struct Request {
+    /// The request method (`GET`, `POST`, ...), as received.
     pub method: String,
     /// `http` or `https`.
     pub scheme: String,
@@ -18,9 +19,13 @@ pub struct Request {
     pub query_string: String,
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub protocol: String,
+    /// SERVER_NAME: the host name the server answers as.
     pub server_name: String,
+    /// SERVER_PORT: the port the request came in on.
     pub server_port: u16,
+    /// REMOTE_ADDR: the client's address (or the proxy's, behind one).
     pub remote_addr: String,
+    /// The client's port.
     pub remote_port: u16,
     /// Lower-case names, in the order received; repeated headers stay separate.
     pub headers: Vec<(String, String)>,
@@ -28,6 +33,7 @@ pub struct Request {
     pub extras: Vec<(String, String)>,
     /// The declared body length, if any.
     pub content_length: Option<u64>,
+    /// The request body, streamed from the client as it is read.
     pub body: RequestBody,
     /// Exact bytes of script_name and path_info as received, kept only when they
     /// were not valid UTF-8 (the strings above then differ from them).
