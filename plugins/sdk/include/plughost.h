@@ -1,5 +1,8 @@
 /*
- * plughost.h: the plughost plugin ABI, version 1.0, for plugins written in C.
+ * plughost.h: the plughost plugin ABI, version 1.1 (PH_ABI_MAJOR.PH_ABI_MINOR),
+ * for plugins written in C. 1.1 added ph_handler_vtbl.flags; a plugin built
+ * against the 1.0 header still loads (the host reads `flags` only when the
+ * table's struct_size covers it).
  *
  * This header mirrors plugins/sdk/src/abi.rs field for field; a test
  * (plugins/sdk/tests/c_header.rs) compiles it and checks every size and offset
@@ -18,6 +21,13 @@
  *    host can free it through you; the host takes `body` separately.
  *  - Return PH_OK or a negative code; report messages through the error sink.
  *    Nothing may unwind or longjmp out of a plugin function.
+ *
+ * ABI evolution: a minor version only adds fields at the end of a struct that
+ * starts with `struct_size` (the size its writer was built with; readers ignore
+ * what lies beyond it), or functions at the end of such a table. Growable:
+ * ph_body_vtbl, ph_request, ph_host, ph_handler_vtbl, ph_plugin_desc. Every other
+ * struct is FROZEN for all of ABI 1 (the reason is at each one); changing one
+ * needs a new major version.
  *
  * Build: cc -shared -fPIC -O2 -I plugins/sdk/include -o libNAME.so NAME.c
  */
@@ -57,17 +67,20 @@ extern "C" {
 #define PH_LOG_DEBUG 4
 #define PH_LOG_TRACE 5
 
-/* A borrowed byte string; not NUL-terminated. */
+/* A borrowed byte string; not NUL-terminated.
+ * FROZEN: passed by value and embedded everywhere, so its size is in every signature. */
 typedef struct ph_str {
     const uint8_t *ptr;
     size_t len;
 } ph_str;
 
+/* FROZEN: pairs travel in arrays, so the size is the arrays' stride. */
 typedef struct ph_pair {
     ph_str name;
     ph_str value;
 } ph_pair;
 
+/* Growable (struct_size). */
 typedef struct ph_body_vtbl {
     uint32_t struct_size;
     /* PH_OK with *chunk set (valid until the next call or release), PH_EOF, or < 0. */
@@ -78,12 +91,14 @@ typedef struct ph_body_vtbl {
     void (*release)(void *self);
 } ph_body_vtbl;
 
-/* vtbl == NULL is the empty body. */
+/* vtbl == NULL is the empty body.
+ * FROZEN: a handle passed by value; capabilities grow in ph_body_vtbl instead. */
 typedef struct ph_body {
     const ph_body_vtbl *vtbl;
     void *self;
 } ph_body;
 
+/* Growable (struct_size). Borrowed for the duration of the call. */
 typedef struct ph_request {
     uint32_t struct_size;
     ph_str method;
@@ -104,6 +119,9 @@ typedef struct ph_request {
     int64_t content_length; /* -1 when unknown */
 } ph_request;
 
+/* FROZEN: the receiver allocates it and the callee writes into it, with no
+ * struct_size, so a callee built with a larger struct would write past an older
+ * receiver's. */
 typedef struct ph_response {
     uint16_t status;
     ph_str reason; /* empty: the standard phrase */
@@ -114,16 +132,20 @@ typedef struct ph_response {
     void (*release)(void *owner); /* frees reason/headers storage; may be NULL */
 } ph_response;
 
+/* FROZEN: a per-call host handle a plugin cannot size-check; new host services
+ * go into ph_host. */
 typedef struct ph_error_sink {
     void *self;
     void (*set)(void *self, ph_str message); /* copies the message */
 } ph_error_sink;
 
+/* FROZEN: as ph_error_sink. `call` at most once per request; consumes `body`. */
 typedef struct ph_next {
     void *self;
     int32_t (*call)(void *self, const ph_request *req, ph_body body, ph_response *out);
 } ph_next;
 
+/* Growable (struct_size). Valid for the life of the process. */
 typedef struct ph_host {
     uint32_t struct_size;
     uint16_t abi_major;
@@ -131,6 +153,7 @@ typedef struct ph_host {
     void (*log)(int32_t level, ph_str target, ph_str message);
 } ph_host;
 
+/* Growable (struct_size; 1.1 added `flags`). */
 typedef struct ph_handler_vtbl {
     uint32_t struct_size;
     /* `next` is NULL for apps. */
@@ -146,6 +169,8 @@ typedef int32_t (*ph_create_fn)(const ph_host *host, ph_str entry,
                                 const ph_pair *local_conf, size_t local_count,
                                 void **self_out, const ph_error_sink *err);
 
+/* FROZEN: entries form an array whose stride the host must know; per-entry
+ * additions go into ph_handler_vtbl, as 1.1's `flags` did. */
 typedef struct ph_entry {
     uint32_t kind;
     const char *name;
@@ -153,6 +178,7 @@ typedef struct ph_entry {
     const ph_handler_vtbl *vtbl;
 } ph_entry;
 
+/* Growable (struct_size). Static, never freed. */
 typedef struct ph_plugin_desc {
     uint32_t magic;
     uint16_t abi_major;
@@ -166,6 +192,8 @@ typedef struct ph_plugin_desc {
     size_t entry_count;
 } ph_plugin_desc;
 
+/* FROZEN forever, across major versions too: the host reads it to learn the
+ * version before anything else, so its layout cannot depend on the version. */
 typedef struct ph_handshake {
     uint32_t magic;
     uint16_t abi_major;

@@ -40,7 +40,8 @@ impl Body {
         Body(Inner::Iter(Box::new(chunks.into_iter())))
     }
 
-    /// Exact length, when known without reading.
+    /// Exact length, when known without reading (the host uses it for
+    /// `Content-Length`).
     pub fn size_hint(&self) -> Option<u64> {
         match &self.0 {
             Inner::Empty => Some(0),
@@ -67,7 +68,8 @@ impl Body {
         }
     }
 
-    /// Read the whole body into memory.
+    /// Read the whole body into memory (for small bodies; stream large ones with
+    /// [`Body::into_reader`]).
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
         match self.0 {
             Inner::Bytes(b) => return Ok(b),
@@ -166,12 +168,33 @@ impl Read for IterReader {
 
 /// The request body: read it with `std::io::Read`. Dropping it unread is fine
 /// (the host discards the rest).
-pub struct RequestBody(pub(crate) Option<ForeignBody>);
+///
+/// Plugins get it from the host; tests build one with [`RequestBody::from_bytes`]
+/// or [`RequestBody::from_reader`] (or through [`crate::Request::builder`]).
+pub struct RequestBody(pub(crate) ReqInner);
+
+pub(crate) enum ReqInner {
+    Empty,
+    /// The body the host handed over.
+    Foreign(ForeignBody),
+    /// A body built in the plugin (tests, or a filter replacing the body).
+    Local(Box<dyn Read + Send>),
+}
 
 impl RequestBody {
     /// A request with no body.
     pub fn empty() -> RequestBody {
-        RequestBody(None)
+        RequestBody(ReqInner::Empty)
+    }
+
+    /// A body of these bytes (for tests, or a filter that rewrites the body).
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> RequestBody {
+        RequestBody::from_reader(io::Cursor::new(bytes.into()))
+    }
+
+    /// A body streamed from a reader.
+    pub fn from_reader(reader: impl Read + Send + 'static) -> RequestBody {
+        RequestBody(ReqInner::Local(Box::new(reader)))
     }
 
     /// Read it all into memory.
@@ -182,11 +205,18 @@ impl RequestBody {
     }
 }
 
+impl Default for RequestBody {
+    fn default() -> RequestBody {
+        RequestBody::empty()
+    }
+}
+
 impl Read for RequestBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.0 {
-            Some(f) => f.read(buf),
-            None => Ok(0),
+            ReqInner::Empty => Ok(0),
+            ReqInner::Foreign(f) => f.read(buf),
+            ReqInner::Local(r) => r.read(buf),
         }
     }
 }

@@ -33,13 +33,14 @@ impl Config {
         lookup(&self.local, key)
     }
 
-    /// A key of the section that must be present.
+    /// A key of the section that must be present: its `Err` names the key, so `?`
+    /// in a factory gives a clear start-up error.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
         self.get(key)
             .ok_or_else(|| Error::new(format!("missing required key `{key}`")))
     }
 
-    /// A key of `global_conf`.
+    /// A key of `global_conf` (`[DEFAULT]` and `set`s: settings shared by sections).
     pub fn global(&self, key: &str) -> Option<&str> {
         lookup(&self.global, key)
     }

@@ -15,7 +15,7 @@ impl Error {
         }
     }
 
-    /// The message.
+    /// The message, as the host will log it.
     pub fn message(&self) -> &str {
         &self.message
     }

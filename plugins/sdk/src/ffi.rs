@@ -1,9 +1,22 @@
 //! The SDK's side of the C ABI: trampolines the export macro points the
 //! descriptor at, and conversions between the raw views and the safe types.
-//! This is the only module of the SDK with `unsafe` code.
+//! With [`crate::abi`], this is the only module of the SDK with `unsafe` code
+//! (the crate root denies `unsafe_code` everywhere else).
 //!
-//! Every `extern "C"` function here runs the plugin's code inside
-//! `catch_unwind`, so a panic becomes [`PH_ERR_PANIC`] and never unwinds into the host.
+//! # FFI discipline
+//! Every `extern "C"` function the SDK hands the host is defined through one
+//! macro, `ffi_export!`, and nothing else. It generates the function and runs its
+//! body through `boundary`, which:
+//! - checks the pointer arguments the function names as `non_null` and, if one is
+//!   null, reports it and returns the function's `on_null` value without running
+//!   the body;
+//! - runs the body inside `catch_unwind`, so a panic becomes the function's
+//!   `on_panic` value (e.g. [`PH_ERR_PANIC`]) and never unwinds into the host;
+//! - reports both to the call's error sink when it has one, else to the host log.
+//!
+//! The only `extern "C"` function outside it is `plughost_plugin_v1`, generated
+//! by [`crate::export_plugin!`] in the plugin's crate: it takes no arguments and
+//! returns the address of a static, so there is nothing to check or catch.
 
 use std::any::Any;
 use std::ffi::c_void;
@@ -13,7 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::abi::*;
-use crate::body::Inner;
+use crate::body::{Inner, ReqInner};
 use crate::{App, Body, Config, Error, Filter, Next, Request, RequestBody, Response};
 
 /// Size of the chunks read from a `Read` body.
@@ -96,17 +109,97 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
     message
 }
 
-/// Run plugin code, turning `Err` and panics into return codes and messages.
-fn guard(err: *const PhErrorSink, f: impl FnOnce() -> Result<(), Error>) -> i32 {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => PH_OK,
-        Ok(Err(e)) => {
+/// Report a failure of an exported function: `message` to the call's error sink
+/// when it has one, else `for_log` (which names the function) to the host log.
+fn fail(sink: *const PhErrorSink, message: &str, for_log: impl FnOnce() -> String) {
+    if sink.is_null() {
+        crate::log(crate::Level::Error, "plughost_sdk", &for_log());
+    } else {
+        report(sink, message);
+    }
+}
+
+/// The run-time half of `ffi_export!` (see the module docs): null checks, then
+/// `run` inside `catch_unwind`. `args` pairs each pointer argument's name with
+/// whether it is null; `sink` may be null. `run(true)` is called after a null
+/// argument has been reported (it must not touch the arguments' pointees),
+/// `run(false)` when all are set: one closure, so both paths can consume the
+/// function's by-value arguments.
+pub(crate) fn boundary<R>(
+    what: &'static str,
+    sink: *const PhErrorSink,
+    args: &[(&'static str, bool)],
+    on_panic: R,
+    run: impl FnOnce(bool) -> R,
+) -> R {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let null = args.iter().find(|(_, is_null)| *is_null);
+        if let Some((name, _)) = null {
+            let message = format!("{what}: null `{name}` argument");
+            fail(sink, &message, || message.clone());
+        }
+        run(null.is_some())
+    }));
+    match result {
+        Ok(value) => value,
+        Err(payload) => {
+            let message = panic_message(payload);
+            fail(sink, &format!("panicked: {message}"), || {
+                format!("{what} panicked: {message}")
+            });
+            on_panic
+        }
+    }
+}
+
+/// Defines an `unsafe extern "C"` function the host calls, with its body run by
+/// `boundary`. The only way this module defines such functions:
+///
+/// ```text
+/// ffi_export! {
+///     /// docs and attributes
+///     fn name[generics](arg: Type, ...) -> Ret {
+///         what: "a description for messages",
+///         non_null: [ptr_arg, ...],     // checked before the body runs
+///         sink: err,                    // a *const PhErrorSink, or null()
+///         on_null: expr,                // returned (after reporting) on a null
+///         on_panic: expr,               // returned (after reporting) on a panic
+///     } { body }
+/// }
+/// ```
+/// `on_null` runs instead of the body and may consume by-value arguments (a
+/// handler releases its request body there, as the ABI requires).
+macro_rules! ffi_export {
+    (
+        $(#[$attr:meta])*
+        fn $name:ident $([$($gen:tt)*])? ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? {
+            what: $what:expr,
+            non_null: [$($nn:ident),* $(,)?],
+            sink: $sink:expr,
+            on_null: $on_null:expr,
+            on_panic: $on_panic:expr $(,)?
+        } $body:block
+    ) => {
+        $(#[$attr])*
+        unsafe extern "C" fn $name $(<$($gen)*>)? ( $($arg: $ty),* ) $(-> $ret)? {
+            let args: &[(&'static str, bool)] = &[$((stringify!($nn), $nn.is_null())),*];
+            let sink: *const PhErrorSink = $sink;
+            boundary($what, sink, args, $on_panic, move |null: bool| {
+                if null {
+                    $on_null
+                } else $body
+            })
+        }
+    };
+}
+
+/// The return code of a handler or factory body, reporting an `Err` to `err`.
+fn result_code(err: *const PhErrorSink, result: Result<(), Error>) -> i32 {
+    match result {
+        Ok(()) => PH_OK,
+        Err(e) => {
             report(err, e.message());
             PH_ERR
-        }
-        Err(payload) => {
-            report(err, &format!("panicked: {}", panic_message(payload)));
-            PH_ERR_PANIC
         }
     }
 }
@@ -254,38 +347,37 @@ fn body_into_raw(body: Body) -> PhBody {
     }
 }
 
-unsafe extern "C" fn body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
-    // SAFETY: `this` is the `BodySource` we boxed in `body_into_raw`, not yet
-    // released, and the ABI forbids concurrent calls on one body.
-    let state = unsafe { &mut *this.cast::<BodySource>() };
-    let result = catch_unwind(AssertUnwindSafe(|| state.advance()));
-    let rc = match result {
-        Ok(Ok(true)) => PH_OK,
-        Ok(Ok(false)) => PH_EOF,
-        Ok(Err(e)) => {
-            crate::log(
-                crate::Level::Error,
-                "plughost_sdk",
-                &format!("response body failed: {e}"),
-            );
-            PH_ERR
+ffi_export! {
+    /// [`PhBodyVtbl::next`] of the bodies the plugin produces.
+    fn body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
+        what: "a response body's next",
+        non_null: [this, chunk],
+        sink: std::ptr::null(),
+        on_null: PH_ERR,
+        on_panic: PH_ERR_PANIC,
+    } {
+        // SAFETY: `this` is the `BodySource` we boxed in `body_into_raw` (checked
+        // non-null), not yet released, and the ABI forbids concurrent calls on one body.
+        let state = unsafe { &mut *this.cast::<BodySource>() };
+        match state.advance() {
+            Ok(true) => {
+                // SAFETY: `chunk` is a valid out-pointer (checked non-null); the
+                // chunk's storage (`buf`, or the shared bytes the source holds) lives
+                // until the next call.
+                unsafe { *chunk = PhStr::from_bytes(state.chunk()) };
+                PH_OK
+            }
+            Ok(false) => PH_EOF,
+            Err(e) => {
+                crate::log(
+                    crate::Level::Error,
+                    "plughost_sdk",
+                    &format!("response body failed: {e}"),
+                );
+                PH_ERR
+            }
         }
-        Err(payload) => {
-            let msg = panic_message(payload);
-            crate::log(
-                crate::Level::Error,
-                "plughost_sdk",
-                &format!("response body panicked: {msg}"),
-            );
-            PH_ERR_PANIC
-        }
-    };
-    if rc == PH_OK {
-        // SAFETY: `chunk` is a valid out-pointer; the chunk's storage (`buf`, or the
-        // shared bytes the source holds) lives until the next call.
-        unsafe { *chunk = PhStr::from_bytes(state.chunk()) };
     }
-    rc
 }
 
 impl BodySource {
@@ -353,28 +445,39 @@ impl BodySource {
     }
 }
 
-unsafe extern "C" fn body_size_hint(this: *mut c_void) -> i64 {
-    // SAFETY: as in `body_next`.
-    let state = unsafe { &*this.cast::<BodySource>() };
-    match &state.source {
-        Source::Done | Source::SharedSent(_) => 0,
-        Source::Bytes(b) => b.len() as i64,
-        Source::Shared(b) => b.len() as i64,
-        Source::Reader(_) | Source::Iter(_) => -1,
+ffi_export! {
+    /// [`PhBodyVtbl::size_hint`] of the bodies the plugin produces.
+    fn body_size_hint(this: *mut c_void) -> i64 {
+        what: "a response body's size_hint",
+        non_null: [this],
+        sink: std::ptr::null(),
+        on_null: -1,
+        on_panic: -1,
+    } {
+        // SAFETY: as in `body_next`.
+        let state = unsafe { &*this.cast::<BodySource>() };
+        match &state.source {
+            Source::Done | Source::SharedSent(_) => 0,
+            Source::Bytes(b) => b.len() as i64,
+            Source::Shared(b) => b.len() as i64,
+            Source::Reader(_) | Source::Iter(_) => -1,
+        }
     }
 }
 
-unsafe extern "C" fn body_release(this: *mut c_void) {
-    // SAFETY: `this` came from `Box::into_raw` in `body_into_raw`; the host calls
-    // release exactly once.
-    let state = unsafe { Box::from_raw(this.cast::<BodySource>()) };
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(state))) {
-        let msg = panic_message(payload);
-        crate::log(
-            crate::Level::Error,
-            "plughost_sdk",
-            &format!("dropping a body panicked: {msg}"),
-        );
+ffi_export! {
+    /// [`PhBodyVtbl::release`] of the bodies the plugin produces.
+    fn body_release(this: *mut c_void) {
+        what: "releasing a response body",
+        non_null: [this],
+        sink: std::ptr::null(),
+        on_null: (),
+        on_panic: (),
+    } {
+        // SAFETY: `this` came from `Box::into_raw` in `body_into_raw` (checked
+        // non-null); the host calls release exactly once. A panicking drop is caught
+        // by the boundary.
+        drop(unsafe { Box::from_raw(this.cast::<BodySource>()) });
     }
 }
 
@@ -387,7 +490,10 @@ unsafe extern "C" fn body_release(this: *mut c_void) {
 /// `req` must be a valid request view for the duration of the call.
 unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
     // Take the body first, so it is released even if anything below panics.
-    let body = RequestBody(ForeignBody::new(body));
+    let body = RequestBody(match ForeignBody::new(body) {
+        Some(f) => ReqInner::Foreign(f),
+        None => ReqInner::Empty,
+    });
     // SAFETY: every string and array of the view is valid for the call.
     unsafe {
         let (script_name, raw_script_name) = decoded(req.script_name);
@@ -449,10 +555,19 @@ struct ResponseOwner {
     pairs: Vec<PhPair>,
 }
 
-unsafe extern "C" fn response_release(owner: *mut c_void) {
-    // SAFETY: `owner` came from `Box::into_raw` in `response_into_raw`; the receiver
-    // calls release exactly once. Dropping strings cannot panic.
-    drop(unsafe { Box::from_raw(owner.cast::<ResponseOwner>()) });
+ffi_export! {
+    /// [`PhResponse::release`] of the responses the plugin produces.
+    fn response_release(owner: *mut c_void) {
+        what: "releasing a response",
+        non_null: [owner],
+        sink: std::ptr::null(),
+        on_null: (),
+        on_panic: (),
+    } {
+        // SAFETY: `owner` came from `Box::into_raw` in `response_into_raw` (checked
+        // non-null); the receiver calls release exactly once.
+        drop(unsafe { Box::from_raw(owner.cast::<ResponseOwner>()) });
+    }
 }
 
 fn response_into_raw(resp: Response, out: &mut PhResponse) {
@@ -523,8 +638,9 @@ pub(crate) fn call_next(next: &PhNext, req: Request) -> Result<Response, Error> 
         content_length: req.content_length.map_or(-1, |n| n as i64),
     };
     let body = match req.body.0 {
-        None => PhBody::EMPTY,
-        Some(f) => body_into_raw(Body(Inner::Foreign(f))),
+        ReqInner::Empty => PhBody::EMPTY,
+        ReqInner::Foreign(f) => body_into_raw(Body(Inner::Foreign(f))),
+        ReqInner::Local(r) => body_into_raw(Body(Inner::Reader(r))),
     };
     let mut out = PhResponse::empty();
     // SAFETY: `next` is the host's handle, valid for the current call; the view and
@@ -563,10 +679,10 @@ unsafe fn config_from_raw(
     }
 }
 
-/// The shared part of both factories.
+/// The shared part of both factories, run inside their boundary.
 ///
 /// # Safety
-/// Arguments as the ABI's `create` describes them.
+/// Arguments as the ABI's `create` describes them; `this_out` is non-null.
 #[allow(clippy::too_many_arguments)]
 unsafe fn create_with<T: Send + Sync + 'static>(
     host: *const PhHost,
@@ -579,38 +695,87 @@ unsafe fn create_with<T: Send + Sync + 'static>(
     err: *const PhErrorSink,
     new: fn(&Config) -> Result<T, Error>,
 ) -> i32 {
-    guard(err, || {
-        if !host.is_null() {
-            // SAFETY: the host's table lives for the whole process.
-            crate::log::set_host(unsafe { &*host });
-        }
-        // SAFETY: arrays valid for this call, per the ABI.
-        let config = unsafe { config_from_raw(entry, global, global_count, local, local_count) };
-        let instance = new(&config)?;
-        // SAFETY: `this_out` is a valid out-pointer.
+    if !host.is_null() {
+        // SAFETY: the host's table lives for the whole process.
+        crate::log::set_host(unsafe { &*host });
+    }
+    // SAFETY: arrays valid for this call, per the ABI.
+    let config = unsafe { config_from_raw(entry, global, global_count, local, local_count) };
+    let result = new(&config).map(|instance| {
+        // SAFETY: `this_out` is a valid out-pointer (checked non-null by the caller).
         unsafe { *this_out = Box::into_raw(Box::new(instance)).cast() };
-        Ok(())
-    })
+    });
+    result_code(err, result)
 }
 
-unsafe extern "C" fn destroy<T>(this: *mut c_void) {
-    // SAFETY: `this` came from `Box::into_raw` in `create_with::<T>`; the host
-    // destroys each instance once, after its last call.
-    let instance = unsafe { Box::from_raw(this.cast::<T>()) };
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(instance))) {
-        let msg = panic_message(payload);
-        crate::log(
-            crate::Level::Error,
-            "plughost_sdk",
-            &format!("destroying an instance panicked: {msg}"),
-        );
+ffi_export! {
+    /// [`PhHandlerVtbl::destroy`] of every entry: frees an instance of `T`.
+    fn destroy[T](this: *mut c_void) {
+        what: "destroying an instance",
+        non_null: [this],
+        sink: std::ptr::null(),
+        on_null: (),
+        on_panic: (),
+    } {
+        // SAFETY: `this` came from `Box::into_raw` in `create_with::<T>` (checked
+        // non-null); the host destroys each instance once, after its last call.
+        drop(unsafe { Box::from_raw(this.cast::<T>()) });
     }
+}
+
+/// Release a request body a handler will not run on (a null argument), as the
+/// ABI requires of every handler call.
+fn release_unused(body: PhBody) {
+    drop(ForeignBody::new(body));
 }
 
 /// The glue between an [`App`] type and the ABI.
 pub struct AppGlue<T>(PhantomData<T>);
 
+/// A factory's arguments, as the ABI's [`PhCreateFn`] lists them; one macro so
+/// that both glues declare exactly the same function.
+macro_rules! glue_create {
+    ($what:literal) => {
+        ffi_export! {
+            /// The entry's [`PhCreateFn`]: builds an instance from its configuration.
+            #[allow(clippy::too_many_arguments)]
+            fn create(
+                host: *const PhHost,
+                entry: PhStr,
+                global: *const PhPair,
+                global_count: usize,
+                local: *const PhPair,
+                local_count: usize,
+                this_out: *mut *mut c_void,
+                err: *const PhErrorSink,
+            ) -> i32 {
+                what: $what,
+                non_null: [this_out],
+                sink: err,
+                on_null: PH_ERR,
+                on_panic: PH_ERR_PANIC,
+            } {
+                // SAFETY: arguments as the ABI describes, `this_out` checked non-null.
+                unsafe {
+                    create_with::<T>(
+                        host,
+                        entry,
+                        global,
+                        global_count,
+                        local,
+                        local_count,
+                        this_out,
+                        err,
+                        T::new,
+                    )
+                }
+            }
+        }
+    };
+}
+
 impl<T: App> AppGlue<T> {
+    /// The handler table of every instance of `T`.
     pub const VTBL: PhHandlerVtbl = PhHandlerVtbl {
         struct_size: std::mem::size_of::<PhHandlerVtbl>() as u32,
         call: Self::call,
@@ -622,49 +787,35 @@ impl<T: App> AppGlue<T> {
         },
     };
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn create(
-        host: *const PhHost,
-        entry: PhStr,
-        global: *const PhPair,
-        global_count: usize,
-        local: *const PhPair,
-        local_count: usize,
-        this_out: *mut *mut c_void,
-        err: *const PhErrorSink,
-    ) -> i32 {
-        // SAFETY: arguments as the ABI describes; forwarded unchanged.
-        unsafe {
-            create_with::<T>(
-                host,
-                entry,
-                global,
-                global_count,
-                local,
-                local_count,
-                this_out,
-                err,
-                T::new,
-            )
-        }
-    }
+    glue_create!("creating an app");
 
-    unsafe extern "C" fn call(
-        this: *mut c_void,
-        req: *const PhRequest,
-        body: PhBody,
-        _next: *const PhNext,
-        out: *mut PhResponse,
-        err: *const PhErrorSink,
-    ) -> i32 {
-        guard(err, || {
-            // SAFETY: `this` is a live instance of `T` (the host destroys it only after
-            // its last call); `req` and `out` are valid for the call.
+    ffi_export! {
+        /// [`PhHandlerVtbl::call`] of an app: answers one request.
+        fn call(
+            this: *mut c_void,
+            req: *const PhRequest,
+            body: PhBody,
+            _next: *const PhNext,
+            out: *mut PhResponse,
+            err: *const PhErrorSink,
+        ) -> i32 {
+            what: "an app call",
+            non_null: [this, req, out],
+            sink: err,
+            on_null: {
+                release_unused(body);
+                PH_ERR
+            },
+            on_panic: PH_ERR_PANIC,
+        } {
+            // SAFETY: `this` is a live instance of `T` (the host destroys it only
+            // after its last call); `req` and `out` are valid for the call; all three
+            // were checked non-null.
             let (app, request, out) =
                 unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
-            response_into_raw(app.call(request)?, out);
-            Ok(())
-        })
+            let result = app.call(request).map(|resp| response_into_raw(resp, out));
+            result_code(err, result)
+        }
     }
 }
 
@@ -672,6 +823,7 @@ impl<T: App> AppGlue<T> {
 pub struct FilterGlue<T>(PhantomData<T>);
 
 impl<T: Filter> FilterGlue<T> {
+    /// The handler table of every instance of `T`.
     pub const VTBL: PhHandlerVtbl = PhHandlerVtbl {
         struct_size: std::mem::size_of::<PhHandlerVtbl>() as u32,
         call: Self::call,
@@ -679,55 +831,42 @@ impl<T: Filter> FilterGlue<T> {
         flags: 0,
     };
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn create(
-        host: *const PhHost,
-        entry: PhStr,
-        global: *const PhPair,
-        global_count: usize,
-        local: *const PhPair,
-        local_count: usize,
-        this_out: *mut *mut c_void,
-        err: *const PhErrorSink,
-    ) -> i32 {
-        // SAFETY: arguments as the ABI describes; forwarded unchanged.
-        unsafe {
-            create_with::<T>(
-                host,
-                entry,
-                global,
-                global_count,
-                local,
-                local_count,
-                this_out,
-                err,
-                T::new,
-            )
-        }
-    }
+    glue_create!("creating a filter");
 
-    unsafe extern "C" fn call(
-        this: *mut c_void,
-        req: *const PhRequest,
-        body: PhBody,
-        next: *const PhNext,
-        out: *mut PhResponse,
-        err: *const PhErrorSink,
-    ) -> i32 {
-        guard(err, || {
-            // SAFETY: as for apps; a filter's `next` is a valid handle for this call.
-            let (filter, request, out) =
-                unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
-            if next.is_null() {
-                return Err(Error::new("filter called without a next handler"));
-            }
-            // SAFETY: checked non-null above; valid for the duration of this call.
-            let next = Next {
-                raw: unsafe { &*next },
+    ffi_export! {
+        /// [`PhHandlerVtbl::call`] of a filter: handles one request, with `next`.
+        fn call(
+            this: *mut c_void,
+            req: *const PhRequest,
+            body: PhBody,
+            next: *const PhNext,
+            out: *mut PhResponse,
+            err: *const PhErrorSink,
+        ) -> i32 {
+            what: "a filter call",
+            non_null: [this, req, next, out],
+            sink: err,
+            on_null: {
+                release_unused(body);
+                PH_ERR
+            },
+            on_panic: PH_ERR_PANIC,
+        } {
+            // SAFETY: as for apps; a filter's `next` is a valid handle for this call;
+            // all four were checked non-null.
+            let (filter, request, next, out) = unsafe {
+                (
+                    &*this.cast::<T>(),
+                    request_from_raw(&*req, body),
+                    Next::from_host(&*next),
+                    &mut *out,
+                )
             };
-            response_into_raw(filter.call(request, next)?, out);
-            Ok(())
-        })
+            let result = filter
+                .call(request, next)
+                .map(|resp| response_into_raw(resp, out));
+            result_code(err, result)
+        }
     }
 }
 
@@ -846,5 +985,347 @@ mod tests {
         );
         assert_eq!(copy(b"GET"), "GET");
         assert_eq!(copy(b"\xc3("), "\u{fffd}(");
+    }
+
+    // -----------------------------------------------------------------------
+    // The boundary: null arguments, errors and panics at every exported function.
+
+    /// An error sink that keeps what it is sent.
+    #[derive(Default)]
+    struct Sink(std::cell::RefCell<Vec<String>>);
+
+    unsafe extern "C" fn sink_set(this: *mut c_void, message: PhStr) {
+        // SAFETY: `this` is the `Sink` of `Sink::raw`, alive for the call; the
+        // message is valid for the call.
+        unsafe { (*this.cast::<Sink>()).0.borrow_mut().push(owned(message)) }
+    }
+
+    impl Sink {
+        fn raw(&self) -> PhErrorSink {
+            PhErrorSink {
+                this: (self as *const Sink).cast_mut().cast(),
+                set: sink_set,
+            }
+        }
+        fn messages(&self) -> Vec<String> {
+            self.0.borrow().clone()
+        }
+    }
+
+    /// A reader that records being dropped, so a test can see a body released.
+    struct Flag(Arc<std::sync::atomic::AtomicBool>, &'static [u8]);
+
+    impl Read for Flag {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1.read(buf)
+        }
+    }
+
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A raw body as the host would hand it over, and a flag set on release.
+    fn host_body(bytes: &'static [u8]) -> (PhBody, Arc<std::sync::atomic::AtomicBool>) {
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let raw = body_into_raw(Body::from_reader(Flag(released.clone(), bytes)));
+        (raw, released)
+    }
+
+    fn is_set(flag: &std::sync::atomic::AtomicBool) -> bool {
+        flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    struct TestApp;
+
+    impl App for TestApp {
+        fn new(config: &Config) -> Result<Self, Error> {
+            match config.get("fail") {
+                Some(why) => Err(Error::new(why)),
+                None => Ok(TestApp),
+            }
+        }
+        fn call(&self, mut req: Request) -> Result<Response, Error> {
+            match req.path_info.as_str() {
+                "/panic" => panic!("boom"),
+                "/err" => Err(Error::new("nope")),
+                path => Ok(Response::new(201)
+                    .header("X-Path", path)
+                    .body(req.body.read_all()?)),
+            }
+        }
+    }
+
+    struct TestFilter;
+
+    impl Filter for TestFilter {
+        fn new(_config: &Config) -> Result<Self, Error> {
+            Ok(TestFilter)
+        }
+        fn call(&self, mut req: Request, next: Next<'_>) -> Result<Response, Error> {
+            req.set_header("x-in", "1");
+            let mut resp = next.call(req)?;
+            resp.set_header("X-Out", "1");
+            Ok(resp)
+        }
+    }
+
+    fn raw_request(path: &'static str, headers: &[PhPair]) -> PhRequest {
+        PhRequest {
+            struct_size: std::mem::size_of::<PhRequest>() as u32,
+            method: PhStr::from_str("POST"),
+            scheme: PhStr::from_str("http"),
+            script_name: PhStr::EMPTY,
+            path_info: PhStr::from_str(path),
+            raw_path: PhStr::from_str(path),
+            query_string: PhStr::EMPTY,
+            protocol: PhStr::from_str("HTTP/1.1"),
+            server_name: PhStr::from_str("localhost"),
+            remote_addr: PhStr::from_str("127.0.0.1"),
+            server_port: 80,
+            remote_port: 1,
+            headers: headers.as_ptr(),
+            header_count: headers.len(),
+            extras: std::ptr::null(),
+            extra_count: 0,
+            content_length: -1,
+        }
+    }
+
+    /// Create an instance through an entry's factory, as the host does.
+    fn create(entry: &PhEntry, local: &[PhPair], sink: &Sink) -> (i32, *mut c_void) {
+        let mut this = std::ptr::null_mut();
+        let err = sink.raw();
+        // SAFETY: every argument is valid for the call; `this` is an out-pointer.
+        let rc = unsafe {
+            (entry.create)(
+                std::ptr::null(),
+                PhStr::from_str("main"),
+                std::ptr::null(),
+                0,
+                local.as_ptr(),
+                local.len(),
+                &mut this,
+                &err,
+            )
+        };
+        (rc, this)
+    }
+
+    /// Call an instance as the host does; the response, if any, as owned values.
+    fn call(
+        vtbl: &PhHandlerVtbl,
+        this: *mut c_void,
+        req: *const PhRequest,
+        body: PhBody,
+        next: *const PhNext,
+        sink: &Sink,
+    ) -> (i32, Option<Response>) {
+        let mut out = PhResponse::empty();
+        let err = sink.raw();
+        // SAFETY: arguments as the ABI describes (or deliberately null).
+        let rc = unsafe { (vtbl.call)(this, req, body, next, &mut out, &err) };
+        // SAFETY: on PH_OK the call filled `out`.
+        (rc, (rc == PH_OK).then(|| unsafe { response_from_raw(out) }))
+    }
+
+    fn app() -> (&'static PhHandlerVtbl, PhEntry) {
+        static VTBL: PhHandlerVtbl = AppGlue::<TestApp>::VTBL;
+        (&VTBL, app_entry::<TestApp>(c"app".as_ptr(), &VTBL))
+    }
+
+    #[test]
+    fn an_app_call_round_trips_and_errors_and_panics_become_codes() {
+        let (vtbl, entry) = app();
+        let sink = Sink::default();
+        let (rc, this) = create(&entry, &[], &sink);
+        assert_eq!((rc, this.is_null()), (PH_OK, false));
+
+        let (body, released) = host_body(b"payload");
+        let req = raw_request("/ok", &[]);
+        let (rc, resp) = call(vtbl, this, &req, body, std::ptr::null(), &sink);
+        assert_eq!(rc, PH_OK);
+        let resp = resp.unwrap();
+        assert_eq!(resp.status, 201);
+        assert_eq!(resp.header_value("x-path"), Some("/ok"));
+        assert_eq!(resp.body.into_bytes().unwrap(), b"payload");
+        assert!(is_set(&released));
+
+        let (body, _) = host_body(b"");
+        let req = raw_request("/err", &[]);
+        assert_eq!(
+            call(vtbl, this, &req, body, std::ptr::null(), &sink).0,
+            PH_ERR
+        );
+        let (body, released) = host_body(b"");
+        let req = raw_request("/panic", &[]);
+        let (rc, _) = call(vtbl, this, &req, body, std::ptr::null(), &sink);
+        assert_eq!(rc, PH_ERR_PANIC);
+        assert!(
+            is_set(&released),
+            "a panicking call still releases its body"
+        );
+        assert_eq!(sink.messages(), ["nope", "panicked: boom"]);
+
+        // SAFETY: the instance came from `create` and is not used again.
+        unsafe { (vtbl.destroy)(this) };
+    }
+
+    #[test]
+    fn null_pointers_are_refused_with_a_message_and_the_body_released() {
+        let (vtbl, entry) = app();
+        let sink = Sink::default();
+        let (_, this) = create(&entry, &[], &sink);
+        let (body, released) = host_body(b"unread");
+        let (rc, resp) = call(vtbl, this, std::ptr::null(), body, std::ptr::null(), &sink);
+        assert_eq!((rc, resp.is_none()), (PH_ERR, true));
+        assert!(is_set(&released), "the request body is consumed even so");
+
+        // A null `next` is refused before `this` (here an app) is looked at.
+        let filter_vtbl = &FilterGlue::<TestFilter>::VTBL;
+        let (body, released) = host_body(b"");
+        let req = raw_request("/", &[]);
+        let (rc, _) = call(filter_vtbl, this, &req, body, std::ptr::null(), &sink);
+        assert_eq!(rc, PH_ERR);
+        assert!(is_set(&released));
+        assert_eq!(
+            sink.messages(),
+            [
+                "an app call: null `req` argument",
+                "a filter call: null `next` argument"
+            ]
+        );
+
+        let err = sink.raw();
+        // SAFETY: deliberately null `this_out`; everything else is valid.
+        let rc = unsafe {
+            (entry.create)(
+                std::ptr::null(),
+                PhStr::EMPTY,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                std::ptr::null_mut(),
+                &err,
+            )
+        };
+        assert_eq!(rc, PH_ERR);
+        assert_eq!(
+            sink.messages().last().map(String::as_str),
+            Some("creating an app: null `this_out` argument")
+        );
+        // SAFETY: the body functions and `destroy` must survive null handles; the
+        // instance is destroyed once, last.
+        unsafe {
+            assert_eq!(
+                body_next(std::ptr::null_mut(), std::ptr::null_mut()),
+                PH_ERR
+            );
+            assert_eq!(body_size_hint(std::ptr::null_mut()), -1);
+            body_release(std::ptr::null_mut());
+            response_release(std::ptr::null_mut());
+            (vtbl.destroy)(std::ptr::null_mut());
+            (vtbl.destroy)(this);
+        }
+    }
+
+    #[test]
+    fn a_factory_error_is_reported() {
+        let (_, entry) = app();
+        let sink = Sink::default();
+        let local = [PhPair {
+            name: PhStr::from_str("fail"),
+            value: PhStr::from_str("bad config"),
+        }];
+        let (rc, this) = create(&entry, &local, &sink);
+        assert_eq!((rc, this.is_null()), (PH_ERR, true));
+        assert_eq!(sink.messages(), ["bad config"]);
+    }
+
+    #[test]
+    fn a_panicking_body_is_a_code_not_an_unwind() {
+        let raw = body_into_raw(Body::from_chunks(std::iter::once_with(
+            || -> io::Result<Vec<u8>> { panic!("chunk") },
+        )));
+        let mut chunk = PhStr::EMPTY;
+        // SAFETY: a live body from `body_into_raw`, released once.
+        unsafe {
+            assert_eq!(((*raw.vtbl).next)(raw.this, &mut chunk), PH_ERR_PANIC);
+            ((*raw.vtbl).release)(raw.this);
+        }
+    }
+
+    /// What the fake pipeline behind a filter saw.
+    #[derive(Default)]
+    struct Downstream {
+        header: Option<String>,
+        body: Vec<u8>,
+    }
+
+    unsafe extern "C" fn downstream_call(
+        this: *mut c_void,
+        req: *const PhRequest,
+        body: PhBody,
+        out: *mut PhResponse,
+    ) -> i32 {
+        // SAFETY: `this` is the test's `Downstream`; `req` and `out` are valid for
+        // the call, and the body is ours to consume.
+        unsafe {
+            let seen = &mut *this.cast::<Downstream>();
+            let mut req = request_from_raw(&*req, body);
+            seen.header = req.header("x-in").map(str::to_owned);
+            seen.body = req.body.read_all().unwrap();
+            response_into_raw(Response::new(202).body("down"), &mut *out);
+        }
+        PH_OK
+    }
+
+    #[test]
+    fn a_filter_passes_requests_and_bodies_through_the_host_next() {
+        let sink = Sink::default();
+        let entry = filter_entry::<TestFilter>(c"f".as_ptr(), &FilterGlue::<TestFilter>::VTBL);
+        let (rc, this) = create(&entry, &[], &sink);
+        assert_eq!(rc, PH_OK);
+        let mut seen = Downstream::default();
+        let next = PhNext {
+            this: (&mut seen as *mut Downstream).cast(),
+            call: downstream_call,
+        };
+        let (body, released) = host_body(b"up");
+        let req = raw_request("/", &[]);
+        // SAFETY: `entry.vtbl` is the filter's static table.
+        let vtbl = unsafe { &*entry.vtbl };
+        let (rc, resp) = call(vtbl, this, &req, body, &next, &sink);
+        assert_eq!(rc, PH_OK, "{:?}", sink.messages());
+        let resp = resp.unwrap();
+        assert_eq!(resp.status, 202);
+        assert_eq!(resp.header_value("x-out"), Some("1"));
+        assert_eq!(resp.body.into_bytes().unwrap(), b"down");
+        assert_eq!(
+            (seen.header.as_deref(), &seen.body[..]),
+            (Some("1"), &b"up"[..])
+        );
+        assert!(is_set(&released));
+        // SAFETY: created above, destroyed once.
+        unsafe { (vtbl.destroy)(this) };
+    }
+
+    #[test]
+    fn a_body_built_in_the_plugin_streams_through_the_host_next() {
+        let mut seen = Downstream::default();
+        let next = PhNext {
+            this: (&mut seen as *mut Downstream).cast(),
+            call: downstream_call,
+        };
+        let req = Request::builder().header("X-In", "b").body("local").build();
+        let resp = Next::from_host(&next).call(req).unwrap();
+        assert_eq!(resp.status, 202);
+        assert_eq!(
+            (seen.header.as_deref(), &seen.body[..]),
+            (Some("b"), &b"local"[..])
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! ordinary Rust, built as a `cdylib`, and mount them from `deploy.ini`.
 //!
 //! ## A plugin in ten lines
-//! ```ignore
+//! ```
+//! #![deny(unsafe_code)] // plugin code needs none, and export_plugin! is fine with that
 //! use plughost_sdk::{App, Config, Error, Request, Response};
 //!
 //! struct Hello { greeting: String }
@@ -19,6 +20,12 @@
 //! }
 //!
 //! plughost_sdk::export_plugin!(name: "hello", apps: { "main" => Hello });
+//! # fn main() {
+//! #     // The app is plain Rust: call it without a host.
+//! #     let hello = Hello::new(&Config::default()).unwrap();
+//! #     let resp = hello.call(Request::builder().path("/").build()).unwrap();
+//! #     assert_eq!(resp.body.into_bytes().unwrap(), b"Hello, world!");
+//! # }
 //! ```
 //!
 //! `Cargo.toml`:
@@ -45,6 +52,39 @@
 //! It may change the request, call `next` once or not at all (answering itself), and
 //! change or replace the response. See the `tag` plugin for a complete example.
 //!
+//! ## Testing without a host
+//! Plugin code is ordinary Rust: build a [`Request`] with [`Request::builder`], a
+//! [`Config`] with [`Config::new`], and stand in for the rest of the pipeline with
+//! [`Next::from_fn`]:
+//! ```
+//! use plughost_sdk::{Config, Error, Filter, Next, Request, Response};
+//!
+//! /// Answers 403 for paths under `deny_prefix`, passes everything else on.
+//! struct Deny { prefix: String }
+//!
+//! impl Filter for Deny {
+//!     fn new(config: &Config) -> Result<Self, Error> {
+//!         Ok(Deny { prefix: config.require("deny_prefix")?.to_owned() })
+//!     }
+//!     fn call(&self, req: Request, next: Next<'_>) -> Result<Response, Error> {
+//!         if req.path_info.starts_with(&self.prefix) {
+//!             return Ok(Response::new(403));
+//!         }
+//!         next.call(req)
+//!     }
+//! }
+//!
+//! // In a plugin this would be a #[test] fn.
+//! let config = Config::new("main", vec![], vec![("deny_prefix".into(), "/private".into())]);
+//! let deny = Deny::new(&config).unwrap();
+//! let downstream = |req: Request| Ok(Response::new(200).body(req.path_info));
+//!
+//! let resp = deny.call(Request::builder().path("/private/x").build(), Next::from_fn(downstream)).unwrap();
+//! assert_eq!(resp.status, 403);
+//! let resp = deny.call(Request::builder().path("/public").build(), Next::from_fn(downstream)).unwrap();
+//! assert_eq!((resp.status, resp.body.into_bytes().unwrap()), (200, b"/public".to_vec()));
+//! ```
+//!
 //! ## The contract
 //! - `new` receives the section's configuration ([`Config`]: Paste Deploy's
 //!   `global_conf` and `local_conf`); an `Err` stops the host's start-up with your
@@ -60,11 +100,20 @@
 //! - The raw C ABI is in [`abi`] and `include/plughost.h` (for C authors); the SDK
 //!   hides it completely, so plugin code needs no `unsafe`.
 
+// Every public item says what it is and why a plugin author would use it.
+#![deny(missing_docs)]
+// All `unsafe` lives in `abi` and `ffi` (each block with a `// SAFETY:` comment);
+// everything else is safe code over their safe functions.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[allow(unsafe_code)]
 pub mod abi;
 mod body;
 mod config;
 mod error;
 #[doc(hidden)]
+#[allow(unsafe_code)]
 pub mod ffi;
 mod log;
 mod request;
@@ -74,7 +123,7 @@ pub use body::{Body, RequestBody};
 pub use config::Config;
 pub use error::Error;
 pub use log::{log, Level};
-pub use request::{Next, Request};
+pub use request::{Next, Request, RequestBuilder};
 pub use response::Response;
 
 /// An application: the end of a pipeline (a WSGI app).
@@ -104,15 +153,41 @@ pub trait Filter: Send + Sync + Sized + 'static {
 
 /// Export a plugin library: its name and its named app and filter entries.
 ///
-/// ```ignore
+/// ```
+/// # #![deny(unsafe_code)]
+/// # use plughost_sdk::{App, Config, Error, Filter, Next, Request, Response};
+/// # struct Hello;
+/// # impl App for Hello {
+/// #     fn new(_: &Config) -> Result<Self, Error> { Ok(Hello) }
+/// #     fn call(&self, _: Request) -> Result<Response, Error> { Ok(Response::new(200)) }
+/// # }
+/// # struct Other;
+/// # impl App for Other {
+/// #     fn new(_: &Config) -> Result<Self, Error> { Ok(Other) }
+/// #     fn call(&self, _: Request) -> Result<Response, Error> { Ok(Response::new(204)) }
+/// # }
+/// # struct Gzip;
+/// # impl Filter for Gzip {
+/// #     fn new(_: &Config) -> Result<Self, Error> { Ok(Gzip) }
+/// #     fn call(&self, req: Request, next: Next<'_>) -> Result<Response, Error> { next.call(req) }
+/// # }
 /// plughost_sdk::export_plugin!(
 ///     name: "demo",
 ///     apps: { "main" => Hello, "other" => Other },
 ///     filters: { "gzip" => Gzip },
 /// );
+/// # fn main() {
+/// #     // The two symbols the host looks for.
+/// #     assert_eq!(plughost_abi, plughost_sdk::abi::PhHandshake::CURRENT);
+/// #     assert!(!plughost_plugin_v1().is_null());
+/// # }
 /// ```
 /// Both `apps` and `filters` are optional. Entry names are what `egg:demo#NAME` picks;
 /// `main` is the default.
+///
+/// It expands to two `#[no_mangle]` items in your crate, `plughost_abi` and
+/// `plughost_plugin_v1`; so use it once per library, at the crate's top level. It
+/// compiles under `#![deny(unsafe_code)]` (see the example above).
 #[macro_export]
 macro_rules! export_plugin {
     (

@@ -5,10 +5,15 @@ use crate::abi::{PhHost, PhStr};
 /// Severity of a log line sent to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// A failure ([`crate::abi::PH_LOG_ERROR`]).
     Error = 1,
+    /// Something unexpected the plugin survived ([`crate::abi::PH_LOG_WARN`]).
     Warn = 2,
+    /// Normal operation worth recording ([`crate::abi::PH_LOG_INFO`]).
     Info = 3,
+    /// Detail for debugging ([`crate::abi::PH_LOG_DEBUG`]).
     Debug = 4,
+    /// The finest detail ([`crate::abi::PH_LOG_TRACE`]).
     Trace = 5,
 }
 

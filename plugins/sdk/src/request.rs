@@ -5,6 +5,7 @@ use crate::{Error, RequestBody, Response};
 /// shown lossily; the exact bytes are passed on to `next` if left unchanged.
 #[derive(Debug)]
 pub struct Request {
+    /// The request method (`GET`, `POST`, ...), as received.
     pub method: String,
     /// `http` or `https`.
     pub scheme: String,
@@ -18,9 +19,13 @@ pub struct Request {
     pub query_string: String,
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub protocol: String,
+    /// SERVER_NAME: the host name the server answers as.
     pub server_name: String,
+    /// SERVER_PORT: the port the request came in on.
     pub server_port: u16,
+    /// REMOTE_ADDR: the client's address (or the proxy's, behind one).
     pub remote_addr: String,
+    /// The client's port.
     pub remote_port: u16,
     /// Lower-case names, in the order received; repeated headers stay separate.
     pub headers: Vec<(String, String)>,
@@ -28,6 +33,7 @@ pub struct Request {
     pub extras: Vec<(String, String)>,
     /// The declared body length, if any.
     pub content_length: Option<u64>,
+    /// The request body, streamed from the client as it is read.
     pub body: RequestBody,
     /// Exact bytes of script_name and path_info as received, kept only when they
     /// were not valid UTF-8 (the strings above then differ from them).
@@ -56,6 +62,13 @@ impl Request {
             body: RequestBody::empty(),
             raw_script_name: None,
             raw_path_info: None,
+        }
+    }
+
+    /// A builder for a request made by hand (for tests of plugin code).
+    pub fn builder() -> RequestBuilder {
+        RequestBuilder {
+            req: Request::new("GET", "/"),
         }
     }
 
@@ -102,16 +115,236 @@ impl Request {
     }
 }
 
-/// The rest of the pipeline, for a [`crate::Filter`]. Calling it consumes it, so it
-/// can be called at most once.
-pub struct Next<'a> {
-    pub(crate) raw: &'a PhNext,
+/// Builds a [`Request`] by hand, for unit tests of plugin code (no host needed).
+///
+/// Starts from [`Request::new`]`("GET", "/")`; every setter replaces or adds one
+/// part. Header names are lower-cased, as the host delivers them.
+///
+/// ```
+/// use plughost_sdk::Request;
+///
+/// let mut req = Request::builder()
+///     .method("POST")
+///     .path("/items?page=2")
+///     .header("Content-Type", "text/plain")
+///     .body("hello")
+///     .build();
+/// assert_eq!((req.method.as_str(), req.path_info.as_str()), ("POST", "/items"));
+/// assert_eq!(req.query_string, "page=2");
+/// assert_eq!(req.header("content-type"), Some("text/plain"));
+/// assert_eq!(req.content_length, Some(5));
+/// assert_eq!(req.body.read_all().unwrap(), b"hello");
+/// ```
+#[derive(Debug)]
+pub struct RequestBuilder {
+    req: Request,
 }
 
-impl Next<'_> {
+impl RequestBuilder {
+    /// The request method (`GET` by default).
+    pub fn method(mut self, method: &str) -> RequestBuilder {
+        self.req.method = method.to_owned();
+        self
+    }
+
+    /// PATH_INFO, with an optional `?query` (which sets the query string).
+    pub fn path(mut self, path: &str) -> RequestBuilder {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        self.req.path_info = path.to_owned();
+        if let Some(query) = query {
+            self.req.query_string = query.to_owned();
+        }
+        self
+    }
+
+    /// SCRIPT_NAME: the mount point the request came through (empty by default).
+    pub fn script_name(mut self, script_name: &str) -> RequestBuilder {
+        self.req.script_name = script_name.to_owned();
+        self
+    }
+
+    /// QUERY_STRING, raw, without `?`.
+    pub fn query(mut self, query: &str) -> RequestBuilder {
+        self.req.query_string = query.to_owned();
+        self
+    }
+
+    /// Add a header (repeat to add several values).
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> RequestBuilder {
+        self.req
+            .headers
+            .push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Set an extra environ key, as a filter upstream would.
+    pub fn extra(mut self, key: impl Into<String>, value: impl Into<String>) -> RequestBuilder {
+        self.req.set_extra(key, value);
+        self
+    }
+
+    /// Set the body and its declared length.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> RequestBuilder {
+        let body = body.into();
+        self.req.content_length = Some(body.len() as u64);
+        self.req.body = RequestBody::from_bytes(body);
+        self
+    }
+
+    /// The finished request. `raw_path` is `script_name` followed by the path.
+    pub fn build(mut self) -> Request {
+        self.req.raw_path = format!("{}{}", self.req.script_name, self.req.path_info);
+        self.req
+    }
+}
+
+/// The rest of the pipeline, for a [`crate::Filter`]. Calling it consumes it, so it
+/// can be called at most once.
+///
+/// The host hands a filter one for each request; a unit test makes its own with
+/// [`Next::from_fn`].
+pub struct Next<'a>(NextInner<'a>);
+
+/// What a [`Next`] runs: the host's pipeline, or a closure standing in for it.
+enum NextInner<'a> {
+    Host(&'a PhNext),
+    Fn(Box<dyn FnOnce(Request) -> Result<Response, Error> + 'a>),
+}
+
+impl<'a> Next<'a> {
+    /// The host's handle for the rest of the pipeline (used by the SDK's glue).
+    pub(crate) fn from_host(raw: &'a PhNext) -> Next<'a> {
+        Next(NextInner::Host(raw))
+    }
+
+    /// A stand-in for the rest of the pipeline: `f` gets the request the filter
+    /// passes on and returns the "downstream" response. For unit tests of filters,
+    /// which then run without a host.
+    ///
+    /// ```
+    /// use plughost_sdk::{Config, Error, Filter, Next, Request, Response};
+    ///
+    /// /// Adds `X-Seen: yes` on the way in and `X-Done: yes` on the way out.
+    /// struct Mark;
+    ///
+    /// impl Filter for Mark {
+    ///     fn new(_config: &Config) -> Result<Self, Error> {
+    ///         Ok(Mark)
+    ///     }
+    ///     fn call(&self, mut req: Request, next: Next<'_>) -> Result<Response, Error> {
+    ///         req.set_header("x-seen", "yes");
+    ///         Ok(next.call(req)?.header("X-Done", "yes"))
+    ///     }
+    /// }
+    ///
+    /// let filter = Mark::new(&Config::default()).unwrap();
+    /// let req = Request::builder().path("/x").build();
+    /// let next = Next::from_fn(|req: Request| {
+    ///     assert_eq!(req.header("x-seen"), Some("yes"));
+    ///     Ok(Response::new(200).body("downstream"))
+    /// });
+    /// let resp = filter.call(req, next).unwrap();
+    /// assert_eq!(resp.status, 200);
+    /// assert_eq!(resp.header_value("x-done"), Some("yes"));
+    /// assert_eq!(resp.body.into_bytes().unwrap(), b"downstream");
+    /// ```
+    pub fn from_fn(f: impl FnOnce(Request) -> Result<Response, Error> + 'a) -> Next<'a> {
+        Next(NextInner::Fn(Box::new(f)))
+    }
+
     /// Pass the request on and get the response of everything downstream.
     /// An `Err` means downstream failed (the host has logged why).
     pub fn call(self, req: Request) -> Result<Response, Error> {
-        crate::ffi::call_next(self.raw, req)
+        match self.0 {
+            NextInner::Host(raw) => crate::ffi::call_next(raw, req),
+            NextInner::Fn(f) => f(req),
+        }
+    }
+}
+
+impl std::fmt::Debug for Next<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.0 {
+            NextInner::Host(_) => "host",
+            NextInner::Fn(_) => "fn",
+        };
+        f.debug_tuple("Next").field(&kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn builder_defaults_match_request_new() {
+        let built = Request::builder().build();
+        let new = Request::new("GET", "/");
+        assert_eq!(
+            (
+                &built.method,
+                &built.path_info,
+                &built.raw_path,
+                &built.scheme
+            ),
+            (&new.method, &new.path_info, &new.raw_path, &new.scheme)
+        );
+        assert_eq!(built.content_length, None);
+        assert!(built.headers.is_empty() && built.extras.is_empty());
+    }
+
+    #[test]
+    fn builder_sets_every_part() {
+        let mut req = Request::builder()
+            .method("PUT")
+            .script_name("/app")
+            .path("/a b?x=1")
+            .header("X-One", "1")
+            .header("x-one", "2")
+            .extra("k", "v")
+            .body(&b"abc"[..])
+            .build();
+        assert_eq!(req.method, "PUT");
+        assert_eq!(req.script_name, "/app");
+        assert_eq!(req.path_info, "/a b");
+        assert_eq!(req.raw_path, "/app/a b");
+        assert_eq!(req.query_string, "x=1");
+        assert_eq!(req.header_all("X-ONE").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(req.headers[0].0, "x-one", "names are lower-cased");
+        assert_eq!(req.extra("k"), Some("v"));
+        assert_eq!(req.content_length, Some(3));
+        let mut body = String::new();
+        req.body.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "abc");
+    }
+
+    #[test]
+    fn query_after_path_wins() {
+        let req = Request::builder().path("/p?a").query("b").build();
+        assert_eq!(req.query_string, "b");
+    }
+
+    #[test]
+    fn next_from_fn_runs_the_closure_once_with_the_request() {
+        let mut seen = None;
+        let next = Next::from_fn(|req: Request| {
+            seen = Some(req.path_info.clone());
+            Ok(Response::new(204))
+        });
+        assert_eq!(format!("{next:?}"), "Next(\"fn\")");
+        let resp = next.call(Request::new("GET", "/down")).unwrap();
+        assert_eq!(resp.status, 204);
+        assert_eq!(seen.as_deref(), Some("/down"));
+    }
+
+    #[test]
+    fn next_from_fn_passes_errors_on() {
+        let next = Next::from_fn(|_req: Request| Err(Error::new("downstream broke")));
+        let err = next.call(Request::new("GET", "/")).unwrap_err();
+        assert_eq!(err.message(), "downstream broke");
     }
 }

@@ -3,10 +3,13 @@ use crate::Body;
 /// A response: status, optional reason phrase, headers in order, and a body.
 #[derive(Debug)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
     /// A custom reason phrase; `None` uses the standard one.
     pub reason: Option<String>,
+    /// Header names and values, sent in this order (names as given).
     pub headers: Vec<(String, String)>,
+    /// The body; streamed to the client as the host pulls it.
     pub body: Body,
 }
 
