@@ -54,7 +54,7 @@ impl Defaults {
             let value =
                 interpolate_within(value, &|name| get(&raw, name).map(str::to_owned), budget)
                     .map_err(|m| {
-                        let mut e = ConfigError::new(ErrorKind::Interpolation, path, m)
+                        let mut e = ConfigError::new(ErrorKind::Interpolation, path, m.to_string())
                             .in_section("DEFAULT")
                             .for_key(key);
                         if let Some(line) = lines.get(key) {

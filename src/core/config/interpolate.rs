@@ -45,7 +45,10 @@ impl Budget {
 
 /// Expand `value`, looking names up with `lookup` (which returns raw values),
 /// with a budget of its own.
-pub fn interpolate(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn interpolate(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpolateError> {
     interpolate_within(value, lookup, &mut Budget::default())
 }
 
@@ -54,19 +57,36 @@ pub fn interpolate_within(
     value: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     budget: &mut Budget,
-) -> Result<String, String> {
+) -> Result<String, InterpolateError> {
     expand(value, lookup, 0, budget).map_err(|e| match e {
-        Failure::Message(m) => m,
-        Failure::TooLarge => format!(
-            "interpolating {value:?} goes over the limit of {MAX_SUBSTITUTIONS} substitutions \
-             or {MAX_EXPANDED_BYTES} expanded bytes per configuration: do keys name each other \
-             several times over?"
-        ),
+        Failure::Error(e) => e,
+        Failure::TooLarge => InterpolateError::TooMuchWork {
+            value: value.to_owned(),
+        },
     })
 }
 
+/// Why a value cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterpolateError {
+    #[error("interpolation nested deeper than {MAX_DEPTH} levels (a loop?) in {value:?}")]
+    TooDeep { value: String },
+    #[error("bad interpolation syntax in {value:?}: expected `%(name)s`")]
+    BadSyntax { value: String },
+    #[error("`%({name})s` refers to a key that is not defined")]
+    Undefined { name: String },
+    #[error("a lone `%` in {value:?}: write `%%` for a literal percent sign")]
+    LonePercent { value: String },
+    #[error(
+        "interpolating {value:?} goes over the limit of {MAX_SUBSTITUTIONS} substitutions \
+         or {MAX_EXPANDED_BYTES} expanded bytes per configuration: do keys name each other \
+         several times over?"
+    )]
+    TooMuchWork { value: String },
+}
+
 enum Failure {
-    Message(String),
+    Error(InterpolateError),
     /// Over the budget: reported once, for the outermost value.
     TooLarge,
 }
@@ -78,9 +98,9 @@ fn expand(
     budget: &mut Budget,
 ) -> Result<String, Failure> {
     if depth > MAX_DEPTH {
-        return Err(Failure::Message(format!(
-            "interpolation nested deeper than {MAX_DEPTH} levels (a loop?) in {value:?}"
-        )));
+        return Err(Failure::Error(InterpolateError::TooDeep {
+            value: value.to_owned(),
+        }));
     }
     let mut out = String::with_capacity(value.len().min(budget.bytes));
     let mut rest = value;
@@ -92,9 +112,9 @@ fn expand(
             rest = after;
         } else if let Some(spec) = tail.strip_prefix('(') {
             let Some(close) = spec.find(")s") else {
-                return Err(Failure::Message(format!(
-                    "bad interpolation syntax in {value:?}: expected `%(name)s`"
-                )));
+                return Err(Failure::Error(InterpolateError::BadSyntax {
+                    value: value.to_owned(),
+                }));
             };
             let name = &spec[..close];
             budget.substitutions = budget
@@ -102,17 +122,17 @@ fn expand(
                 .checked_sub(1)
                 .ok_or(Failure::TooLarge)?;
             let Some(raw) = lookup(name) else {
-                return Err(Failure::Message(format!(
-                    "`%({name})s` refers to a key that is not defined"
-                )));
+                return Err(Failure::Error(InterpolateError::Undefined {
+                    name: name.to_owned(),
+                }));
             };
             let inner = expand(&raw, lookup, depth + 1, budget)?;
             budget.push(&mut out, &inner)?;
             rest = &spec[close + 2..];
         } else {
-            return Err(Failure::Message(format!(
-                "a lone `%` in {value:?}: write `%%` for a literal percent sign"
-            )));
+            return Err(Failure::Error(InterpolateError::LonePercent {
+                value: value.to_owned(),
+            }));
         }
     }
     budget.push(&mut out, rest)?;
@@ -144,15 +164,21 @@ mod tests {
     #[test]
     fn errors() {
         let l = with(&[("a", "%(b)s"), ("b", "%(a)s"), ("Name", "x")]);
-        assert!(interpolate("50%", &l).unwrap_err().contains("lone `%`"));
+        assert!(interpolate("50%", &l)
+            .unwrap_err()
+            .to_string()
+            .contains("lone `%`"));
         assert!(interpolate("%(n)d", &l)
             .unwrap_err()
+            .to_string()
             .contains("bad interpolation"));
         assert!(interpolate("%(name)s", &l)
             .unwrap_err()
+            .to_string()
             .contains("not defined"));
         assert!(interpolate("%(a)s", &l)
             .unwrap_err()
+            .to_string()
             .contains("deeper than 10"));
     }
 
@@ -177,7 +203,7 @@ mod tests {
                     .map(|(_, v)| v.clone())
             };
             let started = std::time::Instant::now();
-            let err = interpolate("%(a)s", &lookup).unwrap_err();
+            let err = interpolate("%(a)s", &lookup).unwrap_err().to_string();
             assert!(err.contains("goes over the limit"), "{err}");
             assert!(started.elapsed() < std::time::Duration::from_secs(5));
             // A few levels of the same shape are fine.
@@ -192,7 +218,9 @@ mod tests {
         for _ in 0..MAX_SUBSTITUTIONS {
             assert_eq!(interpolate_within("%(a)s", &l, &mut budget).unwrap(), "xyz");
         }
-        let err = interpolate_within("%(a)s", &l, &mut budget).unwrap_err();
+        let err = interpolate_within("%(a)s", &l, &mut budget)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("goes over the limit"), "{err}");
         // Plain text is still counted in bytes, and a fresh budget starts over.
         assert_eq!(interpolate("%(a)s", &l).unwrap(), "xyz");

@@ -19,15 +19,38 @@ pub enum Reference {
     Section(String),
 }
 
+/// Why a reference cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("empty reference")]
+    Empty,
+    #[error("`{value}`: expected {scheme}:{form}")]
+    Incomplete {
+        value: String,
+        scheme: &'static str,
+        form: &'static str,
+    },
+    #[error("`{value}`: plughost has no built-in `{name}`; built-ins: {}", known.join(", "))]
+    NoSuchBuiltin {
+        value: String,
+        name: String,
+        known: Vec<&'static str>,
+    },
+    #[error("`{value}`: call: names Python code, which plughost cannot run; use egg:NAME#ENTRY or lib:PATH#ENTRY")]
+    Call { value: String },
+    #[error("`{value}`: unknown scheme `{scheme}`; known schemes: egg, lib, config")]
+    UnknownScheme { value: String, scheme: String },
+}
+
 /// Parse `value`; relative paths resolve against `base` (the referencing file's directory).
-pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, String> {
+pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, ReferenceError> {
     let value = value.trim();
     let scheme_end = value
         .find(':')
         .filter(|&i| i > 0 && value[..i].chars().all(|c| c.is_ascii_alphabetic()));
     let Some(i) = scheme_end else {
         if value.is_empty() {
-            return Err("empty reference".into());
+            return Err(ReferenceError::Empty);
         }
         return Ok(Reference::Section(value.to_owned()));
     };
@@ -46,16 +69,17 @@ pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, S
         "egg" => {
             let dist = target.split("==").next().unwrap_or(target).trim();
             if dist.is_empty() {
-                return Err(format!("`{value}`: expected egg:NAME#ENTRY"));
+                return Err(incomplete(value, "egg", "NAME#ENTRY"));
             }
             if let Some(builtin) = builtins.lookup(dist, name) {
                 return Ok(Reference::Code(Source::Builtin(builtin)));
             }
             if dist.eq_ignore_ascii_case("plughost") {
-                return Err(format!(
-                    "`{value}`: plughost has no built-in `{name}`; built-ins: {}",
-                    builtins.entries_of(dist).join(", ")
-                ));
+                return Err(ReferenceError::NoSuchBuiltin {
+                    value: value.to_owned(),
+                    name: name.to_owned(),
+                    known: builtins.entries_of(dist),
+                });
             }
             Ok(Reference::Code(Source::Egg {
                 dist: dist.to_owned(),
@@ -64,7 +88,7 @@ pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, S
         }
         "lib" => {
             if target.is_empty() {
-                return Err(format!("`{value}`: expected lib:PATH#ENTRY"));
+                return Err(incomplete(value, "lib", "PATH#ENTRY"));
             }
             Ok(Reference::Code(Source::Lib {
                 path: base.join(target),
@@ -75,7 +99,7 @@ pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, S
             let target = target.replace('\\', "/");
             let target = target.strip_prefix("//").unwrap_or(&target);
             if target.is_empty() {
-                return Err(format!("`{value}`: expected config:PATH#NAME"));
+                return Err(incomplete(value, "config", "PATH#NAME"));
             }
             let decoded = percent_decode_str(target).decode_utf8_lossy().into_owned();
             Ok(Reference::Config {
@@ -83,10 +107,21 @@ pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, S
                 name: name.to_owned(),
             })
         }
-        "call" => Err(format!(
-            "`{value}`: call: names Python code, which plughost cannot run; use egg:NAME#ENTRY or lib:PATH#ENTRY"
-        )),
-        _ => Err(format!("`{value}`: unknown scheme `{scheme}`; known schemes: egg, lib, config")),
+        "call" => Err(ReferenceError::Call {
+            value: value.to_owned(),
+        }),
+        _ => Err(ReferenceError::UnknownScheme {
+            value: value.to_owned(),
+            scheme,
+        }),
+    }
+}
+
+fn incomplete(value: &str, scheme: &'static str, form: &'static str) -> ReferenceError {
+    ReferenceError::Incomplete {
+        value: value.to_owned(),
+        scheme,
+        form,
     }
 }
 
@@ -109,7 +144,7 @@ mod tests {
     ];
 
     fn parse(value: &str, base: &Path) -> Result<Reference, String> {
-        super::parse(value, base, Catalog(TEST_BUILTINS))
+        super::parse(value, base, Catalog(TEST_BUILTINS)).map_err(|e| e.to_string())
     }
 
     #[test]

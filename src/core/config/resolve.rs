@@ -364,7 +364,7 @@ impl Resolver {
         for entry in &section.entries {
             let here = at(entry.line, &entry.key);
             let value = interpolate_within(&entry.value, &raw_lookup, &mut self.budget)
-                .map_err(|m| here.error(ErrorKind::Interpolation, m))?;
+                .map_err(|m| here.error(ErrorKind::Interpolation, m.to_string()))?;
             if let Some(name) = entry.key.strip_prefix("set ") {
                 let name = name.trim();
                 set(&mut keys.globals, name, value.clone());
@@ -376,7 +376,7 @@ impl Resolver {
             {
                 return Err(here.error(
                     ErrorKind::BadUri,
-                    "names a Python factory, which plughost cannot run; use `use = egg:NAME#ENTRY` or `use = lib:PATH#ENTRY`".into(),
+                    "names a Python factory, which plughost cannot run; use `use = egg:NAME#ENTRY` or `use = lib:PATH#ENTRY`",
                 ));
             } else if let Some(&key) = reserved_here.iter().find(|k| **k == entry.key) {
                 keys.reserved.insert(key, (value, entry.line));
@@ -453,14 +453,12 @@ impl Resolver {
                 let Some((next, _)) = keys.reserved.get("next").cloned() else {
                     return Err(at_section().error(
                         ErrorKind::MissingKey,
-                        "a [filter-app:] needs `next =` naming the app it wraps".into(),
+                        "a [filter-app:] needs `next =` naming the app it wraps",
                     ));
                 };
                 let Some((use_value, _)) = keys.reserved.get("use").cloned() else {
-                    return Err(at_section().error(
-                        ErrorKind::MissingKey,
-                        "no `use =` key naming the filter".into(),
-                    ));
+                    return Err(at_section()
+                        .error(ErrorKind::MissingKey, "no `use =` key naming the filter"));
                 };
                 let next = self.app_ref(ctx, &next, &keys.globals, &key_at("next"))?;
                 let mut filters =
@@ -483,7 +481,7 @@ impl Resolver {
                 let Some((use_value, _)) = keys.reserved.get("use").cloned() else {
                     return Err(at_section().error(
                         ErrorKind::MissingKey,
-                        "no `use =` key: say where the code comes from (egg:NAME#ENTRY, lib:PATH#ENTRY, config:FILE#NAME or another section)".into(),
+                        "no `use =` key: say where the code comes from (egg:NAME#ENTRY, lib:PATH#ENTRY, config:FILE#NAME or another section)",
                     ));
                 };
                 self.use_target(ctx, ty, kind, section, &use_value, &keys, &key_at("use"))?
@@ -585,7 +583,7 @@ impl Resolver {
         let Some((value, line)) = keys.reserved.get("pipeline").cloned() else {
             return Err(at.error(
                 ErrorKind::MissingKey,
-                "a [pipeline:] needs `pipeline =` (filters, then the app)".into(),
+                "a [pipeline:] needs `pipeline =` (filters, then the app)",
             ));
         };
         let key_at = |key: &str, line: usize| At {
@@ -597,7 +595,7 @@ impl Resolver {
         if let Some((_, line)) = keys.reserved.get("use") {
             return Err(key_at("use", *line).error(
                 ErrorKind::UnknownKey,
-                "a [pipeline:] takes no `use`; list its items in `pipeline =`".into(),
+                "a [pipeline:] takes no `use`; list its items in `pipeline =`",
             ));
         }
         if !keys.local.is_empty() {
@@ -614,7 +612,7 @@ impl Resolver {
         let Some((app, filters)) = items.split_last() else {
             return Err(key_at("pipeline", line).error(
                 ErrorKind::BadValue,
-                "empty pipeline: list the filters, then the app".into(),
+                "empty pipeline: list the filters, then the app",
             ));
         };
         let here = key_at("pipeline", line);
@@ -723,7 +721,7 @@ impl Resolver {
                 continue;
             }
             let v = interpolate_within(&e.value, &raw_lookup, &mut self.budget).map_err(|m| {
-                ConfigError::new(ErrorKind::Interpolation, &ctx.path, m)
+                ConfigError::new(ErrorKind::Interpolation, &ctx.path, m.to_string())
                     .at(e.line)
                     .in_section(&section.header)
                     .for_key(&e.key)
@@ -792,8 +790,8 @@ struct At {
 }
 
 impl At {
-    fn error(&self, kind: ErrorKind, message: String) -> ConfigError {
-        let mut e = ConfigError::new(kind, &self.file, message)
+    fn error(&self, kind: ErrorKind, message: impl ToString) -> ConfigError {
+        let mut e = ConfigError::new(kind, &self.file, message.to_string())
             .at(self.line)
             .in_section(&self.section);
         if !self.key.is_empty() {

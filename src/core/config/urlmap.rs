@@ -10,8 +10,27 @@ pub struct MountKey {
     pub path: String,
 }
 
+/// Why an urlmap key is not a path expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountKeyError {
+    #[error("`domain` needs a host name")]
+    NoHost,
+    #[error("`port` needs a number")]
+    NoPort,
+    #[error("`{0}` given twice")]
+    Twice(&'static str),
+    #[error("`port {0}`: not a port number")]
+    BadPort(String),
+    #[error("more than one path")]
+    TwoPaths,
+    #[error("`{0}`: a path must start with `/`")]
+    NotAPath(String),
+    #[error("`port` needs `domain`")]
+    PortWithoutDomain,
+}
+
 /// Parse a path expression.
-pub fn parse_key(key: &str) -> Result<MountKey, String> {
+pub fn parse_key(key: &str) -> Result<MountKey, MountKeyError> {
     let mut domain = None;
     let mut port = None;
     let mut path = None;
@@ -19,30 +38,30 @@ pub fn parse_key(key: &str) -> Result<MountKey, String> {
     while let Some(token) = tokens.next() {
         match token {
             "domain" => {
-                let host = tokens.next().ok_or("`domain` needs a host name")?;
+                let host = tokens.next().ok_or(MountKeyError::NoHost)?;
                 if domain.replace(host.to_owned()).is_some() {
-                    return Err("`domain` given twice".into());
+                    return Err(MountKeyError::Twice("domain"));
                 }
             }
             "port" => {
-                let n = tokens.next().ok_or("`port` needs a number")?;
+                let n = tokens.next().ok_or(MountKeyError::NoPort)?;
                 let n: u16 = n
                     .parse()
-                    .map_err(|_| format!("`port {n}`: not a port number"))?;
+                    .map_err(|_| MountKeyError::BadPort(n.to_owned()))?;
                 if port.replace(n).is_some() {
-                    return Err("`port` given twice".into());
+                    return Err(MountKeyError::Twice("port"));
                 }
             }
             p if p.starts_with('/') => {
                 if path.replace(normalize(p)).is_some() {
-                    return Err("more than one path".into());
+                    return Err(MountKeyError::TwoPaths);
                 }
             }
-            other => return Err(format!("`{other}`: a path must start with `/`")),
+            other => return Err(MountKeyError::NotAPath(other.to_owned())),
         }
     }
     if port.is_some() && domain.is_none() {
-        return Err("`port` needs `domain`".into());
+        return Err(MountKeyError::PortWithoutDomain);
     }
     Ok(MountKey {
         domain,
@@ -86,15 +105,19 @@ mod tests {
         );
         assert!(parse_key("/a /b")
             .unwrap_err()
+            .to_string()
             .contains("more than one path"));
         assert!(parse_key("port 80 /")
             .unwrap_err()
+            .to_string()
             .contains("needs `domain`"));
         assert!(parse_key("blog")
             .unwrap_err()
+            .to_string()
             .contains("must start with `/`"));
         assert!(parse_key("domain a domain b")
             .unwrap_err()
+            .to_string()
             .contains("twice"));
     }
 }
