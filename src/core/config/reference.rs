@@ -143,8 +143,8 @@ mod tests {
         },
     ];
 
-    fn parse(value: &str, base: &Path) -> Result<Reference, String> {
-        super::parse(value, base, Catalog(TEST_BUILTINS)).map_err(|e| e.to_string())
+    fn parse(value: &str, base: &Path) -> Result<Reference, ReferenceError> {
+        super::parse(value, base, Catalog(TEST_BUILTINS))
     }
 
     #[test]
@@ -198,13 +198,13 @@ mod tests {
             Reference::Section("other".into())
         );
         assert!(parse("call:foo:bar", base)
-            .unwrap_err()
+            .unwrap_err().to_string()
             .contains("use egg:"));
         assert!(parse("app:foo", base)
-            .unwrap_err()
+            .unwrap_err().to_string()
             .contains("unknown scheme `app`"));
         assert!(parse("egg:plughost#nope", base)
-            .unwrap_err()
+            .unwrap_err().to_string()
             .contains("no built-in `nope`"));
     }
 }
