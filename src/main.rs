@@ -199,7 +199,6 @@ fn serve(
         // sent as soon as that line appears must drain or reload, not meet the
         // default action (which ends the process).
         let shutdown = shutdown_signal();
-        #[cfg(unix)]
         let hup = reloader.clone().on_sighup();
         let mut out = std::io::stdout().lock();
         for l in &listeners {
@@ -208,7 +207,6 @@ fn serve(
         out.flush()?;
         drop(out);
         tracing::info!(config = %deployment.files[0].display(), threads = reloader.pool().size(), reload = watch, "serving");
-        #[cfg(unix)]
         tokio::spawn(hup);
         if watch {
             tokio::spawn(reloader.clone().watch());
@@ -292,7 +290,6 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
 /// called (not when the future is first polled).
-#[cfg(unix)]
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, Signal, SignalKind};
     async fn recv(s: std::io::Result<Signal>) {
@@ -312,13 +309,5 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = recv(int) => tracing::info!("SIGINT received"),
             _ = recv(term) => tracing::info!("SIGTERM received"),
         }
-    }
-}
-
-#[cfg(not(unix))]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Ctrl-C received");
     }
 }

@@ -181,7 +181,6 @@ impl Reloader {
     /// Reload on every SIGHUP. The handler is installed when this is called
     /// (inside the runtime), not when the returned future first runs, so a
     /// SIGHUP right after start-up reloads instead of ending the process.
-    #[cfg(unix)]
     pub fn on_sighup(self: Arc<Self>) -> impl std::future::Future<Output = ()> {
         use tokio::signal::unix::{signal, SignalKind};
         let hup = signal(SignalKind::hangup());

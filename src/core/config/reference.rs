@@ -198,13 +198,16 @@ mod tests {
             Reference::Section("other".into())
         );
         assert!(parse("call:foo:bar", base)
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("use egg:"));
         assert!(parse("app:foo", base)
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("unknown scheme `app`"));
         assert!(parse("egg:plughost#nope", base)
-            .unwrap_err().to_string()
+            .unwrap_err()
+            .to_string()
             .contains("no built-in `nope`"));
     }
 }
