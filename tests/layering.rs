@@ -72,6 +72,69 @@ fn no_module_imports_from_a_floor_above_it() {
     );
 }
 
+/// Lines of `text` that open an `unsafe` block, fn, impl or extern block.
+fn unsafe_lines(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.split("//").next().unwrap_or("");
+            [
+                "unsafe {",
+                "unsafe fn",
+                "unsafe impl",
+                "unsafe extern",
+                "unsafe trait",
+            ]
+            .iter()
+            .any(|p| code.contains(p))
+        })
+        .map(|(n, _)| n + 1)
+        .collect()
+}
+
+#[test]
+fn unsafe_code_lives_only_in_the_loader_and_the_sdk_ffi_layer() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let allowed = [
+        manifest.join("src/components/plugin"),
+        manifest.join("plugins/sdk/src/abi.rs"),
+        manifest.join("plugins/sdk/src/ffi.rs"),
+    ];
+    let mut files = Vec::new();
+    sources(&manifest.join("src"), &mut files);
+    sources(&manifest.join("plugins/sdk/src"), &mut files);
+    let mut wrong = Vec::new();
+    let mut found = 0;
+    for file in &files {
+        let lines = unsafe_lines(&fs::read_to_string(file).unwrap());
+        if allowed.iter().any(|a| file.starts_with(a)) {
+            found += lines.len();
+            continue;
+        }
+        for line in lines {
+            wrong.push(format!(
+                "{}:{line}",
+                file.strip_prefix(manifest).unwrap().display()
+            ));
+        }
+    }
+    assert!(
+        found > 0,
+        "the scan found no unsafe code at all, even in the loader"
+    );
+    assert!(
+        wrong.is_empty(),
+        "unsafe outside the loader and the SDK's FFI layer:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_unsafe_scan_sees_unsafe_code() {
+    let text = "let x = unsafe { f() };\n// unsafe { in a comment }\nEvent::BypassUnsafePath\npub unsafe fn g() {}\n";
+    assert_eq!(unsafe_lines(text), vec![1, 4]);
+}
+
 #[test]
 fn the_checker_sees_an_upward_import() {
     let text = "use crate::core::Body;\nuse crate::edge::server; // no\n// crate::assembly in a comment\nuse crate::components_x;\n";
