@@ -135,7 +135,8 @@ impl Parser<'_> {
                 }
             }
             self.open_key = None;
-            if let Some(header) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            if trimmed.starts_with('[') {
+                let header = self.section_header(trimmed, number)?;
                 self.start_section(header, number)?;
                 continue;
             }
@@ -145,6 +146,27 @@ impl Parser<'_> {
             path: self.path.to_owned(),
             sections: self.sections,
         })
+    }
+
+    /// The header of a line that starts with `[`: up to its last `]`, as
+    /// ConfigParser reads it, followed by nothing or by a comment. Anything
+    /// else is an error here, where ConfigParser would read a missing `]` as
+    /// a key and report it (if at all) against another section.
+    fn section_header<'t>(&self, text: &'t str, line: usize) -> Result<&'t str, SyntaxError> {
+        let Some(close) = text.rfind(']') else {
+            return Err(self.error(
+                line,
+                format!("malformed section header {text:?}: missing the closing `]`"),
+            ));
+        };
+        let after = text[close + 1..].trim_start();
+        if !(after.is_empty() || after.starts_with(';') || after.starts_with('#')) {
+            return Err(self.error(
+                line,
+                format!("malformed section header {text:?}: text after the closing `]`"),
+            ));
+        }
+        Ok(&text[1..close])
     }
 
     fn start_section(&mut self, header: &str, line: usize) -> Result<(), SyntaxError> {
@@ -274,6 +296,29 @@ mod tests {
         assert_eq!(s.header, "app: main ");
         assert_eq!(s.line, 2);
         assert_eq!(s.entries[0].line, 4);
+    }
+
+    #[test]
+    fn a_malformed_section_header_is_an_error_at_its_line() {
+        assert_eq!(
+            err("[app:main]\nx = 1\n[filter:auth\ny = 2\n"),
+            "t.ini:3: malformed section header \"[filter:auth\": missing the closing `]`"
+        );
+        assert_eq!(
+            err("[app:main\n"),
+            "t.ini:1: malformed section header \"[app:main\": missing the closing `]`"
+        );
+        assert_eq!(
+            err("[app:main] use = egg:x\n"),
+            "t.ini:1: malformed section header \"[app:main] use = egg:x\": text after the closing `]`"
+        );
+    }
+
+    #[test]
+    fn a_header_may_end_in_a_comment_and_keeps_inner_brackets() {
+        let f = parse("[app:main] ; the app\n[filter:a]b] # x\n");
+        assert_eq!(f.sections[0].header, "app:main");
+        assert_eq!(f.sections[1].header, "filter:a]b");
     }
 
     #[test]
