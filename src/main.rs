@@ -11,6 +11,8 @@ use plughost::assembly::{self, WorkerPool};
 use plughost::components::builtins;
 use plughost::components::plugin::Registry;
 use plughost::core::config::{self, Deployment};
+use plughost::core::location::{Location, Warning};
+use plughost::edge::check;
 use plughost::edge::server;
 
 #[derive(Parser)]
@@ -217,21 +219,69 @@ fn serve(
 }
 
 fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()> {
+    if json {
+        let (doc, ok) = check_json(args, server_name);
+        write_stdout(&format!("{doc:#}\n"))?;
+        if !ok {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let deployment = load(args, server_name)?;
     let rt = runtime()?;
     let registry = Registry::new();
     let pool = WorkerPool::new(1, deployment.server.request_timeout);
-    assembly::build(&deployment, &registry, &pool, rt.handle())?;
-    if json {
-        println!("{:#}", plughost::edge::check::deployment_json(&deployment));
-    } else {
-        print!("{}", plughost::edge::check::deployment_text(&deployment));
-        for w in &deployment.warnings {
-            println!("warning: {w}");
-        }
-        println!("{}: OK", deployment.files[0].display());
+    let built = assembly::build(&deployment, &registry, &pool, rt.handle())?;
+    let mut out = check::deployment_text(&deployment);
+    for w in deployment.warnings.iter().chain(&built.warnings) {
+        out.push_str(&format!("warning: {w}\n"));
     }
-    Ok(())
+    out.push_str(&format!("{}: OK\n", deployment.files[0].display()));
+    write_stdout(&out)
+}
+
+/// `check --json`: always one JSON document, and whether the check passed.
+fn check_json(args: &ConfigArgs, server_name: Option<&str>) -> (serde_json::Value, bool) {
+    let (path, name) = split_config(&args.config);
+    let whole_file = || Location::file(std::path::absolute(&path).unwrap_or(path.clone()));
+    let failed = |errors: &[(Location, String)], warnings: &[&Warning]| {
+        (check::failure_json(errors, warnings), false)
+    };
+    let vars = match parse_vars(&args.vars) {
+        Ok(vars) => vars,
+        Err(e) => return failed(&[(whole_file(), e.to_string())], &[]),
+    };
+    let deployment = match config::load(
+        &path,
+        name.as_deref(),
+        server_name,
+        &vars,
+        builtins::catalog(),
+    ) {
+        Ok(d) => d,
+        Err(e) => return failed(&[(e.at, e.message)], &[]),
+    };
+    let warnings: Vec<&Warning> = deployment.warnings.iter().collect();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return failed(&[(whole_file(), format!("{e:#}"))], &warnings),
+    };
+    let registry = Registry::new();
+    let pool = WorkerPool::new(1, deployment.server.request_timeout);
+    match assembly::build(&deployment, &registry, &pool, rt.handle()) {
+        Ok(built) => (check::deployment_json(&deployment, &built.warnings), true),
+        Err(e) => failed(&[(e.at, e.failure.to_string())], &warnings),
+    }
+}
+
+/// Write to stdout; a reader that went away (`check | head`) ends the
+/// command quietly instead of with a panic or an error line.
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {

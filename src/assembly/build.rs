@@ -14,7 +14,7 @@ use super::WorkerPool;
 use crate::components::plugin::{Instance, LoadError, Registry};
 use crate::core::builtin::{Builtin, DirClaims, FilterSite, Make, SettingError};
 use crate::core::config::{Component, Deployment, Kind, Mount, Node, Source};
-use crate::core::location::Location;
+use crate::core::location::{Location, Warning};
 use crate::core::Handler;
 
 /// A component that could not be created: where, and why.
@@ -23,7 +23,8 @@ use crate::core::Handler;
 pub struct BuildError {
     /// The section (and key) at fault.
     pub at: Location,
-    #[source]
+    /// Why (shown after the location; not a separate `source`, so a chain
+    /// printed with `{:#}` says it once).
     pub failure: Box<Failure>,
 }
 
@@ -60,7 +61,7 @@ impl BuildError {
     fn setting(c: &Component, e: SettingError) -> BuildError {
         match e.key.clone() {
             Some(key) => BuildError::new(
-                c.location().for_key(&key),
+                c.key_location(&key),
                 Failure::Setting(SettingError::new(e.message)),
             ),
             None => BuildError::new(c.location(), Failure::Setting(e)),
@@ -73,6 +74,8 @@ pub struct Pipeline {
     pub root: Arc<dyn Handler>,
     /// Every plugin library the pipeline uses (for reload watching).
     pub libraries: Vec<PathBuf>,
+    /// What loading found questionable (e.g. a plugin that aborts on panic).
+    pub warnings: Vec<Warning>,
 }
 
 /// Create every instance of `deployment`'s app tree.
@@ -88,6 +91,7 @@ pub fn build(
         pool,
         rt,
         libraries: RefCell::new(Vec::new()),
+        warnings: RefCell::new(Vec::new()),
         claims: RefCell::new(DirClaims::default()),
     };
     // `require =`: every named plugin must load before any factory runs.
@@ -100,6 +104,7 @@ pub fn build(
     Ok(Pipeline {
         root,
         libraries: builder.libraries.into_inner(),
+        warnings: builder.warnings.into_inner(),
     })
 }
 
@@ -109,6 +114,7 @@ struct Builder<'a> {
     pool: &'a WorkerPool,
     rt: &'a Handle,
     libraries: RefCell<Vec<PathBuf>>,
+    warnings: RefCell<Vec<Warning>>,
     /// The directories claimed by the built-ins built so far.
     claims: RefCell<DirClaims>,
 }
@@ -216,6 +222,15 @@ impl Builder<'_> {
         let mut libraries = self.libraries.borrow_mut();
         if !libraries.contains(&library.path) {
             libraries.push(library.path.clone());
+            if !library.panic_unwind && library.build_info.starts_with("plughost-sdk") {
+                self.warnings.borrow_mut().push(Warning::new(
+                    c.location(),
+                    format!(
+                        "{} was built without panic=unwind: a panic in it will abort the whole process",
+                        library.path.display()
+                    ),
+                ));
+            }
         }
         drop(libraries);
         let kind = match c.kind {

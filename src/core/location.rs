@@ -48,6 +48,38 @@ impl Location {
     }
 }
 
+/// Something that is not an error but probably a mistake, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub at: Location,
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(at: Location, message: impl Into<String>) -> Warning {
+        Warning {
+            at,
+            message: message.into(),
+        }
+    }
+}
+
+/// `file:line: [section] key `KEY` MESSAGE` for a key, else `LOCATION: MESSAGE`.
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at.key {
+            Some(key) => {
+                let place = Location {
+                    key: None,
+                    ..self.at.clone()
+                };
+                write!(f, "{place} key `{key}` {}", self.message)
+            }
+            None => write!(f, "{}: {}", self.at, self.message),
+        }
+    }
+}
+
 /// `file:line: [section] key`, leaving out what is not known. A message
 /// follows after `": "`.
 impl fmt::Display for Location {

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::components::plugin::search;
 use crate::core::config::{Component, Deployment, Node, Source};
+use crate::core::location::{Location, Warning};
 
 fn conf(pairs: &[(String, String)]) -> Value {
     let mut map = Map::new();
@@ -27,8 +28,8 @@ fn code(c: &Component, plugin_dirs: &[PathBuf]) -> (String, Value) {
         }
         Source::Lib { path, entry } => (entry.clone(), Value::String(path.display().to_string())),
         Source::Builtin(b) => (
-            b.uri().rsplit('#').next().unwrap_or("main").to_owned(),
-            Value::String(format!("built-in {}", b.uri())),
+            b.name.to_owned(),
+            Value::String("built-in egg:plughost".into()),
         ),
     }
 }
@@ -86,8 +87,40 @@ pub fn node_json(node: &Node, plugin_dirs: &[PathBuf]) -> Value {
     }
 }
 
-/// The whole deployment as JSON.
-pub fn deployment_json(d: &Deployment) -> Value {
+/// A place and a message as JSON: `{"file", "line", "section", "key", "message"}`
+/// (unknown parts are null).
+pub fn located_json(at: &Location, message: &str) -> Value {
+    json!({
+        "file": at.file.display().to_string(),
+        "line": at.line,
+        "section": at.section,
+        "key": at.key,
+        "message": message,
+    })
+}
+
+fn warnings_json(warnings: &[&Warning]) -> Value {
+    Value::Array(
+        warnings
+            .iter()
+            .map(|w| located_json(&w.at, &w.message))
+            .collect(),
+    )
+}
+
+/// What `check --json` prints when the configuration does not load.
+pub fn failure_json(errors: &[(Location, String)], warnings: &[&Warning]) -> Value {
+    json!({
+        "ok": false,
+        "errors": errors.iter().map(|(at, m)| located_json(at, m)).collect::<Vec<_>>(),
+        "warnings": warnings_json(warnings),
+    })
+}
+
+/// The whole deployment as JSON, with every warning: the configuration's and
+/// `more` (those found while loading its code).
+pub fn deployment_json(d: &Deployment, more: &[Warning]) -> Value {
+    let warnings: Vec<&Warning> = d.warnings.iter().chain(more).collect();
     let listen: Vec<String> = d
         .server
         .listen
@@ -95,6 +128,7 @@ pub fn deployment_json(d: &Deployment) -> Value {
         .map(|(h, p)| format!("{h}:{p}"))
         .collect();
     json!({
+        "ok": true,
         "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "app": node_json(&d.app, &d.plugin_dirs),
         "server": {
@@ -103,7 +137,7 @@ pub fn deployment_json(d: &Deployment) -> Value {
             "url_scheme": d.server.url_scheme,
             "url_prefix": d.server.url_prefix,
         },
-        "warnings": d.warnings,
+        "warnings": warnings_json(&warnings),
     })
 }
 

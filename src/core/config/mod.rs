@@ -19,7 +19,7 @@ pub mod urlmap;
 use std::path::PathBuf;
 
 use crate::core::builtin::{Builtin, Role};
-use crate::core::location::Location;
+use crate::core::location::{Location, Warning};
 
 pub use error::{ConfigError, ErrorKind};
 pub use resolve::load;
@@ -37,7 +37,7 @@ pub struct Deployment {
     /// Directories the config adds to the plugin search path, in order.
     pub plugin_dirs: Vec<PathBuf>,
     /// Things that are not errors but probably mistakes.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// Plugins that `require =` keys say must be loadable, with where they were named.
     pub requires: Vec<(String, Location)>,
 }
@@ -150,6 +150,8 @@ pub struct Component {
     pub source: Source,
     pub global_conf: Vec<(String, String)>,
     pub local_conf: Vec<(String, String)>,
+    /// Where each key of `local_conf` was written (for messages).
+    pub local_at: Vec<(String, Location)>,
 }
 
 impl Component {
@@ -169,6 +171,16 @@ impl Component {
     /// Where the section is, for messages.
     pub fn location(&self) -> Location {
         Location::section(&self.file, self.line, &self.section)
+    }
+
+    /// Where a key of the local config was written; the section with the key
+    /// named when the key has no line of its own (or is missing).
+    pub fn key_location(&self, key: &str) -> Location {
+        self.local_at
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, at)| at.clone())
+            .unwrap_or_else(|| self.location().for_key(key))
     }
 }
 

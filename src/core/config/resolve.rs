@@ -23,7 +23,7 @@ use super::server::ServerConfig;
 use super::urlmap;
 use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Mount, Node, Source};
 use crate::core::builtin::{Builtin, Catalog, Role};
-use crate::core::location::Location;
+use crate::core::location::{Location, Warning};
 
 /// Read `path` and resolve app `app_name` and server `server_name` (both
 /// default `main`). `vars` are command-line variables: they override DEFAULT in
@@ -153,6 +153,8 @@ struct Keys {
     sets: Conf,
     /// L: the local config.
     local: Conf,
+    /// Where each key of L was written.
+    local_at: Vec<(String, Location)>,
     /// Reserved keys: name → (value, line).
     reserved: HashMap<&'static str, (String, usize)>,
 }
@@ -171,7 +173,7 @@ struct Resolver {
     files: HashMap<PathBuf, Rc<IniFile>>,
     order: Vec<PathBuf>,
     stack: Vec<(PathBuf, String)>,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     requires: Vec<(String, Location)>,
     /// Sections resolved so far (see [`MAX_RESOLUTIONS`]).
     resolutions: usize,
@@ -358,6 +360,7 @@ impl Resolver {
             globals: incoming.clone(),
             sets: Vec::new(),
             local: Vec::new(),
+            local_at: Vec::new(),
             reserved: HashMap::new(),
         };
         let mut gets = Vec::new();
@@ -385,17 +388,18 @@ impl Resolver {
                     Some(line) => format!("[DEFAULT] defines it (line {line})"),
                     None => "the including file or the command line defines it".to_owned(),
                 };
-                self.warnings.push(format!(
-                    "{}:{}: [{}] key `{}` is dropped from the section's local config because {origin}; \
-                     write `set {} = ...` to override it",
-                    ctx.path.display(),
-                    entry.line,
-                    section.header,
-                    entry.key,
-                    entry.key
+                self.warnings.push(Warning::new(
+                    Location::section(&ctx.path, entry.line, &section.header).for_key(&entry.key),
+                    format!(
+                        "is dropped from the section's local config because {origin}; \
+                         write `set {} = ...` to override it",
+                        entry.key
+                    ),
                 ));
             } else {
                 keys.local.push((entry.key.clone(), value));
+                keys.local_at
+                    .push((entry.key.clone(), at(entry.line, &entry.key).location()));
             }
         }
         for (name, gkey, here) in gets {
@@ -408,6 +412,7 @@ impl Resolver {
                 })?
                 .to_owned();
             set(&mut keys.local, &name, value);
+            set_at(&mut keys.local_at, &name, here.location());
         }
         if let Some((value, line)) = keys.reserved.get("require").cloned() {
             for dist in value.split_whitespace() {
@@ -537,6 +542,7 @@ impl Resolver {
                 c.section = section.header.clone();
                 c.line = section.line;
                 c.local_conf = keys.local.clone();
+                c.local_at = keys.local_at.clone();
                 return Ok(Resolved {
                     core: Core::Component(c),
                     filters: Vec::new(),
@@ -683,6 +689,7 @@ impl Resolver {
             source: Source::Builtin(builtin),
             global_conf: keys.globals.clone(),
             local_conf: keys.local.clone(),
+            local_at: keys.local_at.clone(),
         };
         Ok(Node::UrlMap {
             map,
@@ -711,12 +718,9 @@ impl Resolver {
                 continue;
             }
             if ctx.defaults.contains(&e.key) {
-                self.warnings.push(format!(
-                    "{}:{}: [{}] key `{}` is ignored because [DEFAULT] (or the command line) defines it",
-                    ctx.path.display(),
-                    e.line,
-                    section.header,
-                    e.key
+                self.warnings.push(Warning::new(
+                    Location::section(&ctx.path, e.line, &section.header).for_key(&e.key),
+                    "is ignored because [DEFAULT] (or the command line) defines it",
                 ));
                 continue;
             }
@@ -732,6 +736,14 @@ impl Resolver {
     }
 }
 
+/// Record where `key` was written, replacing an earlier place.
+fn set_at(places: &mut Vec<(String, Location)>, key: &str, at: Location) {
+    match places.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = at,
+        None => places.push((key.to_owned(), at)),
+    }
+}
+
 /// Apply the referencing section's `set`s and keys to a `use` target's factory.
 fn merge_into(c: &mut Component, keys: &Keys, ctx: &Ctx) {
     for (k, v) in &keys.sets {
@@ -739,6 +751,9 @@ fn merge_into(c: &mut Component, keys: &Keys, ctx: &Ctx) {
     }
     for (k, v) in &keys.local {
         set(&mut c.local_conf, k, v.clone());
+    }
+    for (k, at) in &keys.local_at {
+        set_at(&mut c.local_at, k, at.clone());
     }
     set(
         &mut c.global_conf,
@@ -777,6 +792,7 @@ fn code_component(
         source: source.clone(),
         global_conf: globals.clone(),
         local_conf: Vec::new(),
+        local_at: Vec::new(),
     })
 }
 

@@ -26,17 +26,17 @@ pub enum PurgeError {
     Setting(#[from] SettingError),
     #[error("cache_dir: {0}")]
     Owner(#[from] OwnerError),
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {}: {error}", path.display())]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{url}: never cached ({refusal})")]
     NeverCached { url: String, refusal: Refusal },
     #[error("{url}: is a directory of pages; use --prefix to purge them all")]
     IsDirectory { url: String },
-    #[error("{url}: {source}")]
-    Io { url: String, source: Errno },
+    #[error("{url}: {error}")]
+    Io { url: String, error: Errno },
     #[error("{url}: contains a NUL byte")]
     Nul { url: String },
 }
@@ -66,9 +66,9 @@ impl Purger {
                 Ok(Some(Purger { dir, settings }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(PurgeError::Open {
+            Err(error) => Err(PurgeError::Open {
                 path: settings.cache_dir.clone(),
-                source,
+                error,
             }),
         }
     }
@@ -160,10 +160,10 @@ impl Purger {
     }
 }
 
-fn io(url: &str, source: Errno) -> PurgeError {
+fn io(url: &str, error: Errno) -> PurgeError {
     PurgeError::Io {
         url: url.to_owned(),
-        source,
+        error,
     }
 }
 
