@@ -9,7 +9,7 @@
 //! on a section that `use`s a pipeline, `filter-with` on pipelines and
 //! filter-apps (which wraps the app here), a `get` of an undefined key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -17,6 +17,7 @@ use super::conf::{get, overlay, set, Conf};
 use super::defaults::Defaults;
 use super::ini::{IniFile, Section};
 use super::interpolate::{interpolate_within, Budget};
+use super::lint;
 use super::lookup::{self, SectionType, Want};
 use super::reference::{self, Reference};
 use super::server::ServerConfig;
@@ -48,12 +49,20 @@ pub fn load(
     let app = r.app_named(&ctx, app_name.unwrap_or("main"), &globals)?;
     let server = r.server(&ctx, server_name.unwrap_or("main"))?;
     let plugin_dirs = plugin_dirs(&ctx);
+    let files: Vec<&IniFile> = r
+        .order
+        .iter()
+        .filter_map(|p| r.files.get(p))
+        .map(|f| &**f)
+        .collect();
+    let mut warnings = lint::lint(&files, &r.used);
+    warnings.append(&mut r.warnings);
     Ok(Deployment {
         app,
         server,
         files: r.order,
         plugin_dirs,
-        warnings: r.warnings,
+        warnings,
         requires: r.requires,
     })
 }
@@ -175,6 +184,8 @@ struct Resolver {
     stack: Vec<(PathBuf, String)>,
     warnings: Vec<Warning>,
     requires: Vec<(String, Location)>,
+    /// Every (file, section header) resolved, for the unused-section warning.
+    used: HashSet<(PathBuf, String)>,
     /// Sections resolved so far (see [`MAX_RESOLUTIONS`]).
     resolutions: usize,
     /// The interpolation work left for this load.
@@ -303,6 +314,7 @@ impl Resolver {
     ) -> Result<Resolved, ConfigError> {
         let (section, ty) = lookup::find(&ctx.ini, &ctx.path, want, name)?;
         let frame = (ctx.path.clone(), section.header.clone());
+        self.used.insert(frame.clone());
         if self.stack.contains(&frame) {
             let mut chain: Vec<String> = self
                 .stack
