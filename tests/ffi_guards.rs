@@ -64,10 +64,7 @@ fn a_null_function_pointer_in_the_descriptor_is_a_start_up_error_naming_the_entr
         std::fs::write(&config, "[app:main]\nuse = lib:libnull_fns.so#good\n").unwrap();
         let config = config.to_str().unwrap();
         let expected = format!("entry `broken` has a NULL `{field}` pointer");
-        for args in [
-            vec!["check", config],
-            vec!["serve", config, "--port", "0"],
-        ] {
+        for args in [vec!["check", config], vec!["serve", config, "--port", "0"]] {
             let (status, stderr) = run(&args, dir.path(), Duration::from_secs(20));
             let status = status.unwrap_or_else(|| {
                 panic!("`plughost {}` ({define}) kept running:\n{stderr}", args[0])
@@ -97,10 +94,7 @@ fn a_null_function_pointer_in_the_descriptor_is_a_start_up_error_naming_the_entr
 fn the_sound_library_loads_and_answers() {
     let dir = tempdir();
     compile_c(&fixture(), "null_fns", dir.path(), &[]);
-    let host = Host::start_in(
-        dir.path(),
-        "[app:main]\nuse = lib:libnull_fns.so#good\n",
-    );
+    let host = Host::start_in(dir.path(), "[app:main]\nuse = lib:libnull_fns.so#good\n");
     let reply = host.get("/");
     assert_eq!(reply.status, 200, "{}", host.log());
     assert_eq!(reply.text(), "good released=0");
@@ -130,7 +124,12 @@ fn a_response_body_table_with_a_null_function_is_a_plugin_fault_not_a_call() {
     );
     // Both refused bodies were released (their `release` is set), and the host
     // still serves.
-    assert_eq!(host.get("/good").text(), "good released=2", "{}", host.log());
+    assert_eq!(
+        host.get("/good").text(),
+        "good released=2",
+        "{}",
+        host.log()
+    );
 }
 
 #[test]
@@ -147,7 +146,12 @@ fn null_arguments_to_host_callbacks_are_refused_with_the_documented_answer() {
     let reply = host.request("POST", "/", &[("Content-Type", "text/plain")], b"hello");
     assert_eq!(reply.status, 200, "{}", host.log());
     // size_hint(NULL) is -1, next(.., NULL) and next->call(.., NULL, .., NULL) PH_ERR.
-    assert_eq!(reply.text(), "size_hint=-1 next=-1 call=-1", "{}", host.log());
+    assert_eq!(
+        reply.text(),
+        "size_hint=-1 next=-1 call=-1",
+        "{}",
+        host.log()
+    );
     for needle in [
         "host callback `host_body_size_hint` with a NULL `this`",
         "host callback `host_body_next` with a NULL `chunk`",
@@ -197,19 +201,24 @@ fn unsafe_lines(text: &str) -> Vec<(usize, String)> {
 fn unsafe_code_lives_only_in_the_plugin_loader_and_every_block_says_why() {
     let src = repo_dir().join("src");
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
-    assert!(lib.contains("#![deny(unsafe_code)]"), "src/lib.rs must deny unsafe_code");
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "src/lib.rs must deny unsafe_code"
+    );
     let plugin = src.join("components/plugin");
     let mut files = Vec::new();
     sources(&src, &mut files);
     let mut wrong = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        let rel = file.strip_prefix(&repo_dir()).unwrap().display().to_string();
+        let rel = file.strip_prefix(repo_dir()).unwrap().display().to_string();
         let inside = file.starts_with(&plugin);
         let lines: Vec<&str> = text.lines().collect();
         for (n, line) in unsafe_lines(&text) {
             if !inside {
-                wrong.push(format!("{rel}:{n}: `unsafe` outside the plugin loader: {line}"));
+                wrong.push(format!(
+                    "{rel}:{n}: `unsafe` outside the plugin loader: {line}"
+                ));
                 continue;
             }
             // An `unsafe {` block needs a `// SAFETY:` comment in the lines just above
@@ -223,7 +232,9 @@ fn unsafe_code_lives_only_in_the_plugin_loader_and_every_block_says_why() {
                     .take_while(|l| !l.trim().is_empty())
                     .any(|l| l.contains("SAFETY:"));
                 if !above && !line.contains("SAFETY:") {
-                    wrong.push(format!("{rel}:{n}: `unsafe` block with no SAFETY comment: {line}"));
+                    wrong.push(format!(
+                        "{rel}:{n}: `unsafe` block with no SAFETY comment: {line}"
+                    ));
                 }
             }
         }

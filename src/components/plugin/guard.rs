@@ -159,7 +159,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(unsafe_code)]
     fn answers_null_and_panic_with_the_declared_values() {
         let mut x = 0u32;
         let p: *mut c_void = (&mut x as *mut u32).cast();
