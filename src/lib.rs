@@ -6,6 +6,11 @@
 //! the configuration model), [`components`] (built-ins and plugins),
 //! [`assembly`] (building and swapping pipelines, the worker pool, reload) and
 //! [`edge`] (the HTTP server, logging, `check` output; `main.rs` beside it).
+//!
+//! No `unsafe` code outside the plugin loader (`components::plugin`), whose
+//! modules allow it one by one.
+
+#![deny(unsafe_code)]
 
 pub mod assembly;
 pub mod components;

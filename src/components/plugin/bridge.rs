@@ -6,8 +6,8 @@ use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::ptr::addr_of;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -19,6 +19,7 @@ use plughost_sdk::abi::{self, PhBody, PhBodyVtbl, PhPair, PhRequest, PhResponse,
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+use super::guard::{host_callback, nullable_fn};
 use super::host_api::lossy;
 use super::library::same_ptr;
 use crate::core::blocking;
@@ -39,6 +40,29 @@ const HOP_BY_HOP: &[&str] = &[
     "te",
     "trailer",
 ];
+
+/// What is wrong with a request or response a plugin handed the host. The text
+/// follows "plugin returned an invalid response: " or "a filter passed an
+/// invalid request to `next`: " in log lines.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidMessage {
+    #[error("invalid method {0:?}")]
+    Method(String),
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+    #[error("invalid value for header {0}")]
+    HeaderValue(HeaderName),
+    #[error("invalid status code {0}")]
+    Status(u16),
+    #[error("invalid reason phrase {0:?}")]
+    Reason(String),
+    #[error("body failed before its first {PREREAD_BYTES} bytes (code {0})")]
+    BodyFailed(i32),
+    /// A body table with a NULL function: never called; the body is released
+    /// if its `release` is set, else leaked.
+    #[error("body has a NULL `{0}` function in its table")]
+    NullBodyFn(&'static str),
+}
 
 /// Keeps a plugin's instance (and so its library) alive while a body from it exists.
 pub(crate) type KeepAlive = Arc<dyn Any + Send + Sync>;
@@ -147,12 +171,12 @@ pub(crate) unsafe fn request_from_view(
     body: PhBody,
     rt: &Handle,
     keep: &KeepAlive,
-) -> Result<Request, String> {
+) -> Result<Request, InvalidMessage> {
     let body = body_from_plugin(body, rt, keep.clone());
     // SAFETY: every string and array of the view is valid for the call.
     unsafe {
         let method = Method::from_bytes(view.method.as_bytes())
-            .map_err(|_| format!("invalid method {:?}", lossy(view.method)))?;
+            .map_err(|_| InvalidMessage::Method(lossy(view.method)))?;
         let mut headers = http::HeaderMap::with_capacity(view.header_count);
         for p in pairs(view.headers, view.header_count) {
             let (name, value) = header(p)?;
@@ -188,13 +212,15 @@ pub(crate) unsafe fn request_from_view(
 
 /// # Safety
 /// The pair's strings must be valid for the call.
-unsafe fn header(p: &PhPair) -> Result<(HeaderName, HeaderValue), String> {
+unsafe fn header(p: &PhPair) -> Result<(HeaderName, HeaderValue), InvalidMessage> {
     // SAFETY: guaranteed by the caller.
     let (name, value) = unsafe { (p.name.as_bytes(), p.value.as_bytes()) };
     let name = HeaderName::from_bytes(name)
-        .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
-    let value =
-        HeaderValue::from_bytes(value).map_err(|_| format!("invalid value for header {name}"))?;
+        .map_err(|_| InvalidMessage::HeaderName(String::from_utf8_lossy(name).into_owned()))?;
+    let value = match HeaderValue::from_bytes(value) {
+        Ok(value) => value,
+        Err(_) => return Err(InvalidMessage::HeaderValue(name)),
+    };
     Ok((name, value))
 }
 
@@ -230,59 +256,70 @@ pub(crate) fn body_to_plugin(body: Body) -> PhBody {
     }
 }
 
-unsafe extern "C" fn host_body_next(this: *mut c_void, chunk: *mut PhStr) -> i32 {
-    // SAFETY: `this` is a live `HostBody` (not yet released) and the ABI forbids
-    // concurrent calls on one body.
-    let state = unsafe { &mut *this.cast::<HostBody>() };
-    // Host code must never unwind into the plugin's frames.
-    let next = catch_unwind(AssertUnwindSafe(|| loop {
-        // Not the runtime's block_on: this may run inside a filter's `next`, which
-        // is already inside the runtime's context (see `blocking::wait`).
-        match blocking::wait(state.body.frame()) {
-            None => return None,
-            Some(Err(e)) => {
-                tracing::debug!("request body failed: {e}");
-                return Some(Err(()));
-            }
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    if !data.is_empty() {
-                        return Some(Ok(data));
+host_callback! {
+    /// `PhBodyVtbl::next` of a host body. `PH_ERR` on a NULL `this` or `chunk`,
+    /// and on a panic in the host (the body then stays unreleased until `release`).
+    fn host_body_next(this: *mut c_void, chunk: *mut PhStr) -> i32;
+    non_null(this, chunk) else abi::PH_ERR;
+    on_panic abi::PH_ERR;
+    {
+        // SAFETY: `this` is a live `HostBody` (not yet released) and the ABI forbids
+        // concurrent calls on one body.
+        let state = unsafe { &mut *this.cast::<HostBody>() };
+        let next = loop {
+            // Not the runtime's block_on: this may run inside a filter's `next`, which
+            // is already inside the runtime's context (see `blocking::wait`).
+            match blocking::wait(state.body.frame()) {
+                None => break None,
+                Some(Err(e)) => {
+                    tracing::debug!("request body failed: {e}");
+                    break Some(Err(()));
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            break Some(Ok(data));
+                        }
                     }
                 }
             }
-        }
-    }));
-    match next {
-        Ok(None) => abi::PH_EOF,
-        Ok(Some(Ok(data))) => {
-            state.chunk = data;
-            // SAFETY: `chunk` is a valid out-pointer; the bytes live in
-            // `state.chunk` until the next call or release.
-            unsafe { *chunk = PhStr::from_bytes(&state.chunk) };
-            abi::PH_OK
-        }
-        Ok(Some(Err(()))) => abi::PH_ERR,
-        Err(_) => {
-            tracing::error!("reading a body panicked in the host");
-            abi::PH_ERR
+        };
+        match next {
+            None => abi::PH_EOF,
+            Some(Ok(data)) => {
+                state.chunk = data;
+                // SAFETY: `chunk` is a valid (non-NULL, checked) out-pointer; the bytes
+                // live in `state.chunk` until the next call or release.
+                unsafe { *chunk = PhStr::from_bytes(&state.chunk) };
+                abi::PH_OK
+            }
+            Some(Err(())) => abi::PH_ERR,
         }
     }
 }
 
-unsafe extern "C" fn host_body_size_hint(this: *mut c_void) -> i64 {
-    // SAFETY: as in `host_body_next`.
-    let state = unsafe { &*this.cast::<HostBody>() };
-    http_body::Body::size_hint(&state.body)
-        .exact()
-        .map_or(-1, |n| n as i64)
+host_callback! {
+    /// `PhBodyVtbl::size_hint` of a host body: -1 (unknown) on a NULL `this` or a panic.
+    fn host_body_size_hint(this: *mut c_void) -> i64;
+    non_null(this) else -1;
+    on_panic -1;
+    {
+        // SAFETY: as in `host_body_next`.
+        let state = unsafe { &*this.cast::<HostBody>() };
+        http_body::Body::size_hint(&state.body)
+            .exact()
+            .map_or(-1, |n| n as i64)
+    }
 }
 
-unsafe extern "C" fn host_body_release(this: *mut c_void) {
-    // SAFETY: `this` came from `Box::into_raw` in `body_to_plugin`; released once.
-    let state = unsafe { Box::from_raw(this.cast::<HostBody>()) };
-    if catch_unwind(AssertUnwindSafe(move || drop(state))).is_err() {
-        tracing::error!("dropping a body panicked in the host");
+host_callback! {
+    /// `PhBodyVtbl::release` of a host body. A NULL `this` is ignored; a panic while
+    /// dropping the body is logged (what it had not freed leaks).
+    fn host_body_release(this: *mut c_void);
+    non_null(this);
+    {
+        // SAFETY: `this` came from `Box::into_raw` in `body_to_plugin`; released once.
+        drop(unsafe { Box::from_raw(this.cast::<HostBody>()) });
     }
 }
 
@@ -299,7 +336,56 @@ pub(crate) struct PluginBody {
 // `&mut self` access guarantees one at a time.
 unsafe impl Send for PluginBody {}
 
+/// The first NULL function of a plugin body's table, and its `release` (if set).
+///
+/// # Safety
+/// `vtbl` must be non-NULL and point at a body table.
+unsafe fn check_body_vtbl(
+    vtbl: *const PhBodyVtbl,
+) -> (
+    Option<&'static str>,
+    Option<unsafe extern "C" fn(*mut c_void)>,
+) {
+    // SAFETY: guaranteed by the caller; each field is read as a nullable pointer.
+    let (next, size_hint, release) = unsafe {
+        (
+            nullable_fn(addr_of!((*vtbl).next)),
+            nullable_fn(addr_of!((*vtbl).size_hint)),
+            nullable_fn(addr_of!((*vtbl).release)),
+        )
+    };
+    let missing = if next.is_none() {
+        Some("next")
+    } else if size_hint.is_none() {
+        Some("size_hint")
+    } else if release.is_none() {
+        Some("release")
+    } else {
+        None
+    };
+    (missing, release)
+}
+
 impl PluginBody {
+    /// Take over a body a plugin handed the host (`raw.vtbl` non-NULL), checking its
+    /// table as it arrives: a table with a NULL function is a plugin fault. Such a
+    /// body is released at once when its `release` is set (leaked when not), and
+    /// nothing else in it is called.
+    fn adopt(raw: PhBody, keep: KeepAlive) -> Result<PluginBody, InvalidMessage> {
+        // SAFETY: `raw.vtbl` is non-NULL (checked by every caller) and points at the
+        // plugin's body table.
+        match unsafe { check_body_vtbl(raw.vtbl) } {
+            (None, _) => Ok(PluginBody { raw, _keep: keep }),
+            (Some(missing), release) => {
+                if let Some(release) = release {
+                    // SAFETY: we own the body; released once, here, and never used again.
+                    unsafe { release(raw.this) };
+                }
+                Err(InvalidMessage::NullBodyFn(missing))
+            }
+        }
+    }
+
     /// The next chunk, `None` at the end, or the plugin's error code.
     fn next(&mut self) -> Result<Option<&[u8]>, i32> {
         let chunk = self.next_raw()?;
@@ -365,7 +451,11 @@ fn body_error(code: i32) -> BodyError {
 /// Turn a plugin's body into a host body. Runs on a worker thread: it reads up
 /// to [`PREREAD_BYTES`] at once; a body that ends within that becomes an
 /// in-memory body, anything longer is pulled a chunk at a time ([`PulledBody`]).
-pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Result<Body, String> {
+pub(crate) fn body_from_plugin(
+    raw: PhBody,
+    rt: &Handle,
+    keep: KeepAlive,
+) -> Result<Body, InvalidMessage> {
     if raw.vtbl.is_null() {
         return Ok(bodies::empty());
     }
@@ -376,7 +466,7 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
         let state = unsafe { Box::from_raw(raw.this.cast::<HostBody>()) };
         return Ok(state.body);
     }
-    let mut body = PluginBody { raw, _keep: keep };
+    let mut body = PluginBody::adopt(raw, keep)?;
     // The hint is exact (ABI), so a body that has given all it announced has ended
     // without another call to find that out.
     let hint = body.size_hint();
@@ -407,11 +497,7 @@ pub(crate) fn body_from_plugin(raw: PhBody, rt: &Handle, keep: KeepAlive) -> Res
                     break;
                 }
             }
-            Err(code) => {
-                return Err(format!(
-                    "body failed before its first {PREREAD_BYTES} bytes (code {code})"
-                ))
-            }
+            Err(code) => return Err(InvalidMessage::BodyFailed(code)),
         }
     }
     // `size_hint` is what remains, so ask after the pre-read (asking before and
@@ -548,9 +634,15 @@ struct HostResponse {
     _headers: http::HeaderMap,
 }
 
-unsafe extern "C" fn host_response_release(owner: *mut c_void) {
-    // SAFETY: `owner` came from `Box::into_raw` in `response_to_plugin`; released once.
-    drop(unsafe { Box::from_raw(owner.cast::<HostResponse>()) });
+host_callback! {
+    /// `PhResponse::release` of a response the host handed a filter. A NULL
+    /// `owner` is ignored; a panic while freeing is logged.
+    fn host_response_release(owner: *mut c_void);
+    non_null(owner);
+    {
+        // SAFETY: `owner` came from `Box::into_raw` in `response_to_plugin`; released once.
+        drop(unsafe { Box::from_raw(owner.cast::<HostResponse>()) });
+    }
 }
 
 /// Hand a host response to a filter (the result of its `next`).
@@ -592,7 +684,7 @@ pub(crate) unsafe fn response_from_plugin(
     raw: PhResponse,
     rt: &Handle,
     keep: KeepAlive,
-) -> Result<Response, String> {
+) -> Result<Response, InvalidMessage> {
     // Own the body first, so it is released on every path below.
     let body_raw = raw.body;
     let head = (|| {
@@ -600,7 +692,7 @@ pub(crate) unsafe fn response_from_plugin(
             .ok()
             // http accepts 100-999; HTTP has 100-599, and 1xx is not a final answer.
             .filter(|s| !s.is_informational() && s.as_u16() <= 599)
-            .ok_or_else(|| format!("invalid status code {}", raw.status))?;
+            .ok_or(InvalidMessage::Status(raw.status))?;
         // Built in place: `http::response::Builder` moves the whole head at every step.
         let mut head = http::Response::new(());
         *head.status_mut() = status;
@@ -608,10 +700,7 @@ pub(crate) unsafe fn response_from_plugin(
         let reason = unsafe { raw.reason.as_bytes() };
         if !reason.is_empty() && Some(reason) != status.canonical_reason().map(str::as_bytes) {
             let phrase = hyper::ext::ReasonPhrase::try_from(reason.to_vec()).map_err(|_| {
-                format!(
-                    "invalid reason phrase {:?}",
-                    String::from_utf8_lossy(reason)
-                )
+                InvalidMessage::Reason(String::from_utf8_lossy(reason).into_owned())
             })?;
             head.extensions_mut().insert(phrase);
         }
@@ -626,7 +715,7 @@ pub(crate) unsafe fn response_from_plugin(
             }
             headers.append(name, value);
         }
-        Ok::<_, String>(head)
+        Ok::<_, InvalidMessage>(head)
     })();
     if let Some(release) = raw.release {
         // SAFETY: we are the receiver; the storage is released exactly once.
@@ -654,5 +743,7 @@ pub(crate) fn discard_body(raw: PhBody, keep: KeepAlive) {
         drop(unsafe { Box::from_raw(raw.this.cast::<HostBody>()) });
         return;
     }
-    drop(PluginBody { raw, _keep: keep });
+    if let Err(e) = PluginBody::adopt(raw, keep) {
+        tracing::error!("a plugin handed the host an invalid body: {e}");
+    }
 }

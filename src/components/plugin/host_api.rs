@@ -4,6 +4,8 @@ use std::ffi::c_void;
 
 use plughost_sdk::abi::{self, PhErrorSink, PhHost, PhStr};
 
+use super::guard::host_callback;
+
 /// Lives for the whole process, as the ABI promises.
 pub(crate) static HOST_API: PhHost = PhHost {
     struct_size: std::mem::size_of::<PhHost>() as u32,
@@ -26,15 +28,21 @@ pub(crate) unsafe fn lossy(s: PhStr) -> String {
     }
 }
 
-unsafe extern "C" fn host_log(level: i32, target: PhStr, message: PhStr) {
-    // SAFETY: the ABI says both strings are valid for this call.
-    let (target, message) = unsafe { (lossy(target), lossy(message)) };
-    match level {
-        abi::PH_LOG_ERROR => tracing::error!(target: "plugin", plugin = %target, "{message}"),
-        abi::PH_LOG_WARN => tracing::warn!(target: "plugin", plugin = %target, "{message}"),
-        abi::PH_LOG_INFO => tracing::info!(target: "plugin", plugin = %target, "{message}"),
-        abi::PH_LOG_DEBUG => tracing::debug!(target: "plugin", plugin = %target, "{message}"),
-        _ => tracing::trace!(target: "plugin", plugin = %target, "{message}"),
+host_callback! {
+    /// `PhHost::log`. No pointer arguments (a string with a NULL `ptr` is empty);
+    /// a panic (a formatting or subscriber bug) logs nothing and returns.
+    fn host_log(level: i32, target: PhStr, message: PhStr);
+    non_null();
+    {
+        // SAFETY: the ABI says both strings are valid for this call.
+        let (target, message) = unsafe { (lossy(target), lossy(message)) };
+        match level {
+            abi::PH_LOG_ERROR => tracing::error!(target: "plugin", plugin = %target, "{message}"),
+            abi::PH_LOG_WARN => tracing::warn!(target: "plugin", plugin = %target, "{message}"),
+            abi::PH_LOG_INFO => tracing::info!(target: "plugin", plugin = %target, "{message}"),
+            abi::PH_LOG_DEBUG => tracing::debug!(target: "plugin", plugin = %target, "{message}"),
+            _ => tracing::trace!(target: "plugin", plugin = %target, "{message}"),
+        }
     }
 }
 
@@ -54,8 +62,13 @@ impl ErrorSink {
     }
 }
 
-unsafe extern "C" fn sink_set(this: *mut c_void, message: PhStr) {
-    // SAFETY: `this` is the `ErrorSink` borrowed for the call that received the
-    // sink; the message is valid for this call and is copied.
-    unsafe { (*this.cast::<ErrorSink>()).message = Some(lossy(message)) };
+host_callback! {
+    /// `PhErrorSink::set`. A NULL `this` or a panic drops the message.
+    fn sink_set(this: *mut c_void, message: PhStr);
+    non_null(this);
+    {
+        // SAFETY: `this` is the `ErrorSink` borrowed for the call that received the
+        // sink; the message is valid for this call and is copied.
+        unsafe { (*this.cast::<ErrorSink>()).message = Some(lossy(message)) };
+    }
 }

@@ -3,7 +3,7 @@
 //! its last response body).
 
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +12,8 @@ use plughost_sdk::abi::{
 };
 use tokio::runtime::Handle;
 
-use super::bridge::{self, KeepAlive, RequestView};
+use super::bridge::{self, InvalidMessage, KeepAlive, RequestView};
+use super::guard::host_callback;
 use super::host_api::{ErrorSink, HOST_API};
 use super::library::{kind_name, Library};
 use crate::core::{blocking, body, Handler, Request, Response};
@@ -28,7 +29,35 @@ pub enum CallError {
     #[error("plugin panicked: {0}")]
     Panicked(String),
     #[error("plugin returned an invalid response: {0}")]
-    InvalidResponse(String),
+    InvalidResponse(#[from] InvalidMessage),
+}
+
+/// Why [`Instance::create`] made no instance. The text follows `LIB#ENTRY: ` in
+/// start-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{} has no entry `{entry}`; it exports: {exports}", library.display())]
+    NoEntry {
+        library: PathBuf,
+        entry: String,
+        exports: String,
+    },
+    #[error("entry `{entry}` of {} is {} entry, but this section needs {}", library.display(), with_article(kind_name(*found)), with_article(kind_name(*wanted)))]
+    WrongKind {
+        library: PathBuf,
+        entry: String,
+        found: u32,
+        wanted: u32,
+    },
+    /// The factory returned an error code; its message (or "no message").
+    #[error("{0}")]
+    Failed(String),
+    /// The factory returned `PH_ERR_PANIC`: the SDK caught a panic in it.
+    #[error("factory {0}")]
+    Panicked(String),
+    /// The factory returned `PH_OK` but left the instance pointer NULL.
+    #[error("factory returned success but no instance")]
+    NullInstance,
 }
 
 /// A live plugin instance.
@@ -76,28 +105,29 @@ impl Instance {
         global: &[(String, String)],
         local: &[(String, String)],
         label: String,
-    ) -> Result<Instance, String> {
+    ) -> Result<Instance, CreateError> {
         let Some(info) = lib.entry(entry) else {
-            return Err(format!(
-                "{} has no entry `{entry}`; it exports: {}",
-                lib.path.display(),
-                lib.entry_list()
-            ));
+            return Err(CreateError::NoEntry {
+                library: lib.path.clone(),
+                entry: entry.to_owned(),
+                exports: lib.entry_list(),
+            });
         };
         if info.kind != want_kind {
-            return Err(format!(
-                "entry `{entry}` of {} is {} entry, but this section needs {}",
-                lib.path.display(),
-                with_article(kind_name(info.kind)),
-                with_article(kind_name(want_kind))
-            ));
+            return Err(CreateError::WrongKind {
+                library: lib.path.clone(),
+                entry: entry.to_owned(),
+                found: info.kind,
+                wanted: want_kind,
+            });
         }
         let (global, local) = (pairs(global), pairs(local));
         let mut sink = ErrorSink::default();
         let raw_sink = sink.raw();
         let mut this: *mut c_void = std::ptr::null_mut();
-        // SAFETY: the entry came from a checked descriptor; every pointer passed is
-        // valid for the duration of the call; `this` receives the new instance.
+        // SAFETY: the entry came from a checked descriptor (its `create` is non-NULL);
+        // every pointer passed is valid for the duration of the call; `this`
+        // receives the new instance.
         let rc = unsafe {
             (info.create)(
                 &HOST_API,
@@ -122,9 +152,9 @@ impl Instance {
                 ),
                 _lib: lib,
             }),
-            abi::PH_OK => Err("factory returned success but no instance".into()),
-            abi::PH_ERR_PANIC => Err(format!("factory {message}")),
-            _ => Err(message),
+            abi::PH_OK => Err(CreateError::NullInstance),
+            abi::PH_ERR_PANIC => Err(CreateError::Panicked(message)),
+            _ => Err(CreateError::Failed(message)),
         }
     }
 
@@ -184,16 +214,17 @@ impl Instance {
         let raw_sink = sink.raw();
         let mut out = PhResponse::empty();
         // SAFETY: `this` is live until `Drop`, which cannot run while `self` is
-        // borrowed; the request view, next handle and sink outlive the call; the
-        // body is handed over.
+        // borrowed; the table and its `call` were checked non-NULL at load; the
+        // request view, next handle and sink outlive the call; the body is handed over.
         let rc = unsafe {
             ((*self.vtbl).call)(self.this, &raw_req, raw_body, next_ptr, &mut out, &raw_sink)
         };
         drop(view);
         match rc {
             // SAFETY: the call succeeded, so `out` is filled.
-            abi::PH_OK => unsafe { bridge::response_from_plugin(out, rt, keep) }
-                .map_err(CallError::InvalidResponse),
+            abi::PH_OK => {
+                unsafe { bridge::response_from_plugin(out, rt, keep) }.map_err(CallError::from)
+            }
             abi::PH_ERR_PANIC => Err(CallError::Panicked(
                 sink.message.unwrap_or_else(|| "no message".into()),
             )),
@@ -208,7 +239,7 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         // SAFETY: the last reference is gone, so no call or body of this instance is
-        // running; destroy runs exactly once.
+        // running; destroy (checked non-NULL at load) runs exactly once.
         unsafe { ((*self.vtbl).destroy)(self.this) }
     }
 }
@@ -221,39 +252,43 @@ struct NextState {
     called: bool,
 }
 
-unsafe extern "C" fn next_call(
-    this: *mut c_void,
-    req: *const PhRequest,
-    body: PhBody,
-    out: *mut PhResponse,
-) -> i32 {
-    // SAFETY: `this` is the `NextState` of the filter call in progress; the ABI
-    // forbids using it after that call returns.
-    let state = unsafe { &mut *this.cast::<NextState>() };
-    if state.called {
-        bridge::discard_body(body, state.keep.clone());
-        tracing::error!("a filter called `next` twice in one request; the second call fails");
-        return abi::PH_ERR;
-    }
-    state.called = true;
-    // Host code must not unwind into the plugin's frames.
-    let result = catch_unwind(AssertUnwindSafe(|| {
+host_callback! {
+    /// `PhNext::call`. `PH_ERR` (after releasing `body`) on a NULL `this`, `req` or
+    /// `out`, on a second call in one request, on an invalid request, and on a
+    /// panic in the pipeline behind the filter.
+    fn next_call(
+        this: *mut c_void,
+        req: *const PhRequest,
+        body: PhBody,
+        out: *mut PhResponse,
+    ) -> i32;
+    non_null(this, req, out) else {
+        // The call consumes the body whatever happens; nothing else refers to it.
+        bridge::discard_body(body, Arc::new(()));
+        abi::PH_ERR
+    };
+    on_panic abi::PH_ERR;
+    {
+        // SAFETY: `this` is the `NextState` of the filter call in progress; the ABI
+        // forbids using it after that call returns.
+        let state = unsafe { &mut *this.cast::<NextState>() };
+        if state.called {
+            bridge::discard_body(body, state.keep.clone());
+            tracing::error!("a filter called `next` twice in one request; the second call fails");
+            return abi::PH_ERR;
+        }
+        state.called = true;
         // SAFETY: the view is valid for this call; the body is handed to us.
-        let req = unsafe { bridge::request_from_view(&*req, body, &state.rt, &state.keep) }?;
+        let req = match unsafe { bridge::request_from_view(&*req, body, &state.rt, &state.keep) } {
+            Ok(req) => req,
+            Err(message) => {
+                tracing::error!("a filter passed an invalid request to `next`: {message}");
+                return abi::PH_ERR;
+            }
+        };
         let resp = blocking::wait_in(&state.rt, state.handler.call(req));
-        // SAFETY: `out` is the filter's valid out-pointer.
+        // SAFETY: `out` is the filter's valid (non-NULL, checked) out-pointer.
         bridge::response_to_plugin(resp, unsafe { &mut *out });
-        Ok::<(), String>(())
-    }));
-    match result {
-        Ok(Ok(())) => abi::PH_OK,
-        Ok(Err(message)) => {
-            tracing::error!("a filter passed an invalid request to `next`: {message}");
-            abi::PH_ERR
-        }
-        Err(_) => {
-            tracing::error!("the pipeline behind a filter panicked");
-            abi::PH_ERR
-        }
+        abi::PH_OK
     }
 }

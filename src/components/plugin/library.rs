@@ -8,9 +8,11 @@
 use std::ffi::{c_void, CStr};
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
+use std::ptr::addr_of;
 
-use plughost_sdk::abi::{self, PhHandlerVtbl, PhHandshake, PhPluginDesc};
+use plughost_sdk::abi::{self, PhEntry, PhHandlerVtbl, PhHandshake, PhPluginDesc};
 
+use super::guard::nullable_fn;
 use super::LoadError;
 
 /// A loaded, checked plugin library.
@@ -31,7 +33,9 @@ pub struct Library {
 pub struct EntryInfo {
     pub name: String,
     pub kind: u32,
+    /// Checked non-NULL at load.
     pub create: abi::PhCreateFn,
+    /// Checked non-NULL at load, as are its `call` and `destroy`.
     pub vtbl: *const PhHandlerVtbl,
     /// `PH_HANDLER_*` flags (ABI 1.1; none for a 1.0 table).
     pub flags: u32,
@@ -100,13 +104,17 @@ impl Library {
         })?;
 
         // SAFETY: `plughost_abi` is declared by the ABI as a static `PhHandshake`;
-        // we only read it through the pointer the loader gives us.
+        // we only read it through the pointer the loader gives us, when not NULL
+        // (a weak undefined symbol resolves to NULL without an error).
         let handshake: PhHandshake = unsafe {
             let symbol = handle
                 .get::<*const PhHandshake>(abi::HANDSHAKE_SYMBOL)
                 .map_err(|_| LoadError::NoHandshake {
                     path: display.clone(),
                 })?;
+            if symbol.is_null() {
+                return Err(LoadError::NoHandshake { path: display });
+            }
             std::ptr::read_unaligned(*symbol)
         };
         check_handshake(
@@ -117,14 +125,19 @@ impl Library {
         )?;
 
         // SAFETY: the handshake matched, so the library promises `plughost_plugin_v1`
-        // has the v1 signature and returns a static descriptor.
+        // has the v1 signature and returns a static descriptor. The symbol is read
+        // as a nullable function pointer (`Option<fn>` has the layout of a pointer)
+        // and called only when it is not NULL.
         let desc: &'static PhPluginDesc = unsafe {
             let symbol = handle
-                .get::<abi::PhDescriptorFn>(abi::DESCRIPTOR_SYMBOL_V1)
+                .get::<Option<abi::PhDescriptorFn>>(abi::DESCRIPTOR_SYMBOL_V1)
                 .map_err(|_| LoadError::NoDescriptor {
                     path: display.clone(),
                 })?;
-            let p = symbol();
+            let Some(descriptor) = *symbol else {
+                return Err(LoadError::NoDescriptor { path: display });
+            };
+            let p = descriptor();
             if p.is_null() {
                 return Err(LoadError::NoDescriptor { path: display });
             }
@@ -143,24 +156,16 @@ impl Library {
         }
         let mut entries = Vec::with_capacity(desc.entry_count);
         if desc.entry_count > 0 && !desc.entries.is_null() {
-            // SAFETY: the descriptor points at `entry_count` static entries.
-            let raw = unsafe { std::slice::from_raw_parts(desc.entries, desc.entry_count) };
-            for e in raw {
-                if e.vtbl.is_null() {
-                    return Err(LoadError::Invalid {
-                        path: display,
-                        message: "an entry has no function table".into(),
-                    });
-                }
-                entries.push(EntryInfo {
-                    // SAFETY: entry names are static NUL-terminated strings.
-                    name: unsafe { c_string(e.name) },
-                    kind: e.kind,
-                    create: e.create,
-                    vtbl: e.vtbl,
-                    // SAFETY: checked non-null above; the table is static.
-                    flags: unsafe { handler_flags(e.vtbl) },
-                });
+            for i in 0..desc.entry_count {
+                // SAFETY: the descriptor points at `entry_count` static entries; each
+                // is read through raw pointers, never as a `&PhEntry`, so a NULL in a
+                // function-pointer field is seen, not assumed away.
+                let info = unsafe { read_entry(desc.entries.add(i)) };
+                entries.push(info.map_err(|(entry, field)| LoadError::NullPointer {
+                    path: display.clone(),
+                    entry,
+                    field,
+                })?);
             }
         }
         Ok(Library {
@@ -221,6 +226,43 @@ fn check_handshake(path: &Path, magic: u32, major: u16, minor: u16) -> Result<()
         });
     }
     Ok(())
+}
+
+/// Read and check one entry of a descriptor: every function pointer the ABI
+/// requires (`create`, the table, its `call` and `destroy`) must be non-NULL.
+/// A NULL one is `Err((entry name, field))`.
+///
+/// # Safety
+/// `e` must point at a static `PhEntry` whose `name` is NULL or a static
+/// NUL-terminated string and whose `vtbl` is NULL or points at a static handler
+/// table at least `struct_size` bytes long.
+unsafe fn read_entry(e: *const PhEntry) -> Result<EntryInfo, (String, &'static str)> {
+    // SAFETY: guaranteed by the caller; fields are read one at a time through raw
+    // pointers, the function pointers as nullable ones.
+    unsafe {
+        let name = c_string(addr_of!((*e).name).read_unaligned());
+        let kind = addr_of!((*e).kind).read_unaligned();
+        let Some(create) = nullable_fn(addr_of!((*e).create)) else {
+            return Err((name, "create"));
+        };
+        let vtbl = addr_of!((*e).vtbl).read_unaligned();
+        if vtbl.is_null() {
+            return Err((name, "vtbl"));
+        }
+        if nullable_fn(addr_of!((*vtbl).call)).is_none() {
+            return Err((name, "vtbl->call"));
+        }
+        if nullable_fn(addr_of!((*vtbl).destroy)).is_none() {
+            return Err((name, "vtbl->destroy"));
+        }
+        Ok(EntryInfo {
+            name,
+            kind,
+            create,
+            vtbl,
+            flags: handler_flags(vtbl),
+        })
+    }
 }
 
 /// The table's flags, or 0 for a table that ends before them (ABI 1.0).

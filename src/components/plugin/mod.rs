@@ -1,9 +1,17 @@
 //! Loading plugin libraries and calling into them: the host's side of the C ABI.
-//! This module (with its children) is the only place in the host with `unsafe` code.
+//! This module's children are the only place in the host with `unsafe` code: the
+//! crate denies `unsafe_code` and only the loader modules below allow it. Every
+//! host function a plugin can call is written with [`guard::host_callback!`].
 
+#[allow(unsafe_code)]
 mod bridge;
+#[allow(unsafe_code)]
+mod guard;
+#[allow(unsafe_code)]
 mod host_api;
+#[allow(unsafe_code)]
 mod instance;
+#[allow(unsafe_code)]
 mod library;
 pub mod search;
 
@@ -11,7 +19,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use instance::{CallError, Instance, NextHandle};
+pub use bridge::InvalidMessage;
+pub use instance::{CallError, CreateError, Instance, NextHandle};
 pub use library::{kind_name, EntryInfo, Library};
 
 /// Why a library could not be used.
@@ -33,6 +42,13 @@ pub enum LoadError {
     NoDescriptor { path: PathBuf },
     #[error("{} is not a valid plugin: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// A function pointer (or the handler table) the ABI requires is NULL.
+    #[error("{} is not a valid plugin: entry `{entry}` has a NULL `{field}` pointer", path.display())]
+    NullPointer {
+        path: PathBuf,
+        entry: String,
+        field: &'static str,
+    },
     #[error("plugin `{name}` not found; searched: {}", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotFound {
         name: String,
@@ -91,14 +107,38 @@ fn content_hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Why a private copy of a library could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot tell this process's user: {0}")]
+    NoUser(std::io::Error),
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", dir.display())]
+    StatDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a private directory of this user (mode 0700)", dir.display())]
+    NotPrivate { dir: PathBuf },
+    #[error("cannot copy to {}: {source}", copy.display())]
+    Write {
+        copy: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The private directory library copies are opened from:
 /// `$XDG_RUNTIME_DIR/plughost-libs` (else `plughost-libs-UID` in the temporary
 /// directory), mode 0700 and owned by this user, or refused.
-fn copies_dir() -> Result<PathBuf, String> {
+fn copies_dir() -> Result<PathBuf, CopyError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let uid = std::fs::metadata("/proc/self")
         .map(|m| m.uid())
-        .map_err(|e| format!("cannot tell this process's user: {e}"))?;
+        .map_err(CopyError::NoUser)?;
     let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(d) if d.is_absolute() && d.is_dir() => d.join("plughost-libs"),
         _ => std::env::temp_dir().join(format!("plughost-libs-{uid}")),
@@ -106,14 +146,14 @@ fn copies_dir() -> Result<PathBuf, String> {
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        Err(source) => return Err(CopyError::CreateDir { dir, source }),
     }
-    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let meta = match std::fs::symlink_metadata(&dir) {
+        Ok(meta) => meta,
+        Err(source) => return Err(CopyError::StatDir { dir, source }),
+    };
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is not a private directory of this user (mode 0700)",
-            dir.display()
-        ));
+        return Err(CopyError::NotPrivate { dir });
     }
     Ok(dir)
 }
@@ -121,7 +161,7 @@ fn copies_dir() -> Result<PathBuf, String> {
 /// Write `bytes` to a new file in the private directory, named by their hash
 /// (plus this process and a counter, so concurrent hosts never share a file
 /// being written).
-fn private_copy(key: &Path, bytes: &[u8], hash: u64) -> Result<PathBuf, String> {
+fn private_copy(key: &Path, bytes: &[u8], hash: u64) -> Result<PathBuf, CopyError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -142,9 +182,9 @@ fn private_copy(key: &Path, bytes: &[u8], hash: u64) -> Result<PathBuf, String> 
         .mode(0o700)
         .open(&copy)
         .and_then(|mut f| f.write_all(bytes));
-    if let Err(e) = written {
+    if let Err(source) = written {
         let _ = std::fs::remove_file(&copy);
-        return Err(format!("cannot copy to {}: {e}", copy.display()));
+        return Err(CopyError::Write { copy, source });
     }
     Ok(copy)
 }
@@ -198,7 +238,7 @@ impl Registry {
         }
         // Always opened from a private copy: the user's file may then be
         // rewritten in place (`cp`) at any time without touching mapped code.
-        let copy = private_copy(&key, &bytes, hash).map_err(open_error)?;
+        let copy = private_copy(&key, &bytes, hash).map_err(|e| open_error(e.to_string()))?;
         let opened = Library::open(&copy, &key);
         // The mapping keeps the copy's contents; the name is no longer needed.
         let _ = std::fs::remove_file(&copy);
