@@ -1,4 +1,5 @@
 //! The `plughost` command line.
+#![deny(unsafe_code)]
 
 use std::io::Write;
 use std::path::PathBuf;

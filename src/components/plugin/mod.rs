@@ -28,7 +28,7 @@ pub use library::{kind_name, EntryInfo, Library};
 pub enum LoadError {
     #[error("cannot load plugin library {}: {message}", path.display())]
     Open { path: PathBuf, message: String },
-    #[error("{} is not a plughost plugin: it has no `plughost_abi` handshake symbol (build it with plughost-sdk's export_plugin! or PLUGHOST_EXPORT_PLUGIN in C)", path.display())]
+    #[error("{} is not a plughost plugin: it has no `plughost_abi` handshake symbol (build it with plughost-sdk's export_plugin! or PLUGHOST_EXPORT_HANDSHAKE in C)", path.display())]
     NoHandshake { path: PathBuf },
     #[error("{} is not a plughost plugin: handshake magic is {magic:#010x}, expected {:#010x}", path.display(), plughost_sdk::abi::PH_MAGIC)]
     BadMagic { path: PathBuf, magic: u32 },
