@@ -4,8 +4,24 @@ mod support;
 
 use support::*;
 
+/// Start an example exactly as its comment says (`./target/release/plughost
+/// serve examples/NAME`, from the repository root), with the binary cargo
+/// built for the tests in place of `./target/release/plughost`.
 fn serve(name: &str) -> Host {
-    Host::serve_path(&repo_dir().join("examples").join(name), &[]).unwrap_or_else(|e| panic!("{e}"))
+    let text = std::fs::read_to_string(repo_dir().join("examples").join(name)).unwrap();
+    let documented = format!("./target/release/plughost serve examples/{name}");
+    let line = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .find(|l| l.trim_start_matches('#').trim() == documented)
+        .unwrap_or_else(|| panic!("examples/{name}: no comment line `#   {documented}`"));
+    let args: Vec<&str> = line
+        .trim_start_matches('#')
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    Host::serve_as_documented(&args)
+        .unwrap_or_else(|e| panic!("examples/{name} as documented: {e}"))
 }
 
 #[test]

@@ -106,15 +106,36 @@ impl Host {
         rust_log: Option<&str>,
     ) -> Result<Host, String> {
         let plugin_dir = plugins();
-        let dir = path.parent().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plughost"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plughost"));
+        command
             .arg("serve")
             .arg(path)
             .args(["--port", "0"])
             .args(args)
             .env("PLUGHOST_PLUGIN_PATH", &plugin_dir)
             .env_remove("RUST_LOG")
-            .envs(rust_log.map(|level| ("RUST_LOG", level)))
+            .envs(rust_log.map(|level| ("RUST_LOG", level)));
+        Host::spawn(command, path.parent().unwrap())
+    }
+
+    /// Run `plughost ARGS` exactly as a user would from the repository root:
+    /// no `PLUGHOST_PLUGIN_PATH`, so plugins are found the way the binary
+    /// finds them on its own (beside itself, in a built checkout). `--port 0`
+    /// is added so tests do not collide.
+    pub fn serve_as_documented(args: &[&str]) -> Result<Host, String> {
+        plugins();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plughost"));
+        command
+            .current_dir(repo_dir())
+            .args(args)
+            .args(["--port", "0"])
+            .env_remove("PLUGHOST_PLUGIN_PATH")
+            .env("RUST_LOG", "info");
+        Host::spawn(command, &repo_dir())
+    }
+
+    fn spawn(mut command: Command, dir: &Path) -> Result<Host, String> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

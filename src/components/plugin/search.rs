@@ -16,8 +16,13 @@ pub fn library_file_name(name: &str) -> String {
     )
 }
 
-/// The directories to search, in order: `PLUGHOST_PLUGIN_PATH`, then the
-/// configuration's own directories.
+/// The directories to search, in order: `PLUGHOST_PLUGIN_PATH` (`:`
+/// separated), the configuration's own directories (`plugin_path` in
+/// `[DEFAULT]`, then `target/release` and `target/debug` beside the config
+/// file), the directory of the running `plughost` binary (so a built
+/// checkout runs its examples), and last `../lib/plughost` beside that
+/// binary (an installed layout: `/usr/local/bin/plughost` and
+/// `/usr/local/lib/plughost/`).
 pub fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os(PLUGIN_PATH_ENV)
         .map(|v| {
@@ -27,6 +32,20 @@ pub fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     dirs.extend(config_dirs.iter().cloned());
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
+        let installed = bin.parent().map(|prefix| prefix.join("lib/plughost"));
+        dirs.push(bin);
+        dirs.extend(installed);
+    }
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let fresh = !seen.contains(d);
+        seen.push(d.clone());
+        fresh
+    });
     dirs
 }
 
