@@ -480,6 +480,11 @@ impl Resolver {
                 let next = self.app_ref(ctx, &next, &keys.globals, &key_at("next"))?;
                 let mut filters =
                     self.filter_ref(ctx, &use_value, &keys.globals, &key_at("use"))?;
+                if filters[0].section == use_value.trim() {
+                    // `use = egg:...` names code, not a section: the filter is this section.
+                    filters[0].section = section.header.clone();
+                    filters[0].line = section.line;
+                }
                 merge_into(&mut filters[0], &keys, ctx);
                 Resolved {
                     core: Core::FilterApp {
