@@ -91,6 +91,25 @@ fn a_null_function_pointer_in_the_descriptor_is_a_start_up_error_naming_the_entr
 }
 
 #[test]
+fn two_entries_of_one_kind_and_name_are_refused_at_load() {
+    let dir = tempdir();
+    let lib = compile_c(&fixture(), "null_fns", dir.path(), &["-DDUPLICATE_ENTRY"]);
+    let config = dir.path().join("deploy.ini");
+    std::fs::write(&config, "[app:main]\nuse = lib:libnull_fns.so#good\n").unwrap();
+    let (status, stderr) = run(
+        &["check", config.to_str().unwrap()],
+        dir.path(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    let expected = format!(
+        "{} is not a valid plugin: it exports two app entries named `good`",
+        lib.display()
+    );
+    assert!(stderr.contains(&expected), "no `{expected}` in:\n{stderr}");
+}
+
+#[test]
 fn the_sound_library_loads_and_answers() {
     let dir = tempdir();
     compile_c(&fixture(), "null_fns", dir.path(), &[]);

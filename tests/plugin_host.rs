@@ -396,3 +396,19 @@ fn abi_1_0_plugins_load_and_their_tables_are_read_to_their_own_size() {
     assert_eq!(old.status, 200);
     assert!(on_pool(&old.text()), "{}", old.text());
 }
+
+/// `tag` exports an app and a filter both named `main` (as Paste distributions
+/// do): each section gets the entry of its own kind, both in one pipeline.
+#[test]
+fn an_app_and_a_filter_sharing_a_name_are_each_found_by_kind() {
+    let (host, _dir) = Host::start(
+        "[pipeline:main]\npipeline = outer tagapp\n\n\
+         [filter:outer]\nuse = egg:tag\ntag = outer\n\n\
+         [app:tagapp]\nuse = egg:tag\ntag = inner-app\n",
+    );
+    let r = host.get("/");
+    assert_eq!(r.status, 200, "{}", host.log());
+    assert_eq!(r.text(), "tag-chain: outer\n");
+    assert_eq!(r.header("x-tag-app"), Some("inner-app"));
+    assert_eq!(r.header("x-tag-chain-out"), Some("outer"));
+}

@@ -11,7 +11,8 @@
  *
  * Build with one of -DNULL_CREATE, -DNULL_VTBL, -DNULL_CALL, -DNULL_DESTROY to add
  * an entry `broken` with that pointer NULL: the host must refuse the library at
- * load, naming `broken`.
+ * load, naming `broken`. -DDUPLICATE_ENTRY adds a second app named `good`, which
+ * the host must refuse too (an app and a filter may share a name; two apps may not).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -164,6 +165,8 @@ static const ph_entry ENTRIES[] = {
     {PH_KIND_APP, "broken", plain_create, NULL},
 #elif defined(NULL_CALL) || defined(NULL_DESTROY)
     {PH_KIND_APP, "broken", plain_create, &BROKEN_VTBL},
+#elif defined(DUPLICATE_ENTRY)
+    {PH_KIND_APP, "good", plain_create, &BADBODY_VTBL},
 #endif
 };
 

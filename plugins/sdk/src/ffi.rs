@@ -1329,3 +1329,47 @@ mod tests {
         );
     }
 }
+
+/// Whether no two of `names` are equal (a `const fn`, so `export_plugin!`
+/// refuses a duplicate entry name at compile time).
+#[doc(hidden)]
+pub const fn distinct_names(names: &[&str]) -> bool {
+    let mut i = 0;
+    while i < names.len() {
+        let mut j = i + 1;
+        while j < names.len() {
+            if same(names[i].as_bytes(), names[j].as_bytes()) {
+                return false;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod distinct_tests {
+    use super::distinct_names;
+
+    #[test]
+    fn duplicate_names_are_found() {
+        assert!(distinct_names(&[]));
+        assert!(distinct_names(&["main", "other"]));
+        assert!(!distinct_names(&["main", "other", "main"]));
+    }
+}

@@ -188,6 +188,19 @@ pub trait Filter: Send + Sync + Sized + 'static {
 /// It expands to two `#[no_mangle]` items in your crate, `plughost_abi` and
 /// `plughost_plugin_v1`; so use it once per library, at the crate's top level. It
 /// compiles under `#![deny(unsafe_code)]` (see the example above).
+///
+/// An app and a filter may share a name (`use = egg:demo` then means the app
+/// in an `[app:]` section and the filter in a `[filter:]` section), but two
+/// entries of one kind may not; this does not compile:
+/// ```compile_fail
+/// # use plughost_sdk::{App, Config, Error, Request, Response};
+/// # struct A;
+/// # impl App for A {
+/// #     fn new(_: &Config) -> Result<Self, Error> { Ok(A) }
+/// #     fn call(&self, _: Request) -> Result<Response, Error> { Ok(Response::new(200)) }
+/// # }
+/// plughost_sdk::export_plugin!(name: "dup", apps: { "main" => A, "main" => A });
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
     (
@@ -199,6 +212,16 @@ macro_rules! export_plugin {
         #[allow(non_upper_case_globals)]
         #[unsafe(no_mangle)]
         pub static plughost_abi: $crate::abi::PhHandshake = $crate::abi::PhHandshake::CURRENT;
+
+        // Two entries of one kind may not share a name (an app and a filter may).
+        const _: () = assert!(
+            $crate::ffi::distinct_names(&[$($($app_name),*)?]),
+            "export_plugin!: two apps share a name"
+        );
+        const _: () = assert!(
+            $crate::ffi::distinct_names(&[$($($filter_name),*)?]),
+            "export_plugin!: two filters share a name"
+        );
 
         #[unsafe(no_mangle)]
         pub extern "C" fn plughost_plugin_v1() -> *const $crate::abi::PhPluginDesc {

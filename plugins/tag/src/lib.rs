@@ -1,8 +1,13 @@
 //! A filter that makes chain order visible: it appends its `tag` to the request
 //! header `X-Tag-Chain` on the way in and to the response header `X-Tag-Chain-Out`
 //! on the way out. With `deny_prefix = /P` it answers 403 itself for paths under /P.
+//!
+//! The library also exports an app under the same name, `main` (as Paste
+//! distributions do, e.g. `oslo.middleware#healthcheck`): it answers with the
+//! chain of tags the request arrived with, so `use = egg:tag` means the filter
+//! in a `[filter:]` section and the app in an `[app:]` section.
 
-use plughost_sdk::{Config, Error, Filter, Next, Request, Response};
+use plughost_sdk::{App, Config, Error, Filter, Next, Request, Response};
 
 struct Tag {
     tag: String,
@@ -46,4 +51,29 @@ impl Filter for Tag {
     }
 }
 
-plughost_sdk::export_plugin!(name: "tag", filters: { "main" => Tag });
+/// The app: `tag-chain: a,b` in the body, its own `tag` in `X-Tag-App`.
+struct TagApp {
+    tag: String,
+}
+
+impl App for TagApp {
+    fn new(config: &Config) -> Result<Self, Error> {
+        Ok(TagApp {
+            tag: config.get("tag").unwrap_or("app").to_owned(),
+        })
+    }
+
+    fn call(&self, req: Request) -> Result<Response, Error> {
+        let chain = req.header("x-tag-chain").unwrap_or("").to_owned();
+        Ok(Response::new(200)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("X-Tag-App", self.tag.as_str())
+            .body(format!("tag-chain: {chain}\n")))
+    }
+}
+
+plughost_sdk::export_plugin!(
+    name: "tag",
+    apps: { "main" => TagApp },
+    filters: { "main" => Tag },
+);

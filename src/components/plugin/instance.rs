@@ -106,7 +106,7 @@ impl Instance {
         local: &[(String, String)],
         label: String,
     ) -> Result<Instance, CreateError> {
-        let Some(info) = lib.entry(entry) else {
+        let Some(info) = lib.entry(entry, want_kind) else {
             return Err(CreateError::NoEntry {
                 library: lib.path.clone(),
                 entry: entry.to_owned(),

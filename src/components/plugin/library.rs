@@ -160,12 +160,25 @@ impl Library {
                 // SAFETY: the descriptor points at `entry_count` static entries; each
                 // is read through raw pointers, never as a `&PhEntry`, so a NULL in a
                 // function-pointer field is seen, not assumed away.
-                let info = unsafe { read_entry(desc.entries.add(i)) };
-                entries.push(info.map_err(|(entry, field)| LoadError::NullPointer {
-                    path: display.clone(),
-                    entry,
-                    field,
-                })?);
+                let info =
+                    unsafe { read_entry(desc.entries.add(i)) }.map_err(|(entry, field)| {
+                        LoadError::NullPointer {
+                            path: display.clone(),
+                            entry,
+                            field,
+                        }
+                    })?;
+                if entries
+                    .iter()
+                    .any(|e: &EntryInfo| e.name == info.name && e.kind == info.kind)
+                {
+                    return Err(LoadError::DuplicateEntry {
+                        path: display,
+                        entry: info.name,
+                        kind: info.kind,
+                    });
+                }
+                entries.push(info);
             }
         }
         Ok(Library {
@@ -183,9 +196,12 @@ impl Library {
         })
     }
 
-    /// The entry called `name`.
-    pub fn entry(&self, name: &str) -> Option<&EntryInfo> {
-        self.entries.iter().find(|e| e.name == name)
+    /// The entry called `name` of `kind` (a library may export an app and a
+    /// filter under one name, as Paste distributions do); failing that, an
+    /// entry of another kind with that name, so the caller can say so.
+    pub fn entry(&self, name: &str, kind: u32) -> Option<&EntryInfo> {
+        let named = || self.entries.iter().filter(|e| e.name == name);
+        named().find(|e| e.kind == kind).or_else(|| named().next())
     }
 
     /// Entry names with their kinds, for messages.

@@ -49,6 +49,13 @@ pub enum LoadError {
         entry: String,
         field: &'static str,
     },
+    /// Two entries of one kind share a name, so `egg:LIB#NAME` could mean either.
+    #[error("{} is not a valid plugin: it exports two {} entries named `{entry}`", path.display(), library::kind_name(*kind))]
+    DuplicateEntry {
+        path: PathBuf,
+        entry: String,
+        kind: u32,
+    },
     #[error("plugin `{name}` not found; searched: {}", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotFound {
         name: String,
