@@ -39,13 +39,16 @@
 //! (dashes in the crate name become underscores). Mount it in `deploy.ini`:
 //! ```ini
 //! [app:main]
-//! use = egg:hello          ; finds libhello.so on the plugin path, entry "main"
+//! ; finds libhello.so on the plugin path, entry "main"
+//! use = egg:hello
 //! greeting = Hi there
 //! ```
 //! `egg:NAME#ENTRY` picks another entry of the same library; `lib:path/to/libx.so#ENTRY`
-//! names a file relative to the config file. The host searches `PLUGHOST_PLUGIN_PATH`,
-//! then `plugin_path` in `[DEFAULT]`, then `target/release` and `target/debug` beside
-//! the config file.
+//! names a file relative to the config file. The host searches `PLUGHOST_PLUGIN_PATH`
+//! (`:`-separated), then `plugin_path` in `[DEFAULT]`, then `target/release` and
+//! `target/debug` beside the config file, then the directory of the `plughost`
+//! binary, then `../lib/plughost` beside it (the host's README lists the order).
+//! (Paste Deploy has no inline comments: a ` ;` after a value is part of it.)
 //!
 //! ## Filters
 //! A [`Filter`] gets the request and a [`Next`] handle for the rest of the pipeline.
