@@ -49,18 +49,18 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             let message = e.to_string();
-            assert!(e.file.is_absolute(), "{message}");
-            let file = format!("{}:", e.file.display());
+            assert!(e.at.file.is_absolute(), "{message}");
+            let file = format!("{}:", e.at.file.display());
             assert!(message.starts_with(&file), "{message}");
             // A line, when given, is a line of the file named.
-            let text = if e.file == path {
+            let text = if e.at.file == path {
                 Some(&*main)
-            } else if e.file == other_path {
+            } else if e.at.file == other_path {
                 other.as_deref()
             } else {
                 None
             };
-            if let (Some(line), Some(text)) = (e.line, text) {
+            if let (Some(line), Some(text)) = (e.at.line, text) {
                 assert!(line >= 1 && line <= text.lines().count(), "{message}");
             }
         }
