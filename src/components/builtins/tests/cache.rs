@@ -647,3 +647,113 @@ fn a_cache_above_a_per_host_urlmap_is_refused() {
     };
     make_filter_in(&c, &by_path, stub, &mut DirClaims::default()).expect("no domain entries");
 }
+
+/// An app that answers only when the test opens its gate, so requests can
+/// be made to overlap; `reply(n)` answers its `n`th call (from 1).
+struct Gated {
+    gate: tokio::sync::Semaphore,
+    calls: std::sync::atomic::AtomicUsize,
+    reply: fn(usize) -> Reply,
+}
+
+impl Gated {
+    fn new(reply: fn(usize) -> Reply) -> Arc<Gated> {
+        Arc::new(Gated {
+            gate: tokio::sync::Semaphore::new(0),
+            calls: Default::default(),
+            reply,
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Handler for Gated {
+    fn call(&self, _req: crate::core::Request) -> crate::core::ResponseFuture<'_> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            self.gate
+                .acquire()
+                .await
+                .expect("the gate is open")
+                .forget();
+            (self.reply)(n).response()
+        })
+    }
+}
+
+/// Two overlapping GETs of `path` through a cache over `app`; the gate opens
+/// once the first has reached the app and the second has had its turn.
+fn overlapping(name: &str, app: &Arc<Gated>) -> (Fixture, Got, Got) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let c = section(
+        Kind::Filter,
+        name,
+        "cache",
+        &ini_in(tmp.path()),
+        &[
+            ("cache_dir", dir.to_str().unwrap()),
+            ("status_header", "X-Cache"),
+        ],
+    );
+    let cache = make_filter(&c, app.clone()).unwrap();
+    let rt = Rt::new();
+    let (first, second) = rt.block_on(async {
+        let open = async {
+            while app.calls() < 1 {
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            app.gate.add_permits(2);
+        };
+        let (first, second, ()) = tokio::join!(
+            async { super::read(cache.call(Req::get("/hot").build()).await).await },
+            async { super::read(cache.call(Req::get("/hot").build()).await).await },
+            open
+        );
+        (first, second)
+    });
+    let f = Fixture {
+        tmp,
+        rt,
+        stub: Stub::new(Reply::html("unused")),
+        cache,
+        section: c.section,
+    };
+    (f, first, second)
+}
+
+#[test]
+fn concurrent_misses_call_the_app_once_and_share_the_stored_page() {
+    let app = Gated::new(|n| Reply::html(&format!("page {n}")));
+    let (f, first, second) = overlapping("filter:cache-coalesce", &app);
+    assert_eq!(app.calls(), 1);
+    assert_eq!((x_cache(&first), first.text()), ("MISS", "page 1"));
+    assert_eq!((x_cache(&second), second.text()), ("HIT", "page 1"));
+    assert_eq!(f.count(Event::Coalesced), 1);
+    assert_eq!(f.files(), ["hot"]);
+}
+
+#[test]
+fn a_waiter_never_gets_a_personal_response_of_the_leader() {
+    let app =
+        Gated::new(|n| Reply::html(&format!("for {n}")).header("set-cookie", &format!("sid={n}")));
+    let (f, first, second) = overlapping("filter:cache-coalesce-personal", &app);
+    assert_eq!(app.calls(), 2, "the waiter calls the app itself");
+    assert_eq!(
+        (first.text(), first.header("set-cookie")),
+        ("for 1", Some("sid=1"))
+    );
+    assert_eq!(
+        (second.text(), second.header("set-cookie")),
+        ("for 2", Some("sid=2"))
+    );
+    assert_eq!(x_cache(&second), "MISS");
+    assert_eq!(f.count(Event::CoalesceFallback), 1);
+    assert!(f.files().is_empty());
+}

@@ -378,6 +378,21 @@ impl Got {
     }
 }
 
+/// Read a response whole.
+pub async fn read(resp: Response) -> Got {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .expect("the response body reads")
+        .to_bytes();
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
 /// A current-thread tokio runtime (with the blocking pool and timers the
 /// built-ins use) that calls handlers and reads their responses whole.
 pub struct Rt(tokio::runtime::Runtime);
@@ -396,20 +411,7 @@ impl Rt {
 
     /// Call `handler` with `req` and collect the response body.
     pub fn call(&self, handler: &dyn Handler, req: Request) -> Got {
-        self.block_on(async {
-            let resp = handler.call(req).await;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .expect("the response body reads")
-                .to_bytes();
-            Got {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
-            }
-        })
+        self.block_on(async { read(handler.call(req).await).await })
     }
 
     /// Drive the runtime (tasks the handler spawned included) until `cond`
