@@ -757,3 +757,148 @@ fn a_waiter_never_gets_a_personal_response_of_the_leader() {
     assert_eq!(f.count(Event::CoalesceFallback), 1);
     assert!(f.files().is_empty());
 }
+
+/// A body of several chunks (each ready at once), which the cache spools
+/// instead of taking whole; an `Err` item fails the body there.
+struct Chunks(std::collections::VecDeque<Result<bytes::Bytes, crate::core::BodyError>>);
+
+impl http_body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = crate::core::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|r| r.map(http_body::Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// An app answering a `text/html` page streamed in `chunks` (`None`: the
+/// body fails there), with `Content-Length: declared` if given.
+struct Streaming {
+    chunks: &'static [Option<&'static str>],
+    declared: Option<u64>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Handler for Streaming {
+    fn call(&self, _req: crate::core::Request) -> crate::core::ResponseFuture<'_> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let items = self
+            .chunks
+            .iter()
+            .map(|c| match c {
+                Some(s) => Ok(bytes::Bytes::from_static(s.as_bytes())),
+                None => Err("the app's body failed".into()),
+            })
+            .collect();
+        let body = http_body_util::BodyExt::boxed_unsync(Chunks(items));
+        let mut resp = http::Response::new(body);
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, "text/html".parse().unwrap());
+        if let Some(n) = self.declared {
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, n.into());
+        }
+        Box::pin(std::future::ready(resp))
+    }
+}
+
+/// One response: its X-Cache value and its body, or the body's error.
+type Streamed = (String, Result<String, String>);
+
+/// A cache over `app`, and two GETs of `/s` through it.
+fn streamed(name: &str, app: Arc<Streaming>) -> (Fixture, Vec<Streamed>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let c = section(
+        Kind::Filter,
+        name,
+        "cache",
+        &ini_in(tmp.path()),
+        &[
+            ("cache_dir", dir.to_str().unwrap()),
+            ("status_header", "X-Cache"),
+        ],
+    );
+    let cache = make_filter(&c, app).unwrap();
+    let f = Fixture {
+        tmp,
+        rt: Rt::new(),
+        stub: Stub::new(Reply::html("unused")),
+        cache,
+        section: c.section,
+    };
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let one = f.rt.block_on(async {
+            let resp = f.cache.call(Req::get("/s").build()).await;
+            let mark = resp
+                .headers()
+                .get("x-cache")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .map(|b| String::from_utf8(b.to_bytes().to_vec()).unwrap())
+                .map_err(|e| e.to_string());
+            (mark, body)
+        });
+        got.push(one);
+        f.rt.settle();
+    }
+    (f, got)
+}
+
+fn streaming(chunks: &'static [Option<&'static str>], declared: Option<u64>) -> Arc<Streaming> {
+    Arc::new(Streaming {
+        chunks,
+        declared,
+        calls: Default::default(),
+    })
+}
+
+#[test]
+fn a_streamed_page_is_spooled_to_its_file_and_served_whole() {
+    let app = streaming(&[Some("<p>"), Some("streamed"), Some("</p>")], Some(15));
+    let (f, got) = streamed("filter:cache-spool", app.clone());
+    assert_eq!(got[0], ("MISS".into(), Ok("<p>streamed</p>".into())));
+    assert_eq!(got[1], ("HIT".into(), Ok("<p>streamed</p>".into())));
+    assert_eq!(app.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        std::fs::read_to_string(f.dir().join("s")).unwrap(),
+        "<p>streamed</p>"
+    );
+}
+
+#[test]
+fn a_body_failing_midway_fails_the_client_and_is_not_stored() {
+    let app = streaming(&[Some("<p>half"), None], None);
+    let (f, got) = streamed("filter:cache-spool-fails", app.clone());
+    for (mark, body) in &got {
+        assert_eq!(mark, "MISS");
+        assert!(body.is_err(), "a cut body must not look complete: {body:?}");
+    }
+    assert_eq!(app.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(f.count(Event::NoStoreIncomplete), 2);
+    assert!(f.files().is_empty(), "{:?}", f.files());
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_is_not_stored() {
+    let app = streaming(&[Some("abc"), Some("de")], Some(10));
+    let (f, got) = streamed("filter:cache-spool-short", app);
+    for (mark, body) in &got {
+        assert_eq!(mark, "MISS");
+        assert!(body.is_err(), "{body:?}");
+    }
+    assert_eq!(f.count(Event::NoStoreIncomplete), 2);
+    assert!(f.files().is_empty(), "{:?}", f.files());
+}
