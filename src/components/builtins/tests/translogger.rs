@@ -195,3 +195,24 @@ fn a_bad_level_or_key_is_refused_naming_the_key() {
     assert_eq!(e.key.as_deref(), Some("logger"), "{e}");
     assert!(e.message.contains("known keys"), "{e}");
 }
+
+/// Known bug, kept ignored so the suite stays green: the request line is
+/// written as received, while `"` is escaped in Referer and User-Agent. The
+/// `http` crate accepts `"` in a path and a query (for clients that send JSON
+/// unescaped), so a request such as `GET /x"%20200%205%20"-` forges fields of
+/// its own log line; Apache writes `\"` there.
+#[test]
+#[ignore = "bug: translogger does not escape `\"` in the request line"]
+fn quotes_in_the_request_line_are_escaped() {
+    capture();
+    let target = "inproc-translogger-quote";
+    let log = translogger(&[("logger_name", target)], Stub::new(Reply::html("x"))).unwrap();
+    call(&*log, Req::get("/a\"b?q=\"1\"").build());
+    let got = lines(target);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].1.contains("\"GET /a\\\"b?q=\\\"1\\\" HTTP/1.1\""),
+        "{}",
+        got[0].1
+    );
+}
