@@ -8,6 +8,9 @@ pub mod static_files;
 pub mod translogger;
 pub mod urlmap;
 
+#[cfg(test)]
+mod tests;
+
 use crate::core::builtin::{Builtin, Catalog, Make};
 
 /// Every built-in. Adding one is a module with a `BUILTIN` row and a line here.
