@@ -35,9 +35,10 @@ use crate::core::metrics::METRICS;
 /// costs less than the extra system call (a smaller body is never file-backed).
 pub const MIN_BYTES: usize = crate::core::body::FILE_BACKED_MIN_BYTES;
 
-/// Offers kept per connection. hyper writes one response at a time, so more
-/// than this means earlier offers were never written (a filter replaced the
-/// body); the oldest is dropped.
+/// Offers kept per connection. The server registers one just before handing
+/// its response to hyper, which writes one response at a time, so more than
+/// this means an earlier one was never recognised (hyper copied its bytes, or
+/// the body was not sent); the oldest is dropped.
 const MAX_OFFERS: usize = 2;
 
 /// A body whose bytes are exactly `file`'s bytes from offset 0.
