@@ -3,16 +3,11 @@
 //! request keeps the tree it started on alive (through its response body), so
 //! old instances are dropped only when their last request has finished.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 
-use crate::core::{Body, BodyError, Handler, Request, ResponseFuture};
+use crate::core::{Handler, Request, ResponseFuture};
 
 /// A handler that forwards to whichever tree is current.
 pub struct Swappable {
@@ -37,33 +32,9 @@ impl Handler for Swappable {
         let tree: Arc<dyn Handler> = Arc::clone(&self.current.load());
         Box::pin(async move {
             let resp = tree.call(req).await;
-            resp.map(|body| Keep { body, _tree: tree }.boxed_unsync())
+            // The tree rides on the body as a guard, whatever its kind: a
+            // file-backed hit stays file-backed.
+            resp.map(|body| body.keep_alive(tree))
         })
-    }
-}
-
-/// A body that keeps the tree that produced it alive until it is dropped.
-struct Keep {
-    body: Body,
-    _tree: Arc<dyn Handler>,
-}
-
-impl http_body::Body for Keep {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }

@@ -407,7 +407,7 @@ pub fn file_body_at(file: File, offset: u64, len: u64) -> io::Result<Body> {
     };
     // Start reading the first chunk while the head goes out.
     stream.start_read();
-    Ok(http_body_util::BodyExt::boxed_unsync(stream))
+    Ok(Body::new(stream))
 }
 
 fn shrank(e: io::Error) -> io::Error {

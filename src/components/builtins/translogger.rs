@@ -11,7 +11,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 
 use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::timefmt::Civil;
@@ -103,14 +102,13 @@ impl Handler for TransLogger {
             let resp = self.next.call(req).await;
             let status = resp.status().as_u16();
             resp.map(|inner| {
-                LoggedBody {
+                Body::new(LoggedBody {
                     inner,
                     sent: 0,
                     line: Some((format!("{head} {status}"), tail)),
                     logger: self.logger.clone(),
                     level: self.level,
-                }
-                .boxed_unsync()
+                })
             })
         })
     }

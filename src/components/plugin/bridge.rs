@@ -503,7 +503,7 @@ pub(crate) fn body_from_plugin(
     // `size_hint` is what remains, so ask after the pre-read (asking before and
     // adding the pre-read bytes counted them twice: a doubled Content-Length).
     let exact = body.size_hint().map(|rest| rest + first.len() as u64);
-    Ok(http_body_util::BodyExt::boxed_unsync(PulledBody::new(
+    Ok(Body::new(PulledBody::new(
         first.freeze(),
         body,
         exact,

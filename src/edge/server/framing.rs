@@ -15,7 +15,6 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::BodyExt;
 
 use crate::core::{Body, BodyError, Response};
 
@@ -63,6 +62,8 @@ pub fn frame(mut resp: Response, head_request: bool) -> Response {
     } else {
         resp.body().size_hint().exact()
     };
+    // Bodies in memory, file-backed ones included, have an exact length and
+    // go out as they are: only a streamed body is wrapped.
     match exact {
         Some(n) if n == declared => resp,
         Some(n) => {
@@ -75,7 +76,7 @@ pub fn frame(mut resp: Response, head_request: bool) -> Response {
                 .insert(CONTENT_LENGTH, HeaderValue::from(n));
             resp
         }
-        None => resp.map(|body| Declared::new(body, declared).boxed_unsync()),
+        None => resp.map(|body| Body::new(Declared::new(body, declared))),
     }
 }
 
@@ -206,6 +207,7 @@ impl http_body::Body for Declared {
 mod tests {
     use super::*;
     use crate::core::body;
+    use http_body_util::BodyExt;
 
     fn response(body: Body, declared: &str) -> Response {
         let mut resp = http::Response::new(body);
@@ -216,7 +218,9 @@ mod tests {
 
     /// A streamed body (no exact size) of `chunks`.
     fn streamed(chunks: &[&'static [u8]]) -> Body {
-        Chunks(chunks.iter().map(|c| Bytes::from_static(c)).collect()).boxed_unsync()
+        Body::new(Chunks(
+            chunks.iter().map(|c| Bytes::from_static(c)).collect(),
+        ))
     }
 
     /// Chunks one frame each, with no size hint (as a streamed body has).

@@ -125,8 +125,13 @@ async fn accept_loop(
             let conn = per_request.clone();
             async move {
                 let head_request = req.method() == http::Method::HEAD;
-                let resp = sendfile::scope(conn.offers.clone(), handle(req, &conn)).await;
-                Ok::<_, Infallible>(framing::frame(resp, head_request))
+                let mut resp = framing::frame(handle(req, &conn).await, head_request);
+                // A file-backed body that reached the edge as it left the cache:
+                // let the connection send its bytes from the file.
+                if let Some((bytes, file)) = resp.body_mut().take_file() {
+                    conn.offers.offer(bytes, file);
+                }
+                Ok::<_, Infallible>(resp)
             }
         });
         let conn = http1::Builder::new()

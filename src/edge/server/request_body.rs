@@ -125,15 +125,14 @@ pub async fn read(
     if total == 0 {
         return Ok(body::empty());
     }
-    Ok(Buffered {
+    Ok(Body::new(Buffered {
         memory,
         file,
         next: 0,
         pending: None,
         remaining: total,
         rt: tokio::runtime::Handle::current(),
-    }
-    .boxed_unsync())
+    }))
 }
 
 /// The part of a body beyond the memory buffer, on its way to a file.

@@ -1,18 +1,19 @@
 //! Zero-copy bodies: a large page the cache serves from memory goes out with
 //! `sendfile(2)` from its file instead of being copied from userspace.
 //!
-//! hyper owns the connection and only ever writes bytes, so the handler
-//! *offers* the connection a body it knows to be the content of an open file
-//! ([`offer`]), and the connection's stream ([`ConnStream`]) recognises those
-//! bytes by address when hyper writes them, and sends the same range of the
-//! file instead. Anything it does not recognise (a filter that copied or
-//! changed the body, hyper flattening buffers, an offer already dropped) is
-//! written from memory as usual, so the bytes on the wire are the same either
-//! way: an offer can only save a copy, never change a response.
-//!
-//! Offers live in a per-connection list reached through a task-local set for
-//! each request ([`scope`]); code that runs elsewhere (a plugin worker thread)
-//! finds no list and offers nothing.
+//! The cache answers such a hit with a file-backed body
+//! ([`crate::core::body::file_backed`]: bytes known to be exactly an open
+//! file's content). When a response leaves the pipeline, the server takes the
+//! file out of its body ([`crate::core::Body::take_file`]) and registers bytes
+//! and file with the connection's stream ([`Offers::offer`]). hyper owns the
+//! connection and only ever writes bytes, so the stream ([`ConnStream`])
+//! recognises the registered bytes when hyper writes them (the same memory,
+//! within the same `Bytes`) and sends the same range of the file instead.
+//! Anything it does not recognise (hyper flattening buffers, an offer already
+//! dropped) is written from memory as usual, so the bytes on the wire are the
+//! same either way: an offer can only save a copy, never change a response.
+//! A filter that wraps the body in a stream of its own turns it into an
+//! ordinary body, so nothing is registered for it at all.
 
 use std::fs::File;
 use std::future::Future;
@@ -31,12 +32,13 @@ use tokio::time::{Instant, Sleep};
 use crate::core::metrics::METRICS;
 
 /// Bodies smaller than this are written from memory: one copy of a few pages
-/// costs less than the extra system call.
-pub const MIN_BYTES: usize = 64 * 1024;
+/// costs less than the extra system call (a smaller body is never file-backed).
+pub const MIN_BYTES: usize = crate::core::body::FILE_BACKED_MIN_BYTES;
 
-/// Offers kept per connection. hyper writes one response at a time, so more
-/// than this means earlier offers were never written (a filter replaced the
-/// body); the oldest is dropped.
+/// Offers kept per connection. The server registers one just before handing
+/// its response to hyper, which writes one response at a time, so more than
+/// this means an earlier one was never recognised (hyper copied its bytes, or
+/// the body was not sent); the oldest is dropped.
 const MAX_OFFERS: usize = 2;
 
 /// A body whose bytes are exactly `file`'s bytes from offset 0.
@@ -63,6 +65,15 @@ pub struct Offers(Arc<Mutex<Vec<Offer>>>);
 impl Offers {
     fn list(&self) -> std::sync::MutexGuard<'_, Vec<Offer>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Let the connection send `bytes` from `file` when hyper writes them. The
+    /// caller must know them to be exactly `file`'s content from offset 0 (a
+    /// file-backed body's guarantee). Bodies under [`MIN_BYTES`] are ignored.
+    pub fn offer(&self, bytes: Bytes, file: File) {
+        if bytes.len() >= MIN_BYTES {
+            self.push(Offer { bytes, file });
+        }
     }
 
     fn push(&self, offer: Offer) {
@@ -97,32 +108,6 @@ impl Offers {
         }
         Ok(n)
     }
-}
-
-tokio::task_local! {
-    static CONNECTION: Offers;
-}
-
-/// Run `fut` (one request) with its connection's offers reachable by [`offer`].
-pub async fn scope<F: Future>(offers: Offers, fut: F) -> F::Output {
-    CONNECTION.scope(offers, fut).await
-}
-
-/// Tell this request's connection that `bytes` are exactly the content of
-/// `file` (from offset 0), so it may send them with `sendfile`. The caller
-/// must know this to be true, e.g. from the same inode, size and mtime as when
-/// the bytes were read. Bodies under [`MIN_BYTES`], and calls outside a
-/// request's [`scope`], do nothing.
-pub fn offer(bytes: &Bytes, file: File) {
-    if bytes.len() < MIN_BYTES {
-        return;
-    }
-    let _ = CONNECTION.try_with(|offers| {
-        offers.push(Offer {
-            bytes: bytes.clone(),
-            file,
-        })
-    });
 }
 
 /// A TCP connection that sends offered bytes with `sendfile`, and fails a
@@ -402,16 +387,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn offers_outside_a_request_scope_and_small_bodies_are_ignored() {
-        offer(&Bytes::from(pattern(100_000, 0)), file_with(b"x"));
+    async fn small_offers_are_ignored() {
         let offers = Offers::default();
-        let small = Bytes::from(pattern(MIN_BYTES - 1, 0));
-        let probe = offers.clone();
-        scope(offers, async move { offer(&small, file_with(b"x")) }).await;
-        assert!(probe.list().is_empty());
-        let big = Bytes::from(pattern(MIN_BYTES, 0));
-        let probe2 = probe.clone();
-        scope(probe, async move { offer(&big, file_with(b"x")) }).await;
-        assert!(!probe2.list().is_empty());
+        offers.offer(Bytes::from(pattern(MIN_BYTES - 1, 0)), file_with(b"x"));
+        assert!(offers.list().is_empty());
+        offers.offer(Bytes::from(pattern(MIN_BYTES, 0)), file_with(b"x"));
+        assert!(!offers.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_backed_body_is_registered_and_sent_from_its_file() {
+        // As the server does: take the file out of the body, offer it, then
+        // write what the body yields.
+        let memory = Bytes::from(pattern(300_000, 0));
+        let on_disk = pattern(300_000, 0x5a);
+        let mut body = crate::core::body::file_backed(memory.clone(), file_with(&on_disk));
+        let offers = Offers::default();
+        let (bytes, file) = body.take_file().expect("file-backed");
+        offers.offer(bytes, file);
+        let written = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        let got = send(&offers, b"HEAD\r\n", &written).await;
+        assert!(got[6..] == on_disk[..], "the body came from memory");
+        // A body wrapped as a stream of its own has no file to offer.
+        let mut wrapped = crate::core::Body::new(crate::core::body::file_backed(
+            memory.clone(),
+            file_with(&on_disk),
+        ));
+        assert!(wrapped.take_file().is_none());
     }
 }

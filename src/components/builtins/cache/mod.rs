@@ -44,7 +44,6 @@ use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
 use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::config::Component;
 use crate::core::{body, Handler, Request, Response, ResponseFuture};
-use crate::edge::server::sendfile;
 
 pub use self::config::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MEMORY_CACHE_BYTES};
 pub use self::dir::TEMP_PREFIX;
@@ -174,10 +173,11 @@ impl Cache {
         };
         if self.memo.enabled() && plain(&req.headers) {
             if let Some(entry) = self.memo.peek(path.rel()) {
-                // One check against the file per hit: a page sent from its file
-                // (`sendfile`) is checked by opening it, any other by one stat.
+                // One check against the file per hit: a page the connection may
+                // send from its file (a file-backed body) is checked by opening
+                // it, any other by one stat.
                 let from_file =
-                    req.method == Method::GET && entry.body.len() >= sendfile::MIN_BYTES;
+                    req.method == Method::GET && entry.body.len() >= body::FILE_BACKED_MIN_BYTES;
                 let (current, file) = if from_file {
                     match self.dir.lookup(&path) {
                         Lookup::Hit(file, meta) => (Some(Version::of(&meta)), Some(file)),
@@ -187,10 +187,7 @@ impl Cache {
                     (Version::on_disk(self.dir.root().as_fd(), path.rel()), None)
                 };
                 if self.memo.still(path.rel(), &entry, current) {
-                    if let Some(file) = file {
-                        sendfile::offer(&entry.body, file);
-                    }
-                    return self.answer(&Ask::of(&req), &entry, Event::Hit);
+                    return self.answer(&Ask::of(&req), &entry, file, Event::Hit);
                 }
             }
         }
@@ -264,7 +261,7 @@ impl Cache {
                     let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
                     let entry = Arc::new(Entry::new(meta, body, &self.content_type, mark));
                     self.memo.put(path.rel(), entry.clone());
-                    return self.answer(req, &entry, event);
+                    return self.answer(req, &entry, None, event);
                 }
                 // Truncated under us; the next request sees the file as it is then.
                 _ => return self.read_failed(req),
@@ -290,11 +287,21 @@ impl Cache {
     }
 
     /// A 200 (or headers only, for HEAD) from a page in memory, with the
-    /// headers the entry prepared.
-    fn answer(&self, req: &Ask<'_>, entry: &Entry, event: Event) -> Response {
+    /// headers the entry prepared. `file`: the entry's file, opened and found
+    /// to be the same version (same inode, size, mtime and ctime) as the bytes,
+    /// so the body is file-backed and the connection may send it from there.
+    fn answer(
+        &self,
+        req: &Ask<'_>,
+        entry: &Entry,
+        file: Option<std::fs::File>,
+        event: Event,
+    ) -> Response {
         self.count_hit(event, req);
         let body = if *req.method == Method::HEAD {
             body::empty()
+        } else if let Some(file) = file {
+            body::file_backed(entry.body.clone(), file)
         } else {
             body::full(entry.body.clone())
         };

@@ -103,15 +103,14 @@ pub fn store(mut body: Body, job: Job) -> Body {
     let hint = body.size_hint().exact();
     let shared = Arc::new(Shared::default());
     rt.spawn(spool(body, first, job, shared.clone()));
-    Follow {
+    Body::new(Follow {
         shared,
         file: None,
         offset: 0,
         handed: None,
         remaining: hint,
         done: false,
-    }
-    .boxed_unsync()
+    })
 }
 
 /// Run file-system work on a blocking thread (a panic there becomes an error;
