@@ -797,7 +797,7 @@ impl Handler for Streaming {
                 None => Err("the app's body failed".into()),
             })
             .collect();
-        let body = http_body_util::BodyExt::boxed_unsync(Chunks(items));
+        let body = crate::core::Body::new(Chunks(items));
         let mut resp = http::Response::new(body);
         resp.headers_mut()
             .insert(http::header::CONTENT_TYPE, "text/html".parse().unwrap());
