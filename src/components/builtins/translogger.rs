@@ -72,7 +72,7 @@ impl Handler for TransLogger {
         let header = |name: http::HeaderName| {
             req.headers
                 .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).replace('"', "\\\""))
+                .map(|v| escape(&String::from_utf8_lossy(v.as_bytes())))
                 .unwrap_or_else(|| "-".into())
         };
         let query = if req.query_string.is_empty() {
@@ -84,13 +84,13 @@ impl Handler for TransLogger {
             .extras
             .iter()
             .find(|(k, _)| k == "REMOTE_USER")
-            .map_or("-".to_owned(), |(_, v)| v.clone());
+            .map_or("-".to_owned(), |(_, v)| escape(v));
         let head = format!(
-            "{} - {user} [{}] \"{} {}{query} {}\"",
+            "{} - {user} [{}] \"{} {} {}\"",
             req.remote_addr,
             Civil::from(SystemTime::now()).apache(),
-            req.method,
-            req.raw_path,
+            escape(req.method.as_str()),
+            escape(&format!("{}{query}", req.raw_path)),
             req.protocol()
         );
         let tail = format!(
@@ -112,6 +112,27 @@ impl Handler for TransLogger {
             })
         })
     }
+}
+
+/// A field of the log line as Apache writes it: `"` and `\` escaped with a
+/// backslash and control bytes as `\xHH`, so no request can forge the fields
+/// around its own (the `http` crate accepts `"` in paths and queries).
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Counts the bytes sent and writes the log line when the response is done.
