@@ -6,6 +6,7 @@ pub mod file_response;
 pub mod metrics;
 pub mod static_files;
 pub mod translogger;
+pub mod url_path;
 pub mod urlmap;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `Cache-Control: max-age=N`), `index` (default `index.html`; empty disables).
 //! Any other key is an error, so a misspelt key is not silently ignored.
 //!
-//! Mapping PATH_INFO to a file refuses, with 404, anything that could leave the
+//! Mapping PATH_INFO to a file ([`url_path`], shared with the cache) refuses, with 404, anything that could leave the
 //! root or reach what should stay hidden: `.`/`..` and every other segment
 //! starting with a dot (dotfiles), however encoded; an encoded `/` or `\` in
 //! the raw path; backslashes, NUL and control bytes; invalid UTF-8. Empty
@@ -33,6 +33,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
 use super::file_response::{self, FileOptions, FileRequest};
+use super::url_path::{self, EmptySegments, RelPath, Rules};
 use crate::core::builtin::{Builtin, Make, SettingError};
 use crate::core::config::Component;
 use crate::core::{body, error_response, Handler, Request, Response, ResponseFuture};
@@ -277,50 +278,21 @@ fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND)
 }
 
-/// A request path mapped below the root.
-#[derive(Debug, PartialEq, Eq)]
-struct Mapped {
-    /// Segments joined by `/`, no empty ones, no leading slash (empty: the root).
-    rel: String,
-    /// PATH_INFO ended with `/` (or was the root itself).
-    trailing_slash: bool,
-}
+/// Static's rules: empty segments collapse, a double-encoded dot is a literal
+/// name (decoded once only), no limits but the file system's.
+const RULES: Rules = Rules {
+    empty_segments: EmptySegments::Skip,
+    refuse_escapes: false,
+    unicode_controls: false,
+    raw_backslash: true,
+    limits: None,
+};
 
 /// Map PATH_INFO (percent-decoded) to a relative path, or `None` when the path is
 /// refused: see the module docs. `raw_path` is the path as received, checked for
 /// encoded separators that decoding has turned into real ones.
-fn map_path(path_info: &[u8], raw_path: &str) -> Option<Mapped> {
-    if has_encoded_separator(raw_path.as_bytes()) {
-        return None;
-    }
-    let path = std::str::from_utf8(path_info).ok()?;
-    let mut rel = String::with_capacity(path.len());
-    for segment in path.split('/') {
-        if segment.is_empty() {
-            continue;
-        }
-        if segment.starts_with('.') || segment.bytes().any(|b| b == b'\\' || b.is_ascii_control()) {
-            return None;
-        }
-        if !rel.is_empty() {
-            rel.push('/');
-        }
-        rel.push_str(segment);
-    }
-    let trailing_slash = path.ends_with('/');
-    Some(Mapped {
-        rel,
-        trailing_slash,
-    })
-}
-
-/// `%2F` or `%5C` (any case): a slash or backslash the client hid in a segment.
-fn has_encoded_separator(raw: &[u8]) -> bool {
-    raw.windows(3).any(|w| {
-        w[0] == b'%'
-            && (w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')
-                || w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))
-    })
+fn map_path(path_info: &[u8], raw_path: &str) -> Option<RelPath> {
+    url_path::map(path_info, raw_path, &RULES, "").ok()
 }
 
 /// Bytes escaped in a `Location` path: controls, space, non-ASCII, and what
@@ -467,15 +439,6 @@ mod tests {
         ] {
             assert_eq!(mapped(decoded, raw), None, "{raw}");
         }
-    }
-
-    #[test]
-    fn encoded_separator_detection() {
-        assert!(has_encoded_separator(b"/a%2Fb"));
-        assert!(has_encoded_separator(b"%2f"));
-        assert!(has_encoded_separator(b"/x%5c"));
-        assert!(!has_encoded_separator(b"/a%25b/%2"));
-        assert!(!has_encoded_separator(b"/a%252Fb"));
     }
 
     #[test]

@@ -3,8 +3,12 @@
 //! It works on path segments and refuses, rather than normalises, anything that
 //! could name a file outside the tree, alias another key, or collide with the
 //! cache's own temporary files. A refused path is passed to the app untouched.
+//! The segment rules are [`url_path`]'s (shared with the static app); this
+//! module adds the cache's own: the strictest [`Rules`], PATH_INFO must be
+//! absolute, and `directory_index` names a directory's page and no segment.
 
-use std::fmt;
+pub use crate::components::builtins::url_path::Refusal;
+use crate::components::builtins::url_path::{self, EmptySegments, Limits, Rules};
 
 /// Most segments a cached path may have.
 pub const MAX_DEPTH: usize = 32;
@@ -13,52 +17,18 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// Longest segment (in bytes): the usual file-name limit.
 pub const MAX_SEGMENT_BYTES: usize = 255;
 
-/// Why a path cannot be mapped to a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// PATH_INFO is empty or does not start with `/`.
-    NotAbsolute,
-    EmptySegment,
-    /// A `.` or `..` segment (raw or percent-encoded).
-    DotSegment,
-    /// A segment starting with `.` (dotfiles and the cache's temporary files).
-    Dotfile,
-    /// `%2F` in the raw path: a `/` inside a segment.
-    EncodedSlash,
-    Backslash,
-    /// NUL or another control character.
-    ControlByte,
-    NotUtf8,
-    SegmentTooLong,
-    TooDeep,
-    TooLong,
-    /// A segment equal to `directory_index` (it would alias the directory's URL).
-    IndexName,
-    /// A segment that still holds a percent-escape of `.`, `/` or `\` after
-    /// decoding (`/%252e%252e/`): a front end or app that decodes again would
-    /// see a dot segment or separator where the tree has a literal name.
-    EncodedEscape,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::NotAbsolute => "not an absolute path",
-            Refusal::EmptySegment => "empty segment",
-            Refusal::DotSegment => "dot segment",
-            Refusal::Dotfile => "segment starting with a dot",
-            Refusal::EncodedSlash => "encoded slash",
-            Refusal::Backslash => "backslash",
-            Refusal::ControlByte => "control character",
-            Refusal::NotUtf8 => "invalid UTF-8",
-            Refusal::SegmentTooLong => "segment too long",
-            Refusal::TooDeep => "too many segments",
-            Refusal::TooLong => "path too long",
-            Refusal::IndexName => "directory_index as a segment",
-            Refusal::EncodedEscape => "percent-escaped dot, slash or backslash after decoding",
-        })
-    }
-}
+/// The cache's rules: the strictest, since a page must have exactly one key.
+const RULES: Rules = Rules {
+    empty_segments: EmptySegments::Refuse,
+    refuse_escapes: true,
+    unicode_controls: true,
+    raw_backslash: false,
+    limits: Some(Limits {
+        path_bytes: MAX_PATH_BYTES,
+        depth: MAX_DEPTH,
+        segment_bytes: MAX_SEGMENT_BYTES,
+    }),
+};
 
 /// A file under cache_dir, relative to it: `foo/bar` or `foo/__index.html`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,103 +58,26 @@ impl CachePath {
 /// Map PATH_INFO (percent-decoded, relative to the mount) to a file. `raw_path`
 /// is the request target's path as received, for forms decoding hides.
 pub fn map(path_info: &[u8], raw_path: &str, index: &str) -> Result<CachePath, Refusal> {
-    let Some(body) = path_info.strip_prefix(b"/") else {
+    if !path_info.starts_with(b"/") {
         return Err(Refusal::NotAbsolute);
-    };
-    if path_info.len() > MAX_PATH_BYTES {
-        return Err(Refusal::TooLong);
     }
-    if has_encoded_slash(raw_path.as_bytes()) {
-        return Err(Refusal::EncodedSlash);
-    }
-    let body = std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?;
+    let p = url_path::map(path_info, raw_path, &RULES, index)?;
     // `/` and `/dir/` name the directory's index file.
-    let (dirs, name) = if body.is_empty() {
-        ("", None)
-    } else if let Some(dirs) = body.strip_suffix('/') {
-        (dirs, None)
+    Ok(if p.trailing_slash {
+        let mut rel = p.rel;
+        if !rel.is_empty() {
+            rel.push('/');
+        }
+        let name_at = rel.len();
+        rel.push_str(index);
+        CachePath { rel, name_at }
     } else {
-        match body.rfind('/') {
-            Some(i) => (&body[..i], Some(&body[i + 1..])),
-            None => ("", Some(body)),
-        }
-    };
-    let mut depth = 0;
-    // `dirs` is empty for a file in cache_dir itself, and also for `//x` and
-    // `//`, whose empty first segment must be refused.
-    if !dirs.is_empty() || body.starts_with('/') {
-        for seg in dirs.split('/') {
-            depth += 1;
-            check_segment(seg, index)?;
-        }
-    }
-    if let Some(name) = name {
-        depth += 1;
-        check_segment(name, index)?;
-    }
-    if depth > MAX_DEPTH {
-        return Err(Refusal::TooDeep);
-    }
-    Ok(match name {
-        Some(_) => CachePath {
-            rel: body.to_owned(),
-            name_at: body.rfind('/').map_or(0, |i| i + 1),
-        },
-        None => {
-            let mut rel = String::with_capacity(body.len() + index.len());
-            rel.push_str(body);
-            rel.push_str(index);
-            CachePath {
-                rel,
-                name_at: body.len(),
-            }
+        let name_at = p.rel.rfind('/').map_or(0, |i| i + 1);
+        CachePath {
+            rel: p.rel,
+            name_at,
         }
     })
-}
-
-fn check_segment(seg: &str, index: &str) -> Result<(), Refusal> {
-    if seg.is_empty() {
-        return Err(Refusal::EmptySegment);
-    }
-    if seg == "." || seg == ".." {
-        return Err(Refusal::DotSegment);
-    }
-    if seg.starts_with('.') {
-        return Err(Refusal::Dotfile);
-    }
-    if seg.len() > MAX_SEGMENT_BYTES {
-        return Err(Refusal::SegmentTooLong);
-    }
-    if seg.contains('\\') {
-        return Err(Refusal::Backslash);
-    }
-    if seg.chars().any(char::is_control) {
-        return Err(Refusal::ControlByte);
-    }
-    if seg == index {
-        return Err(Refusal::IndexName);
-    }
-    if has_escaped_separator(seg.as_bytes()) {
-        return Err(Refusal::EncodedEscape);
-    }
-    Ok(())
-}
-
-/// `%2E`, `%2F` or `%5C` (any case) in an already decoded segment.
-fn has_escaped_separator(seg: &[u8]) -> bool {
-    seg.windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2] | 0x20),
-                (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
-            )
-    })
-}
-
-/// `%2F` / `%2f` anywhere in the raw path.
-fn has_encoded_slash(raw: &[u8]) -> bool {
-    raw.windows(3)
-        .any(|w| w[0] == b'%' && w[1] == b'2' && (w[2] | 0x20) == b'f')
 }
 
 /// Whether `path` is under one of `prefixes` on a segment boundary: `/a` covers
@@ -198,7 +91,7 @@ pub fn in_scope(path: &[u8], prefixes: &[String]) -> bool {
 
 /// Whether `name` can be a `directory_index`: one plain segment.
 pub fn valid_index(name: &str) -> bool {
-    check_segment(name, "").is_ok() && !name.contains('/')
+    url_path::check_segment(name, &RULES, "").is_ok() && !name.contains('/')
 }
 
 #[cfg(test)]

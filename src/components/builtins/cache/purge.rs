@@ -8,7 +8,6 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use percent_encoding::percent_decode_str;
 use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -16,6 +15,7 @@ use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::owner::{self, OwnerError};
 use super::path::{self, Refusal, MAX_DEPTH};
+use crate::components::builtins::url_path;
 use crate::core::builtin::SettingError;
 use crate::core::config::Component;
 
@@ -80,7 +80,7 @@ impl Purger {
     /// Delete the page for URL path `url` (as the filter sees PATH_INFO, may be
     /// percent-encoded). With `prefix`, every page at or below it.
     pub fn purge(&self, url: &str, prefix: bool) -> Result<Purged, PurgeError> {
-        let decoded: Vec<u8> = percent_decode_str(url).collect();
+        let decoded = url_path::decode(url);
         if prefix {
             return self.purge_prefix(url, &decoded);
         }
