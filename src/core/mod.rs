@@ -7,6 +7,7 @@ pub mod blocking;
 pub mod body;
 pub mod builtin;
 pub mod config;
+pub mod headers;
 pub mod location;
 pub mod metrics;
 pub mod request;

@@ -57,12 +57,10 @@ impl Request {
         }
     }
 
-    /// The declared body length, if any.
+    /// The declared body length, if any (and valid: see
+    /// [`headers::content_length`](super::headers::content_length)).
     pub fn content_length(&self) -> Option<u64> {
-        self.headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
+        super::headers::content_length(&self.headers).ok().flatten()
     }
 }
 

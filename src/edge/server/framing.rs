@@ -16,6 +16,7 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 
+use crate::core::headers::content_length;
 use crate::core::{Body, BodyError, Response};
 
 /// Why a streamed body was cut off.
@@ -37,9 +38,9 @@ pub fn frame(mut resp: Response, head_request: bool) -> Response {
     {
         return resp;
     }
-    let declared = match declared_length(resp.headers()) {
+    let declared = match content_length(resp.headers()) {
         Ok(declared) => declared,
-        Err(()) => {
+        Err(_) => {
             // Unparseable or conflicting values: hyper would refuse the head and
             // drop the connection; the body's own framing is sent instead.
             tracing::debug!("dropping an invalid Content-Length from a response");
@@ -78,24 +79,6 @@ pub fn frame(mut resp: Response, head_request: bool) -> Response {
         }
         None => resp.map(|body| Body::new(Declared::new(body, declared))),
     }
-}
-
-/// The single length all `Content-Length` values agree on; `Err` if any is
-/// invalid or they differ.
-fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        let text = value.to_str().map_err(|_| ())?;
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
-        }
-        let n: u64 = text.parse().map_err(|_| ())?;
-        if found.is_some_and(|f| f != n) {
-            return Err(());
-        }
-        found = Some(n);
-    }
-    Ok(found)
 }
 
 /// A streamed body held to its declared length.

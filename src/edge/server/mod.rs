@@ -201,11 +201,9 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
         peer,
         ..
     } = conn;
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = crate::core::headers::content_length(req.headers())
+        .ok()
+        .flatten();
     if declared.is_some_and(|n| n > cfg.max_body_bytes) {
         tracing::info!(peer = %peer.addr, "request body of {} bytes is over max_body_bytes ({})", declared.unwrap_or(0), cfg.max_body_bytes);
         return error_response(StatusCode::PAYLOAD_TOO_LARGE);

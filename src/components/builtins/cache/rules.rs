@@ -149,14 +149,18 @@ fn directives(
     })
 }
 
-/// The declared body length, if the head has exactly one valid Content-Length.
+/// The declared body length, if the head has exactly one valid Content-Length
+/// (the cache trusts no repeated one, even when the copies agree).
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut all = headers.get_all(header::CONTENT_LENGTH).iter();
-    let first = all.next()?;
-    if all.next().is_some() {
+    if headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
         return None;
     }
-    first.to_str().ok()?.trim().parse().ok()
+    crate::core::headers::content_length(headers).ok().flatten()
 }
 
 /// The trimmed, non-empty comma-separated items of a header value.
