@@ -8,6 +8,7 @@ pub mod body;
 pub mod builtin;
 pub mod config;
 pub mod headers;
+pub mod hostport;
 pub mod location;
 pub mod metrics;
 pub mod request;

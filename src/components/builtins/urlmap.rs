@@ -7,6 +7,7 @@ use http::StatusCode;
 
 use crate::core::builtin::{Builtin, Make};
 use crate::core::config::urlmap::MountKey;
+use crate::core::hostport::{split_host_port, HostPort};
 use crate::core::{error_response, Handler, Request, ResponseFuture};
 
 /// `egg:plughost#urlmap` (= `egg:Paste#urlmap`).
@@ -81,12 +82,10 @@ fn host_and_port(req: &Request) -> (String, String) {
         .map(str::to_owned)
         .unwrap_or_else(|| req.server_name.clone())
         .to_ascii_lowercase();
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || host.starts_with('[') => (h.to_owned(), p.to_owned()),
-        _ => {
-            let port = if &*req.scheme == "http" { "80" } else { "443" };
-            (host, port.to_owned())
-        }
+    let default = if &*req.scheme == "http" { "80" } else { "443" };
+    match split_host_port(&host) {
+        Ok(HostPort { host, port }) => (host.to_owned(), port.unwrap_or(default).to_owned()),
+        Err(_) => (host, default.to_owned()),
     }
 }
 

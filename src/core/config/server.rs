@@ -195,9 +195,9 @@ fn seconds(value: &str) -> Option<Duration> {
 
 /// `host:port`, `[v6]:port` or `*:port`.
 fn parse_listen(item: &str) -> Option<(String, u16)> {
-    let (host, port) = item.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let hp = crate::core::hostport::split_host_port(item).ok()?;
+    let port = hp.port_number().ok()??;
+    let host = hp.name();
     let host = if host == "*" || host.is_empty() {
         "0.0.0.0"
     } else {

@@ -16,6 +16,7 @@ use std::net::Ipv6Addr;
 use http::header::HOST;
 use http::{HeaderValue, Version};
 
+use crate::core::hostport::split_host_port;
 use crate::core::metrics::METRICS;
 
 /// Why a request's Host is refused.
@@ -57,29 +58,24 @@ pub fn check<B>(req: &mut http::Request<B>) -> Result<(), HostError> {
 /// RFC 9110 §7.2 `Host = uri-host [ ":" port ]`; empty is allowed (a target
 /// without an authority).
 fn valid_host(value: &[u8]) -> bool {
-    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
-        let Some(end) = rest.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let literal = std::str::from_utf8(&rest[..end]).unwrap_or("");
-        if literal.parse::<Ipv6Addr>().is_err() {
-            return false;
-        }
-        match &rest[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (&b""[..], Some(port)),
-            _ => return false,
-        }
-    } else {
-        match value.iter().rposition(|&b| b == b':') {
-            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
-            None => (value, None),
-        }
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
     };
-    let reg_name = host
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
-    reg_name && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+    let Ok(hp) = split_host_port(value) else {
+        return false;
+    };
+    let host_ok = if hp.bracketed() {
+        hp.name().parse::<Ipv6Addr>().is_ok()
+    } else {
+        hp.host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b))
+    };
+    // `port = *DIGIT`: any run of digits, even none.
+    host_ok
+        && hp
+            .port
+            .is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Count a malformed request and log it at debug.
