@@ -27,6 +27,7 @@ use tracing_subscriber::{Layer, Registry};
 use super::log_names;
 use crate::core::config::ini::{IniFile, Section};
 use crate::core::config::interpolate::interpolate;
+use crate::core::config::level::{parse_level, LogLevel, UnknownLevel};
 use crate::core::timefmt::Civil;
 
 /// Logging as a config file describes it.
@@ -70,16 +71,9 @@ pub struct LoggingError {
     pub message: String,
 }
 
-fn level(value: &str) -> Option<LevelFilter> {
-    Some(match value.trim().to_ascii_uppercase().as_str() {
-        "NOTSET" | "TRACE" | "0" => LevelFilter::TRACE,
-        "DEBUG" | "10" => LevelFilter::DEBUG,
-        "INFO" | "20" => LevelFilter::INFO,
-        "WARNING" | "WARN" | "30" => LevelFilter::WARN,
-        "ERROR" | "CRITICAL" | "FATAL" | "40" | "50" => LevelFilter::ERROR,
-        "OFF" => LevelFilter::OFF,
-        _ => return None,
-    })
+/// A `level` key's value as a filter.
+fn level(value: &str) -> Result<LevelFilter, UnknownLevel> {
+    parse_level(value).map(LogLevel::filter)
 }
 
 fn names(value: &str) -> Vec<String> {
@@ -178,8 +172,7 @@ pub fn read(path: &Path) -> Result<Option<LoggingSpec>, LoggingError> {
                 }
             };
             let lvl = match value(section, "level")? {
-                Some(v) => level(&v)
-                    .ok_or_else(|| err(&section.header, format!("level: unknown level {v:?}")))?,
+                Some(v) => level(&v).map_err(|e| err(&section.header, format!("level: {e}")))?,
                 None => LevelFilter::TRACE,
             };
             let format = match value(section, "formatter")? {
@@ -201,8 +194,7 @@ pub fn read(path: &Path) -> Result<Option<LoggingSpec>, LoggingError> {
     for name in names(loggers.get("keys").unwrap_or("")) {
         let section = get_section(format!("logger_{name}"))?;
         let lvl = match value(section, "level")? {
-            Some(v) => level(&v)
-                .ok_or_else(|| err(&section.header, format!("level: unknown level {v:?}")))?,
+            Some(v) => level(&v).map_err(|e| err(&section.header, format!("level: {e}")))?,
             None => LevelFilter::TRACE,
         };
         let handler_names = names(&value(section, "handlers")?.unwrap_or_default());

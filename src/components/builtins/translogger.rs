@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
+use crate::core::config::level::{self, UnknownLevel};
 use crate::core::timefmt::Civil;
 use crate::core::{Body, BodyError, Handler, Request, ResponseFuture};
 
@@ -38,7 +39,7 @@ fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
     for (key, value) in &c.local_conf {
         match key.as_str() {
             "logger_name" => logger = value.clone(),
-            "logging_level" => level = parse_level(value).ok_or_else(|| SettingError::key("logging_level", format!("unknown level {value:?}")))?,
+            "logging_level" => level = parse_level(value).map_err(|e| SettingError::key("logging_level", e.to_string()))?,
             "setup_console_handler" | "set_logger_level" => {}
             other => {
                 return Err(SettingError::key(
@@ -55,16 +56,11 @@ fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
     }))
 }
 
-/// Python's level names and numbers.
-fn parse_level(value: &str) -> Option<log::Level> {
-    Some(match value.trim().to_ascii_uppercase().as_str() {
-        "DEBUG" | "10" => log::Level::Debug,
-        "INFO" | "20" => log::Level::Info,
-        "WARNING" | "WARN" | "30" => log::Level::Warn,
-        "ERROR" | "CRITICAL" | "FATAL" | "40" | "50" => log::Level::Error,
-        "TRACE" | "NOTSET" | "0" => log::Level::Trace,
-        _ => return None,
-    })
+/// Python's level names and numbers; `OFF` is no level a line can have.
+fn parse_level(value: &str) -> Result<log::Level, UnknownLevel> {
+    level::parse_level(value)?
+        .record_level()
+        .ok_or_else(|| UnknownLevel(value.to_owned()))
 }
 
 impl Handler for TransLogger {
@@ -199,8 +195,8 @@ mod tests {
 
     #[test]
     fn python_levels() {
-        assert_eq!(parse_level("warning"), Some(log::Level::Warn));
-        assert_eq!(parse_level("20"), Some(log::Level::Info));
-        assert_eq!(parse_level("loud"), None);
+        assert_eq!(parse_level("warning").ok(), Some(log::Level::Warn));
+        assert_eq!(parse_level("20").ok(), Some(log::Level::Info));
+        assert_eq!(parse_level("loud").ok(), None);
     }
 }

@@ -10,6 +10,7 @@ mod defaults;
 pub mod error;
 pub mod ini;
 pub mod interpolate;
+pub mod level;
 pub(crate) mod lint;
 mod lookup;
 mod reference;
