@@ -155,12 +155,20 @@ fn main() {
 /// Logging from the config's `[loggers]` sections when it has them (as pserve
 /// does), else stderr filtered by `RUST_LOG` (default `info`).
 fn setup_logging(cli: &Cli) -> Result<()> {
-    let config = match &cli.command {
-        Command::Serve { config, .. } | Command::Check { config, .. } => &config.config,
-        Command::Cache(CacheCommand::Purge { config, .. }) => config,
+    let (config, vars) = match &cli.command {
+        Command::Serve { config, .. } | Command::Check { config, .. } => {
+            (&config.config, &config.vars[..])
+        }
+        Command::Cache(CacheCommand::Purge { config, .. }) => (config, &[][..]),
     };
     let (path, _) = split_config(config);
-    let spec = plughost::edge::logging::read(&path)?;
+    // Through the config model; what it cannot read or parse, the command's own load reports.
+    let main = config::read_main(&path, &parse_vars(vars).unwrap_or_default()).ok();
+    let spec = main
+        .as_ref()
+        .map(plughost::edge::logging::from_config)
+        .transpose()?
+        .flatten();
     plughost::edge::logging::init(spec.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tracing::level_filters::LevelFilter;
@@ -25,9 +25,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use super::log_names;
-use crate::core::config::ini::{IniFile, Section};
-use crate::core::config::interpolate::interpolate;
+use crate::core::config::ini::Section;
 use crate::core::config::level::{parse_level, LogLevel, UnknownLevel};
+use crate::core::config::MainFile;
 use crate::core::timefmt::Civil;
 
 /// Logging as a config file describes it.
@@ -85,51 +85,31 @@ fn names(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// Read the logging sections of `path`; `None` when it has no `[loggers]`.
-pub fn read(path: &Path) -> Result<Option<LoggingSpec>, LoggingError> {
+/// The logging sections of the main config file, as the config model read it
+/// (so `%(here)s`, `%(__file__)s`, `[DEFAULT]` keys and command-line variables
+/// interpolate as everywhere else); `None` when it has no `[loggers]`.
+pub fn from_config(main: &MainFile) -> Result<Option<LoggingSpec>, LoggingError> {
+    let path = main.path();
     let err = |section: &str, message: String| LoggingError {
         file: path.display().to_string(),
         section: section.to_owned(),
         message,
     };
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Some(loggers) = main.section("loggers") else {
         return Ok(None);
     };
-    let Ok(ini) = IniFile::parse(path, &text) else {
-        // Syntax errors are reported by the configuration loader.
-        return Ok(None);
-    };
-    let Some(loggers) = ini.section("loggers") else {
-        return Ok(None);
-    };
-    let dir = path
-        .parent()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
-    let defaults = ini.section("DEFAULT");
+    let dir = main.dir();
     let value = |section: &Section, key: &str| -> Result<Option<String>, LoggingError> {
-        let Some(raw) = section.get(key) else {
-            return Ok(None);
-        };
-        let lookup = |name: &str| {
-            section
-                .get(name)
-                .or_else(|| defaults.and_then(|d| d.get(name)))
-                .map(str::to_owned)
-                .or_else(|| (name == "here").then(|| dir.clone()))
-                .or_else(|| (name == "__file__").then(|| path.display().to_string()))
-        };
-        interpolate(raw, &lookup)
-            .map(Some)
+        main.value(section, key)
             .map_err(|m| err(&section.header, format!("{key}: {m}")))
     };
     let get_section = |header: String| {
-        ini.section(&header)
+        main.section(&header)
             .ok_or_else(|| err(&header, "is listed but missing".into()))
     };
 
     let mut formats = HashMap::new();
-    if let Some(formatters) = ini.section("formatters") {
+    if let Some(formatters) = main.section("formatters") {
         for name in names(formatters.get("keys").unwrap_or("")) {
             let section = get_section(format!("formatter_{name}"))?;
             // `format` is read raw: it is a Python format string, not interpolation.
@@ -137,7 +117,7 @@ pub fn read(path: &Path) -> Result<Option<LoggingSpec>, LoggingError> {
         }
     }
     let mut handlers = Vec::new();
-    if let Some(list) = ini.section("handlers") {
+    if let Some(list) = main.section("handlers") {
         for name in names(list.get("keys").unwrap_or("")) {
             let section = get_section(format!("handler_{name}"))?;
             let class = value(section, "class")?.unwrap_or_default();
@@ -160,7 +140,7 @@ pub fn read(path: &Path) -> Result<Option<LoggingSpec>, LoggingError> {
                             format!("args: expected a file name in {args:?}"),
                         )
                     })?;
-                    Output::File(Path::new(&dir).join(file))
+                    Output::File(dir.join(file))
                 }
                 other => {
                     return Err(err(
@@ -455,7 +435,8 @@ mod tests {
              [formatter_generic]\nformat = %(levelname)-5.5s [%(name)s] %(message)s\n",
         )
         .unwrap();
-        let spec = read(&path).unwrap().unwrap();
+        let main = crate::core::config::read_main(&path, &[]).unwrap();
+        let spec = from_config(&main).unwrap().unwrap();
         assert_eq!(spec.root.level, LevelFilter::WARN);
         assert_eq!(spec.loggers[0].target, "wsgi.access");
         assert!(!spec.loggers[0].propagate);

@@ -13,6 +13,7 @@ pub mod interpolate;
 pub mod level;
 pub(crate) mod lint;
 mod lookup;
+pub mod main_file;
 mod reference;
 mod resolve;
 pub mod server;
@@ -24,7 +25,8 @@ use crate::core::builtin::{Builtin, Role};
 use crate::core::location::{Location, Warning};
 
 pub use error::{ConfigError, ErrorKind};
-pub use resolve::load;
+pub use main_file::MainFile;
+pub use resolve::{load, read_main};
 pub use server::ServerConfig;
 
 /// Everything a configuration file describes.
@@ -42,6 +44,8 @@ pub struct Deployment {
     pub warnings: Vec<Warning>,
     /// Plugins that `require =` keys say must be loadable, with where they were named.
     pub requires: Vec<(String, Location)>,
+    /// The main file as read, for its sections outside the app tree (logging).
+    pub main: MainFile,
 }
 
 /// A node of the application tree.

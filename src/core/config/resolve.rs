@@ -22,7 +22,7 @@ use super::lookup::{self, SectionType, Want};
 use super::reference::{self, Reference};
 use super::server::ServerConfig;
 use super::urlmap;
-use super::{Component, ConfigError, Deployment, ErrorKind, Kind, Mount, Node, Source};
+use super::{Component, ConfigError, Deployment, ErrorKind, Kind, MainFile, Mount, Node, Source};
 use crate::core::builtin::{Builtin, Catalog, Role};
 use crate::core::location::{Location, Warning};
 
@@ -45,6 +45,11 @@ pub fn load(
     };
     let vars: Conf = vars.to_vec();
     let ctx = r.open(&path, &vars)?;
+    let main = MainFile::new(
+        ctx.path.clone(),
+        (*ctx.ini).clone(),
+        ctx.defaults.raw.clone(),
+    );
     let globals = overlay(&ctx.defaults.values, &vars);
     let app = r.app_named(&ctx, app_name.unwrap_or("main"), &globals)?;
     let server = r.server(&ctx, server_name.unwrap_or("main"))?;
@@ -64,7 +69,24 @@ pub fn load(
         plugin_dirs,
         warnings,
         requires: r.requires,
+        main,
     })
+}
+
+/// Read and parse the main file `path` alone, with its defaults (`vars` are
+/// command-line variables), as [`load`] does before resolving anything: for
+/// what must be set up before the tree is (logging).
+pub fn read_main(path: &Path, vars: &[(String, String)]) -> Result<MainFile, ConfigError> {
+    let path = std::path::absolute(path).map_err(|e| {
+        ConfigError::new(ErrorKind::Read, path, format!("cannot resolve path: {e}"))
+    })?;
+    let mut r = Resolver::default();
+    let ctx = r.open(&path, &vars.to_vec())?;
+    Ok(MainFile::new(
+        ctx.path.clone(),
+        (*ctx.ini).clone(),
+        ctx.defaults.raw.clone(),
+    ))
 }
 
 /// Largest configuration file read.
