@@ -199,13 +199,9 @@ fn a_port_entry_matches_a_host_without_port_on_the_default_port() {
     assert_eq!(host("example.com:8080"), "any");
 }
 
-/// Known bug, kept ignored so the suite stays green: `host_and_port` in
-/// urlmap.rs splits a bracketed IPv6 Host without a port (`[::1]`) at its last
-/// `:` (host `[:`, port `1]`) instead of taking the default port, so a
-/// `domain [::1] port 80` entry never matches `Host: [::1]` although
-/// `domain example.com port 80` matches `Host: example.com`.
+/// A bracketed IPv6 Host without a port (`[::1]`) is on the default port, as
+/// `example.com` is (urlmap once split it at its last `:`, inside the literal).
 #[test]
-#[ignore = "bug: urlmap splits a bracketed IPv6 Host without a port at its last colon"]
 fn a_port_entry_matches_a_bare_ipv6_host_on_the_default_port() {
     let (any, v6) = (named("any"), named("v6"));
     let map = make_composite(
