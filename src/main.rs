@@ -14,6 +14,7 @@ use plughost::components::plugin::Registry;
 use plughost::core::config::{self, Deployment};
 use plughost::core::location::{Location, Warning};
 use plughost::edge::check;
+use plughost::edge::logging::LoggingError;
 use plughost::edge::server;
 
 #[derive(Parser)]
@@ -124,7 +125,25 @@ fn load(args: &ConfigArgs, server_name: Option<&str>) -> Result<Deployment> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = setup_logging(&cli) {
-        eprintln!("plughost: error: {e:#}");
+        if let Command::Check {
+            config, json: true, ..
+        } = &cli.command
+        {
+            // Even a broken [loggers] section is one JSON document for --json.
+            let (at, message) = match e.downcast_ref::<LoggingError>() {
+                Some(l) => (l.at.clone(), l.message.clone()),
+                None => (
+                    Location::file(split_config(&config.config).0),
+                    format!("{e:#}"),
+                ),
+            };
+            let _ = write_stdout(&format!(
+                "{:#}\n",
+                check::failure_json(&[(at, message)], &[])
+            ));
+        } else {
+            eprintln!("plughost: error: {e:#}");
+        }
         std::process::exit(1);
     }
     let result = match cli.command {

@@ -220,3 +220,15 @@ fn a_closed_stdout_ends_check_quietly() {
         assert_eq!(out.status.code(), Some(0), "json={json}: {stderr}");
     }
 }
+
+#[test]
+fn a_broken_logging_section_is_json_too() {
+    let (doc, code, _dir) = check_json(
+        "[app:main]\nuse = egg:echo\n\n[loggers]\nkeys = root\n\n[handlers]\nkeys = console\n\n[formatters]\nkeys =\n\n[logger_root]\nlevel = LOUD\nhandlers = console\n\n[handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nlevel = NOTSET\n",
+        &[],
+    );
+    assert_eq!(code, Some(1));
+    let (line, section, _, message) = only_error(&doc);
+    assert_eq!((line, section), (13.into(), "logger_root".into()));
+    assert!(message.contains("LOUD"), "{message}");
+}

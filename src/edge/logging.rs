@@ -28,6 +28,7 @@ use super::log_names;
 use crate::core::config::ini::Section;
 use crate::core::config::level::{parse_level, LogLevel, UnknownLevel};
 use crate::core::config::MainFile;
+use crate::core::location::Location;
 use crate::core::timefmt::Civil;
 
 /// Logging as a config file describes it.
@@ -64,11 +65,23 @@ enum Output {
 
 /// What went wrong in a logging section.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: [{section}] {message}")]
+#[error("{at}: {message}")]
 pub struct LoggingError {
-    pub file: String,
-    pub section: String,
+    /// The file and section (with its header's line, when it exists).
+    pub at: Location,
     pub message: String,
+}
+
+/// Why the log output could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("cannot open log file {}: {error}", path.display())]
+    LogFile {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("a log subscriber is already installed: {0}")]
+    Installed(#[from] tracing_subscriber::util::TryInitError),
 }
 
 /// A `level` key's value as a filter.
@@ -90,10 +103,10 @@ fn names(value: &str) -> Vec<String> {
 /// interpolate as everywhere else); `None` when it has no `[loggers]`.
 pub fn from_config(main: &MainFile) -> Result<Option<LoggingSpec>, LoggingError> {
     let path = main.path();
-    let err = |section: &str, message: String| LoggingError {
-        file: path.display().to_string(),
-        section: section.to_owned(),
-        message,
+    let err = |section: &str, message: String| {
+        let mut at = Location::file(path).in_section(section);
+        at.line = main.section(section).map(|s| s.line);
+        LoggingError { at, message }
     };
     let Some(loggers) = main.section("loggers") else {
         return Ok(None);
@@ -244,7 +257,7 @@ impl LoggingSpec {
 
 /// Install the global subscriber: from the spec when given, else stderr with
 /// `RUST_LOG` (default `info`). `RUST_LOG` wins over the spec's levels.
-pub fn init(spec: Option<&LoggingSpec>) -> Result<(), String> {
+pub fn init(spec: Option<&LoggingSpec>) -> Result<(), InitError> {
     let env = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty());
@@ -256,8 +269,7 @@ pub fn init(spec: Option<&LoggingSpec>) -> Result<(), String> {
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
             .finish()
-            .try_init()
-            .map_err(|e| e.to_string())?;
+            .try_init()?;
         return Ok(());
     };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
@@ -287,7 +299,10 @@ pub fn init(spec: Option<&LoggingSpec>) -> Result<(), String> {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+                    .map_err(|error| InitError::LogFile {
+                        path: path.clone(),
+                        error,
+                    })?;
                 base.with_writer(Mutex::new(file))
                     .with_filter(filter)
                     .boxed()
@@ -295,10 +310,8 @@ pub fn init(spec: Option<&LoggingSpec>) -> Result<(), String> {
         };
         layers.push(layer);
     }
-    tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .map_err(|e| e.to_string())
+    tracing_subscriber::registry().with(layers).try_init()?;
+    Ok(())
 }
 
 /// A Python `logging.Formatter` format string, parsed once.

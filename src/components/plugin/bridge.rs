@@ -81,7 +81,7 @@ thread_local! {
 pub(crate) struct RequestView {
     headers: Vec<PhPair>,
     extras: Vec<PhPair>,
-    /// `Request::content_length`, found while walking the headers anyway.
+    /// `Request::content_length` (the one strict parser, `core::headers`).
     content_length: Option<u64>,
 }
 
@@ -89,20 +89,11 @@ impl RequestView {
     pub fn new(req: &Request) -> RequestView {
         let mut headers = VIEW_PAIRS.try_with(Cell::take).unwrap_or_default();
         headers.reserve(req.headers.len());
-        let mut content_length = None;
-        headers.extend(req.headers.iter().map(|(n, v)| {
-            // The first value, as `HeaderMap::get` (and so `Request::content_length`).
-            if content_length.is_none() && n == http::header::CONTENT_LENGTH {
-                content_length = Some(v);
-            }
-            PhPair {
-                name: PhStr::from_str(n.as_str()),
-                value: PhStr::from_bytes(v.as_bytes()),
-            }
+        headers.extend(req.headers.iter().map(|(n, v)| PhPair {
+            name: PhStr::from_str(n.as_str()),
+            value: PhStr::from_bytes(v.as_bytes()),
         }));
-        let content_length = content_length
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let content_length = req.content_length();
         RequestView {
             headers,
             extras: req
