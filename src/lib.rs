@@ -11,6 +11,7 @@
 //! modules allow it one by one.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod assembly;
 pub mod components;

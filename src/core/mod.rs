@@ -3,16 +3,16 @@
 //! trait, error responses, the process-wide metric counters, and the
 //! configuration model (including the built-in name table).
 
-pub mod blocking;
+pub(crate) mod blocking;
 pub mod body;
-pub mod builtin;
+pub(crate) mod builtin;
 pub mod config;
-pub mod headers;
-pub mod hostport;
+pub(crate) mod headers;
+pub(crate) mod hostport;
 pub mod location;
-pub mod metrics;
-pub mod request;
-pub mod timefmt;
+pub(crate) mod metrics;
+pub(crate) mod request;
+pub(crate) mod timefmt;
 
 pub use body::{Body, BodyError};
 pub use request::{error_response, Handler, Request, Response, ResponseFuture};

@@ -2,12 +2,12 @@
 //! its Paste Deploy (or wsgi_cache, waitress) name, so existing files keep working.
 
 pub mod cache;
-pub mod file_response;
-pub mod metrics;
-pub mod static_files;
-pub mod translogger;
-pub mod url_path;
-pub mod urlmap;
+pub(crate) mod file_response;
+pub(crate) mod metrics;
+pub(crate) mod static_files;
+pub(crate) mod translogger;
+pub(crate) mod url_path;
+pub(crate) mod urlmap;
 
 #[cfg(test)]
 mod tests;

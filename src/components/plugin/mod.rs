@@ -13,7 +13,7 @@ mod host_api;
 mod instance;
 #[allow(unsafe_code)]
 mod library;
-pub mod search;
+pub(crate) mod search;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -10,14 +10,14 @@ mod defaults;
 pub mod error;
 pub mod ini;
 pub mod interpolate;
-pub mod level;
+pub(crate) mod level;
 pub(crate) mod lint;
 mod lookup;
-pub mod main_file;
+pub(crate) mod main_file;
 mod reference;
 mod resolve;
-pub mod server;
-pub mod urlmap;
+pub(crate) mod server;
+pub(crate) mod urlmap;
 
 use std::path::PathBuf;
 

@@ -6,7 +6,7 @@ mod framing;
 mod head;
 mod limit;
 mod request_body;
-pub mod sendfile;
+pub(crate) mod sendfile;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -24,7 +24,7 @@ pub mod path;
 mod placement;
 pub mod purge;
 mod rules;
-pub mod stats;
+pub(crate) mod stats;
 mod store;
 
 use std::os::fd::AsFd;
