@@ -17,9 +17,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, Method, Version};
 use http_body_util::BodyExt;
 
-use plughost::assembly::{self, WorkerPool};
-use plughost::components::plugin::{Instance, Registry};
-use plughost::core::{body, Handler, Request};
+use plughost::WorkerPool;
+use plughost::{body, Handler, Request};
+use plughost::{Instance, Registry};
 
 /// libhello.so from target/release, else target/debug.
 fn hello_library() -> PathBuf {
@@ -42,7 +42,7 @@ fn request() -> Request {
     request_with(body::empty())
 }
 
-fn request_with(body: plughost::core::Body) -> Request {
+fn request_with(body: plughost::Body) -> Request {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, "127.0.0.1:8080".parse().unwrap());
     Request {
@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
     .expect("writing the config");
     let deployment = plughost::load(&ini, None, None, &[]).expect("config resolves");
     let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
-    let built = assembly::build(&deployment, &registry, &pool, rt.handle()).expect("pipeline");
+    let built = plughost::build(&deployment, &registry, &pool, rt.handle()).expect("pipeline");
     let root: Arc<dyn Handler> = built.root.clone();
     let body = rt.block_on(async {
         let resp = root.call(request()).await;

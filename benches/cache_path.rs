@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use plughost::components::builtins::cache::path::map;
+use plughost::cache::path::map;
 
 fn bench(c: &mut Criterion) {
     let cases: [(&str, &[u8], &str); 4] = [

@@ -1,6 +1,6 @@
 //! How long resolving a large deploy.ini takes: 200 sections (a pipeline of 100
 //! filters over an urlmap of 97 apps, with `[DEFAULT]` interpolation, `set`s and
-//! `use = other` merges) through `plughost::core::config::load`. Resolution never loads
+//! `use = other` merges) through `plughost::config::load`. Resolution never loads
 //! a plugin, so the libraries it names need not exist.
 //!
 //!     cargo bench --bench config

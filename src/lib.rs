@@ -2,21 +2,55 @@
 //! plugin libraries and composed by a Paste-Deploy-style `deploy.ini`.
 //!
 //! Four floors, each importing only from the floors below it (see
-//! ARCHITECTURE.md): [`core`] (requests, bodies, the handler trait, metrics,
-//! the configuration model), [`components`] (built-ins and plugins),
-//! [`assembly`] (building and swapping pipelines, the worker pool, reload) and
-//! [`edge`] (the HTTP server, logging, `check` output; `main.rs` beside it).
+//! ARCHITECTURE.md; `tests/layering.rs` checks it): `core` (requests, bodies,
+//! the handler trait, metrics, the configuration model), `components`
+//! (built-ins and plugins), `assembly` (building and swapping pipelines, the
+//! worker pool, reload) and `edge` (the HTTP server, logging, `check` output;
+//! `main.rs` beside it).
+//!
+//! The floors are private. What this library exports is only what the
+//! `plughost` binary, the benchmarks, the fuzz targets and the integration
+//! tests use, so every other item is crate-private and an unused one is a
+//! dead-code warning instead of API nobody calls.
 //!
 //! No `unsafe` code outside the plugin loader (`components::plugin`), whose
 //! modules allow it one by one.
 
 #![deny(unsafe_code)]
-#![warn(unreachable_pub)]
+#![deny(unreachable_pub)]
 
-pub mod assembly;
-pub mod components;
-pub mod core;
-pub mod edge;
+mod assembly;
+mod components;
+mod core;
+mod edge;
+
+pub use crate::assembly::reload::{LoadSpec, Reloader};
+pub use crate::assembly::{build, BuildError, Failure, Pipeline, WorkerPool};
+pub use crate::components::builtins::catalog;
+pub use crate::components::plugin::{Instance, Registry};
+pub use crate::core::location::{Location, Warning};
+pub use crate::core::{body, Body, BodyError, Handler, Request, Response, ResponseFuture};
+
+/// The configuration model: resolving a deploy.ini without loading code.
+pub mod config {
+    pub use crate::core::config::{
+        ini, interpolate, read_main, ConfigError, Deployment, ErrorKind, MainFile, Source,
+    };
+}
+
+/// The disk cache's URL mapping (for property tests, fuzzing and benchmarks)
+/// and its purge (for `plughost cache purge`).
+pub mod cache {
+    pub use crate::components::builtins::cache::purge::Purger;
+    pub use crate::components::builtins::cache::{path, BUILTIN};
+}
+
+/// The HTTP server and the environ it builds.
+pub mod server {
+    pub use crate::edge::server::{bind, environ, serve};
+}
+
+pub use crate::edge::{check, logging};
 
 use std::path::Path;
 

@@ -7,15 +7,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use plughost::assembly::reload::{LoadSpec, Reloader};
-use plughost::assembly::{self, WorkerPool};
-use plughost::components::builtins;
-use plughost::components::plugin::Registry;
-use plughost::core::config::{self, Deployment};
-use plughost::core::location::{Location, Warning};
-use plughost::edge::check;
-use plughost::edge::logging::LoggingError;
-use plughost::edge::server;
+use plughost::config::{self, Deployment};
+use plughost::logging::LoggingError;
+use plughost::{check, server};
+use plughost::{LoadSpec, Location, Registry, Reloader, Warning, WorkerPool};
 
 #[derive(Parser)]
 #[command(
@@ -113,13 +108,7 @@ fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
 fn load(args: &ConfigArgs, server_name: Option<&str>) -> Result<Deployment> {
     let (path, name) = split_config(&args.config);
     let vars = parse_vars(&args.vars)?;
-    Ok(config::load(
-        &path,
-        name.as_deref(),
-        server_name,
-        &vars,
-        builtins::catalog(),
-    )?)
+    Ok(plughost::load(&path, name.as_deref(), server_name, &vars)?)
 }
 
 fn main() {
@@ -185,10 +174,10 @@ fn setup_logging(cli: &Cli) -> Result<()> {
     let main = config::read_main(&path, &parse_vars(vars).unwrap_or_default()).ok();
     let spec = main
         .as_ref()
-        .map(plughost::edge::logging::from_config)
+        .map(plughost::logging::from_config)
         .transpose()?
         .flatten();
-    plughost::edge::logging::init(spec.as_ref())
+    plughost::logging::init(spec.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
@@ -259,7 +248,7 @@ fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()>
     let rt = runtime()?;
     let registry = Registry::new();
     let pool = WorkerPool::new(1, deployment.server.request_timeout);
-    let built = assembly::build(&deployment, &registry, &pool, rt.handle())?;
+    let built = plughost::build(&deployment, &registry, &pool, rt.handle())?;
     let mut out = check::deployment_text(&deployment);
     for w in deployment.warnings.iter().chain(&built.warnings) {
         out.push_str(&format!("warning: {w}\n"));
@@ -279,13 +268,7 @@ fn check_json(args: &ConfigArgs, server_name: Option<&str>) -> (serde_json::Valu
         Ok(vars) => vars,
         Err(e) => return failed(&[(whole_file(), e.to_string())], &[]),
     };
-    let deployment = match config::load(
-        &path,
-        name.as_deref(),
-        server_name,
-        &vars,
-        builtins::catalog(),
-    ) {
+    let deployment = match plughost::load(&path, name.as_deref(), server_name, &vars) {
         Ok(d) => d,
         Err(e) => return failed(&[(e.at, e.message)], &[]),
     };
@@ -296,7 +279,7 @@ fn check_json(args: &ConfigArgs, server_name: Option<&str>) -> (serde_json::Valu
     };
     let registry = Registry::new();
     let pool = WorkerPool::new(1, deployment.server.request_timeout);
-    match assembly::build(&deployment, &registry, &pool, rt.handle()) {
+    match plughost::build(&deployment, &registry, &pool, rt.handle()) {
         Ok(built) => (check::deployment_json(&deployment, &built.warnings), true),
         Err(e) => failed(&[(e.at, e.failure.to_string())], &warnings),
     }
@@ -313,9 +296,8 @@ fn write_stdout(text: &str) -> Result<()> {
 }
 
 fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
-    use plughost::components::builtins::cache;
-    use plughost::components::builtins::cache::purge::Purger;
-    use plughost::core::config::Source;
+    use plughost::cache::{Purger, BUILTIN as CACHE};
+    use plughost::config::Source;
 
     for url in paths {
         if url.is_empty() || url.contains('?') {
@@ -327,12 +309,12 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
         }
     }
     let (path, name) = split_config(config);
-    let deployment = config::load(&path, name.as_deref(), None, &[], builtins::catalog())?;
+    let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
     let caches: Vec<_> = deployment
         .app
         .components()
         .into_iter()
-        .filter(|c| c.source == Source::Builtin(&cache::BUILTIN))
+        .filter(|c| c.source == Source::Builtin(&CACHE))
         .collect();
     if caches.is_empty() {
         bail!(

@@ -3,9 +3,7 @@
 //! and the mapping is injective. The properties are in `tests/props/cache_path.rs`,
 //! shared with the `cache_path` fuzz target.
 
-use plughost::components::builtins::cache::path::{
-    map, valid_index, Refusal, MAX_DEPTH, MAX_SEGMENT_BYTES,
-};
+use plughost::cache::path::{map, valid_index, Refusal, MAX_DEPTH, MAX_SEGMENT_BYTES};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -5,15 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use plughost::core::config::ConfigError;
+use plughost::config::ConfigError;
 use plughost::load;
 
-fn load_text(
-    text: &str,
-) -> (
-    Result<plughost::core::config::Deployment, ConfigError>,
-    Duration,
-) {
+fn load_text(text: &str) -> (Result<plughost::config::Deployment, ConfigError>, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deploy.ini");
     std::fs::write(&path, text).unwrap();

@@ -1,6 +1,6 @@
 //! Property tests of Paste Deploy interpolation (`config::interpolate`).
 
-use plughost::core::config::interpolate::{interpolate, MAX_DEPTH, MAX_SUBSTITUTIONS};
+use plughost::config::interpolate::{interpolate, MAX_DEPTH, MAX_SUBSTITUTIONS};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -7,7 +7,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use plughost::components::builtins::cache::path::valid_index;
+use plughost::cache::path::valid_index;
 
 #[path = "../../tests/props/cache_path.rs"]
 mod props;

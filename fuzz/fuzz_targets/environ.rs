@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::percent_decode_str;
-use plughost::core::body;
-use plughost::edge::server::environ::{environ, Peer, ServerEnv};
+use plughost::body;
+use plughost::server::environ::{environ, Peer, ServerEnv};
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {

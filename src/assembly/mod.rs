@@ -5,9 +5,9 @@
 mod build;
 mod plugin_node;
 mod pool;
-pub mod reload;
+pub(crate) mod reload;
 mod swap;
 
-pub use build::{build, BuildError, Pipeline};
+pub use build::{build, BuildError, Failure, Pipeline};
 pub use pool::WorkerPool;
-pub use swap::Swappable;
+pub(crate) use swap::Swappable;

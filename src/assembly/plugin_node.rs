@@ -20,7 +20,7 @@ pub(crate) struct PluginNode {
 }
 
 impl PluginNode {
-    pub fn new(
+    pub(super) fn new(
         instance: Instance,
         next: Option<NextHandle>,
         pool: WorkerPool,

@@ -16,7 +16,7 @@ use crate::core::config::{self, Deployment, ServerConfig};
 use crate::core::metrics::METRICS;
 
 /// How often `--reload` looks at the watched files.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What to load: the config file, the app and server names, the variables.
 #[derive(Debug, Clone)]

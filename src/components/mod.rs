@@ -2,5 +2,5 @@
 //! built-ins and plugin libraries loaded through the C ABI. Components import
 //! only from [`core`](crate::core).
 
-pub mod builtins;
-pub mod plugin;
+pub(crate) mod builtins;
+pub(crate) mod plugin;

@@ -12,12 +12,12 @@ use std::future::Future;
 use tokio::runtime::Handle;
 
 /// Wait for `fut` on this (non-runtime) thread.
-pub fn wait<F: Future>(fut: F) -> F::Output {
+pub(crate) fn wait<F: Future>(fut: F) -> F::Output {
     pollster::block_on(fut)
 }
 
 /// Wait for `fut` with `rt`'s context entered (for futures that need tokio).
-pub fn wait_in<F: Future>(rt: &Handle, fut: F) -> F::Output {
+pub(crate) fn wait_in<F: Future>(rt: &Handle, fut: F) -> F::Output {
     let _context = rt.enter();
     pollster::block_on(fut)
 }

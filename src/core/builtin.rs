@@ -38,10 +38,10 @@ pub enum Make {
 }
 
 /// One built mount of a composite: its key and its app.
-pub type Mounted = (MountKey, Arc<dyn Handler>);
+pub(crate) type Mounted = (MountKey, Arc<dyn Handler>);
 
 /// A composite's constructor: its mounts and its not-found app, built.
-pub type MakeComposite = fn(Vec<Mounted>, Option<Arc<dyn Handler>>) -> Arc<dyn Handler>;
+pub(crate) type MakeComposite = fn(Vec<Mounted>, Option<Arc<dyn Handler>>) -> Arc<dyn Handler>;
 
 /// Where a built-in fits in a configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,10 +130,6 @@ impl Builtin {
                 .iter()
                 .any(|(d, e)| d.eq_ignore_ascii_case(dist) && *e == entry)
     }
-
-    fn dists(&self) -> impl Iterator<Item = &'static str> + '_ {
-        std::iter::once("plughost").chain(self.aliases.iter().map(|(d, _)| *d))
-    }
 }
 
 impl fmt::Debug for Builtin {
@@ -164,14 +160,6 @@ impl Catalog {
     /// The built-in `egg:plughost#NAME`.
     pub fn named(self, name: &str) -> Option<&'static Builtin> {
         self.lookup("plughost", name)
-    }
-
-    /// Whether `egg:DIST` is a distribution the host provides itself (so an
-    /// unknown entry is reported as such, not as a missing library).
-    pub fn is_builtin_dist(self, dist: &str) -> bool {
-        self.0
-            .iter()
-            .any(|b| b.dists().any(|d| d.eq_ignore_ascii_case(dist)))
     }
 
     /// Entries of a built-in distribution, for error messages.

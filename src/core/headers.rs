@@ -5,7 +5,7 @@ use http::HeaderMap;
 
 /// Why a head's `Content-Length` cannot be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ContentLengthError {
+pub(crate) enum ContentLengthError {
     /// A value that is not one run of ASCII digits fitting a `u64` (a sign,
     /// whitespace, a comma-separated list, an empty value, non-ASCII...).
     #[error("Content-Length is not a plain decimal number")]
@@ -17,7 +17,7 @@ pub enum ContentLengthError {
 
 /// One `Content-Length` value: ASCII digits only (no sign, no whitespace, no
 /// list), fitting a `u64`.
-pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -28,7 +28,7 @@ pub fn parse_content_length(value: &[u8]) -> Option<u64> {
 /// The single length all of a head's `Content-Length` values agree on (`None`
 /// without any); an error if any value is invalid or two differ. Repeating the
 /// same value is allowed, as RFC 9110 §8.6 lets a recipient accept.
-pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ContentLengthError> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ContentLengthError> {
     let mut found = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         let n = parse_content_length(value.as_bytes()).ok_or(ContentLengthError::Invalid)?;

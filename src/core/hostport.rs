@@ -3,7 +3,7 @@
 
 /// Why a `host[:port]` does not split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HostPortError {
+pub(crate) enum HostPortError {
     #[error("`[` without a closing `]`")]
     UnclosedBracket,
     #[error("something other than `:port` after `]`")]
@@ -14,7 +14,7 @@ pub enum HostPortError {
 
 /// A split `host[:port]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostPort<'a> {
+pub(crate) struct HostPort<'a> {
     /// The host as written: an IPv6 literal keeps its brackets.
     pub host: &'a str,
     /// What follows the last `:` (after `]` for a literal), if there is one:
@@ -24,7 +24,7 @@ pub struct HostPort<'a> {
 
 impl<'a> HostPort<'a> {
     /// The host without an IPv6 literal's brackets.
-    pub fn name(&self) -> &'a str {
+    pub(crate) fn name(&self) -> &'a str {
         self.host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -32,13 +32,13 @@ impl<'a> HostPort<'a> {
     }
 
     /// Whether the host is an `[IPv6]` literal (its contents not checked).
-    pub fn bracketed(&self) -> bool {
+    pub(crate) fn bracketed(&self) -> bool {
         self.host.starts_with('[')
     }
 
     /// The port as a number: ASCII digits only (no sign or space), at most
     /// 65535; `None` when there is no port.
-    pub fn port_number(&self) -> Result<Option<u16>, HostPortError> {
+    pub(crate) fn port_number(&self) -> Result<Option<u16>, HostPortError> {
         self.port
             .map(|p| {
                 if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
@@ -53,7 +53,7 @@ impl<'a> HostPort<'a> {
 /// Split `value` into host and port: `[v6]` and `[v6]:port` at the closing
 /// bracket, anything else at its last `:`. The port is not checked (see
 /// [`HostPort::port_number`]), nor the host's characters.
-pub fn split_host_port(value: &str) -> Result<HostPort<'_>, HostPortError> {
+pub(crate) fn split_host_port(value: &str) -> Result<HostPort<'_>, HostPortError> {
     if value.starts_with('[') {
         let end = value.find(']').ok_or(HostPortError::UnclosedBracket)?;
         let (host, rest) = value.split_at(end + 1);

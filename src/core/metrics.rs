@@ -12,7 +12,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Every counter and gauge the host keeps.
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Responses by status code (index = code - 100).
     status: [AtomicU64; 500],
     /// Latency to the response head, per bucket (cumulative when rendered), plus +Inf.
@@ -31,7 +31,7 @@ pub struct Metrics {
 }
 
 /// The one instance.
-pub static METRICS: Metrics = Metrics {
+pub(crate) static METRICS: Metrics = Metrics {
     status: [const { AtomicU64::new(0) }; 500],
     latency: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64::new(0),
@@ -46,7 +46,7 @@ pub static METRICS: Metrics = Metrics {
 };
 
 /// Decrements a gauge when dropped.
-pub struct GaugeGuard(&'static AtomicI64);
+pub(crate) struct GaugeGuard(&'static AtomicI64);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
@@ -56,13 +56,13 @@ impl Drop for GaugeGuard {
 
 impl Metrics {
     /// A request started; the guard ends it.
-    pub fn request_started(&'static self) -> GaugeGuard {
+    pub(crate) fn request_started(&'static self) -> GaugeGuard {
         self.in_flight.fetch_add(1, Relaxed);
         GaugeGuard(&self.in_flight)
     }
 
     /// A response head was produced after `elapsed`.
-    pub fn responded(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn responded(&self, status: u16, elapsed: Duration) {
         if let Some(slot) = self.status.get(usize::from(status).wrapping_sub(100)) {
             slot.fetch_add(1, Relaxed);
         }
@@ -77,23 +77,23 @@ impl Metrics {
     }
 
     /// A plugin call is waiting for a worker.
-    pub fn pool_wait(&'static self) -> GaugeGuard {
+    pub(crate) fn pool_wait(&'static self) -> GaugeGuard {
         self.pool_waiting.fetch_add(1, Relaxed);
         GaugeGuard(&self.pool_waiting)
     }
 
     /// A plugin call is running on a worker.
-    pub fn pool_run(&'static self) -> GaugeGuard {
+    pub(crate) fn pool_run(&'static self) -> GaugeGuard {
         self.pool_busy.fetch_add(1, Relaxed);
         GaugeGuard(&self.pool_busy)
     }
 
     /// The worker pool's configured size.
-    pub fn set_pool_size(&self, size: usize) {
+    pub(crate) fn set_pool_size(&self, size: usize) {
         self.pool_size.store(size as i64, Relaxed);
     }
 
-    pub fn reloaded(&self, ok: bool) {
+    pub(crate) fn reloaded(&self, ok: bool) {
         if ok {
             self.reloads_ok.fetch_add(1, Relaxed);
         } else {
@@ -102,17 +102,17 @@ impl Metrics {
     }
 
     /// Body bytes the kernel sent straight from a file (see `server::sendfile`).
-    pub fn sent_from_file(&self, bytes: usize) {
+    pub(crate) fn sent_from_file(&self, bytes: usize) {
         self.sendfile_bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     /// A request was refused as malformed (see `server::head`).
-    pub fn malformed_request(&self) {
+    pub(crate) fn malformed_request(&self) {
         self.malformed.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP plughost_requests_total Responses sent, by status code.\n# TYPE plughost_requests_total counter\n");
         for (i, n) in self.status.iter().enumerate() {

@@ -6,13 +6,14 @@
 pub(crate) mod blocking;
 pub mod body;
 pub(crate) mod builtin;
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod headers;
 pub(crate) mod hostport;
-pub mod location;
+pub(crate) mod location;
 pub(crate) mod metrics;
 pub(crate) mod request;
 pub(crate) mod timefmt;
 
 pub use body::{Body, BodyError};
-pub use request::{error_response, Handler, Request, Response, ResponseFuture};
+pub(crate) use request::error_response;
+pub use request::{Handler, Request, Response, ResponseFuture};

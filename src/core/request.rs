@@ -72,7 +72,7 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// A short plain-text response for errors the host answers itself.
-pub fn error_response(status: StatusCode) -> Response {
+pub(crate) fn error_response(status: StatusCode) -> Response {
     let text = format!(
         "{} {}\n",
         status.as_u16(),

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A UTC time broken into calendar fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
+pub(crate) struct Civil {
     pub year: i64,
     pub month: u32,
     pub day: u32,
@@ -19,7 +19,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 impl Civil {
-    pub fn from(t: SystemTime) -> Civil {
+    pub(crate) fn from(t: SystemTime) -> Civil {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = d.as_secs();
         let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -44,7 +44,7 @@ impl Civil {
     }
 
     /// Apache's `%t`: `27/Nov/2026:13:20:01 +0000`.
-    pub fn apache(&self) -> String {
+    pub(crate) fn apache(&self) -> String {
         format!(
             "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
             self.day,
@@ -57,7 +57,7 @@ impl Civil {
     }
 
     /// Python logging's `%(asctime)s`: `2026-11-27 13:20:01,123`.
-    pub fn asctime(&self) -> String {
+    pub(crate) fn asctime(&self) -> String {
         format!(
             "{}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
             self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis

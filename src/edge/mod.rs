@@ -4,4 +4,4 @@
 pub mod check;
 mod log_names;
 pub mod logging;
-pub mod server;
+pub(crate) mod server;

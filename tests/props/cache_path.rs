@@ -5,9 +5,7 @@
 use std::path::{Component, Path};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use plughost::components::builtins::cache::path::{
-    map, CachePath, MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES,
-};
+use plughost::cache::path::{map, CachePath, MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES};
 
 /// Everything but unreserved characters and `/`, as a client would encode.
 const PATH: &AsciiSet = &NON_ALPHANUMERIC

@@ -37,18 +37,18 @@ use crate::core::body;
 use crate::core::{error_response, Body, BodyError, Response};
 
 /// Bodies up to this size are read in one go; larger ones are streamed.
-pub const SMALL_FILE: u64 = 256 * 1024;
+pub(crate) const SMALL_FILE: u64 = 256 * 1024;
 /// Chunk size for streamed bodies.
-pub const CHUNK: usize = 128 * 1024;
+pub(crate) const CHUNK: usize = 128 * 1024;
 
 /// What the caller knows about the request.
-pub struct FileRequest<'a> {
+pub(crate) struct FileRequest<'a> {
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
 }
 
 /// How to answer.
-pub struct FileOptions<'a> {
+pub(crate) struct FileOptions<'a> {
     pub content_type: &'a str,
     /// Honour `Range` (the static app does; the cache may too).
     pub ranges: bool,
@@ -56,7 +56,7 @@ pub struct FileOptions<'a> {
 
 /// Answer `req` from `file`, whose metadata is `meta`. HEAD gets the headers
 /// only; a method other than GET and HEAD gets 405 with `Allow: GET, HEAD`.
-pub fn serve_file(
+pub(crate) fn serve_file(
     file: File,
     meta: &Metadata,
     req: &FileRequest<'_>,
@@ -135,7 +135,7 @@ pub fn serve_file(
 }
 
 /// 405 with `Allow: GET, HEAD`.
-pub fn method_not_allowed() -> Response {
+pub(crate) fn method_not_allowed() -> Response {
     let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED);
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -144,16 +144,11 @@ pub fn method_not_allowed() -> Response {
 
 /// The strong entity tag of a file version: `"<len hex>-<mtime ns hex>"`
 /// (nanoseconds since the epoch, 0 when unknown), quotes included.
-pub fn etag(len: u64, modified: Option<SystemTime>) -> String {
+pub(crate) fn etag(len: u64, modified: Option<SystemTime>) -> String {
     let nanos = modified
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     format!("\"{len:x}-{nanos:x}\"")
-}
-
-/// The last-modified time in whole seconds (HTTP dates have no sub-seconds).
-pub fn modified_secs(meta: &Metadata) -> Option<u64> {
-    meta.modified().ok().and_then(unix_secs)
 }
 
 fn unix_secs(t: SystemTime) -> Option<u64> {
@@ -298,7 +293,7 @@ fn if_range_holds(headers: &HeaderMap, etag: &str, mtime: Option<u64>) -> bool {
 
 /// What a `Range` header asks of a representation of a given length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeSpec {
+pub(crate) enum RangeSpec {
     /// Send the whole representation: malformed, not `bytes`, several ranges, or
     /// a suffix range of an empty file.
     Ignore,
@@ -311,7 +306,7 @@ pub enum RangeSpec {
 /// Parse a `Range` header value for a representation of `len` bytes
 /// (RFC 9110 §14.1.2: `bytes=a-b`, `bytes=a-`, `bytes=-n`; unit
 /// case-insensitive, whitespace around list members, numbers of any size).
-pub fn parse_range(value: &[u8], len: u64) -> RangeSpec {
+pub(crate) fn parse_range(value: &[u8], len: u64) -> RangeSpec {
     let Some(eq) = value.iter().position(|&b| b == b'=') else {
         return RangeSpec::Ignore;
     };
@@ -380,16 +375,10 @@ fn digits(s: &[u8]) -> Option<u64> {
     }))
 }
 
-/// A body of `len` bytes of `file` from offset 0 (see [`file_body_at`]); a read
-/// error becomes a failing body.
-pub fn file_body(file: File, len: u64) -> Body {
-    file_body_at(file, 0, len).unwrap_or_else(|e| body::failed(e.into()))
-}
-
 /// A body of `len` bytes of `file` from `offset`: read now with one positioned
 /// read when small (so errors surface before the head is sent), else streamed
 /// from blocking threads. Must be called within the tokio runtime.
-pub fn file_body_at(file: File, offset: u64, len: u64) -> io::Result<Body> {
+pub(crate) fn file_body_at(file: File, offset: u64, len: u64) -> io::Result<Body> {
     if len == 0 {
         return Ok(body::empty());
     }

@@ -16,7 +16,7 @@ use crate::core::{body, Handler, Request, ResponseFuture};
 struct MetricsApp;
 
 /// `egg:plughost#metrics`.
-pub const BUILTIN: Builtin = Builtin {
+pub(crate) const BUILTIN: Builtin = Builtin {
     name: "metrics",
     aliases: &[],
     make: Make::App(app),

@@ -1,7 +1,7 @@
 //! Components built into the host, each reachable under its plughost name and
 //! its Paste Deploy (or wsgi_cache, waitress) name, so existing files keep working.
 
-pub mod cache;
+pub(crate) mod cache;
 pub(crate) mod file_response;
 pub(crate) mod metrics;
 pub(crate) mod static_files;
@@ -15,7 +15,7 @@ mod tests;
 use crate::core::builtin::{Builtin, Catalog, Make};
 
 /// Every built-in. Adding one is a module with a `BUILTIN` row and a line here.
-pub static ALL: &[Builtin] = &[
+pub(crate) static ALL: &[Builtin] = &[
     urlmap::BUILTIN,
     static_files::BUILTIN,
     cache::BUILTIN,

@@ -41,7 +41,7 @@ use crate::core::{body, error_response, Handler, Request, Response, ResponseFutu
 const KEYS: &[&str] = &["document_root", "cache_max_age", "index"];
 
 /// `egg:plughost#static` (= `egg:Paste#static`).
-pub const BUILTIN: Builtin = Builtin {
+pub(crate) const BUILTIN: Builtin = Builtin {
     name: "static",
     aliases: &[("Paste", "static")],
     make: Make::App(app),
@@ -53,7 +53,7 @@ fn app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
 }
 
 /// The static file app.
-pub struct StaticApp {
+pub(crate) struct StaticApp {
     /// `document_root` made absolute, as configured: every lookup starts here.
     root: PathBuf,
     /// The root's real path (symlinks resolved): no file served may lie outside.
@@ -63,7 +63,7 @@ pub struct StaticApp {
 }
 
 impl StaticApp {
-    pub fn new(c: &Component) -> Result<StaticApp, SettingError> {
+    pub(crate) fn new(c: &Component) -> Result<StaticApp, SettingError> {
         if let Some((key, _)) = c
             .local_conf
             .iter()

@@ -26,7 +26,7 @@ struct TransLogger {
 /// Create the filter. Keys: `logger_name` (default `wsgi`), `logging_level`
 /// (a name or Python's number, default INFO), `setup_console_handler` (accepted
 /// for compatibility; output goes wherever the host's logging sends it).
-pub const BUILTIN: Builtin = Builtin {
+pub(crate) const BUILTIN: Builtin = Builtin {
     name: "translogger",
     aliases: &[("Paste", "translogger")],
     make: Make::Filter(filter),

@@ -71,7 +71,7 @@ impl std::error::Error for Refusal {}
 
 /// What `//` means to a caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmptySegments {
+pub(crate) enum EmptySegments {
     /// Refused ([`Refusal::EmptySegment`]): the cache, where `/a//b` must not
     /// alias `/a/b`.
     Refuse,
@@ -81,7 +81,7 @@ pub enum EmptySegments {
 
 /// Size limits on a mapped path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Longest PATH_INFO, in bytes.
     pub path_bytes: usize,
     /// Most segments.
@@ -92,7 +92,7 @@ pub struct Limits {
 
 /// How strict one caller is; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
+pub(crate) struct Rules {
     pub empty_segments: EmptySegments,
     /// Refuse a segment that still holds `%2E`, `%2F` or `%5C` after decoding
     /// ([`Refusal::EncodedEscape`]); otherwise such a segment is a literal name.
@@ -108,7 +108,7 @@ pub struct Rules {
 
 /// A request path mapped below a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelPath {
+pub(crate) struct RelPath {
     /// Segments joined by `/`: no empty ones, no leading or trailing slash
     /// (empty: the root itself).
     pub rel: String,
@@ -117,7 +117,7 @@ pub struct RelPath {
 }
 
 /// Percent-decode a URL path (once), as the server does for PATH_INFO.
-pub fn decode(raw: &str) -> Vec<u8> {
+pub(crate) fn decode(raw: &str) -> Vec<u8> {
     percent_decode_str(raw).collect()
 }
 
@@ -125,7 +125,7 @@ pub fn decode(raw: &str) -> Vec<u8> {
 /// `rules`. `raw_path` is the request target's path as received, for forms
 /// decoding hides. A segment equal to `reserved` (when not empty) is refused
 /// as [`Refusal::IndexName`].
-pub fn map(
+pub(crate) fn map(
     path_info: &[u8],
     raw_path: &str,
     rules: &Rules,
@@ -171,7 +171,7 @@ pub fn map(
 }
 
 /// Check one decoded segment under `rules`; `reserved` as for [`map`].
-pub fn check_segment(seg: &str, rules: &Rules, reserved: &str) -> Result<(), Refusal> {
+pub(crate) fn check_segment(seg: &str, rules: &Rules, reserved: &str) -> Result<(), Refusal> {
     if seg.is_empty() {
         return Err(Refusal::EmptySegment);
     }

@@ -11,7 +11,7 @@ use crate::core::hostport::{split_host_port, HostPort};
 use crate::core::{error_response, Handler, Request, ResponseFuture};
 
 /// `egg:plughost#urlmap` (= `egg:Paste#urlmap`).
-pub const BUILTIN: Builtin = Builtin {
+pub(crate) const BUILTIN: Builtin = Builtin {
     name: "urlmap",
     aliases: &[("Paste", "urlmap")],
     make: Make::Composite(build),
@@ -25,7 +25,7 @@ fn build(
 }
 
 /// A compiled urlmap: mounts in match order (Paste's order).
-pub struct UrlMap {
+pub(crate) struct UrlMap {
     mounts: Vec<(Mount, Arc<dyn Handler>)>,
     not_found: Option<Arc<dyn Handler>>,
 }
@@ -37,7 +37,7 @@ struct Mount {
 }
 
 impl UrlMap {
-    pub fn new(
+    pub(crate) fn new(
         mounts: Vec<(MountKey, Arc<dyn Handler>)>,
         not_found: Option<Arc<dyn Handler>>,
     ) -> UrlMap {

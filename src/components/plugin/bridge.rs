@@ -86,7 +86,7 @@ pub(crate) struct RequestView {
 }
 
 impl RequestView {
-    pub fn new(req: &Request) -> RequestView {
+    pub(super) fn new(req: &Request) -> RequestView {
         let mut headers = VIEW_PAIRS.try_with(Cell::take).unwrap_or_default();
         headers.reserve(req.headers.len());
         headers.extend(req.headers.iter().map(|(n, v)| PhPair {
@@ -109,7 +109,7 @@ impl RequestView {
     }
 
     /// The raw view; valid while both `self` and `req` are alive and unchanged.
-    pub fn raw(&self, req: &Request) -> PhRequest {
+    pub(super) fn raw(&self, req: &Request) -> PhRequest {
         PhRequest {
             struct_size: std::mem::size_of::<PhRequest>() as u32,
             method: PhStr::from_str(req.method.as_str()),

@@ -54,7 +54,7 @@ pub(crate) struct ErrorSink {
 
 impl ErrorSink {
     /// The raw sink pointing at `self`; valid while `self` is borrowed.
-    pub fn raw(&mut self) -> PhErrorSink {
+    pub(super) fn raw(&mut self) -> PhErrorSink {
         PhErrorSink {
             this: (self as *mut ErrorSink).cast(),
             set: sink_set,

@@ -19,7 +19,7 @@ use super::library::{kind_name, Library};
 use crate::core::{blocking, body, Handler, Request, Response};
 
 /// The rest of the pipeline, as a filter instance sees it.
-pub type NextHandle = Arc<dyn Handler>;
+pub(crate) type NextHandle = Arc<dyn Handler>;
 
 /// Why a call produced no response.
 #[derive(Debug, thiserror::Error)]

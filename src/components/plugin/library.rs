@@ -218,7 +218,7 @@ impl Library {
 }
 
 /// `app`, `filter` or `unknown`.
-pub fn kind_name(kind: u32) -> &'static str {
+pub(crate) fn kind_name(kind: u32) -> &'static str {
     match kind {
         abi::PH_KIND_APP => "app",
         abi::PH_KIND_FILTER => "filter",

@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use bridge::InvalidMessage;
-pub use instance::{CallError, CreateError, Instance, NextHandle};
-pub use library::{kind_name, EntryInfo, Library};
+pub use instance::Instance;
+pub(crate) use instance::NextHandle;
+pub(crate) use library::Library;
 
 /// Why a library could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,7 @@ struct Loaded {
 
 /// What identifies a version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
     #[cfg(unix)]
@@ -96,7 +96,7 @@ pub struct FileStamp {
 
 impl FileStamp {
     /// The stamp of `path` now, if it exists.
-    pub fn of(path: &Path) -> Option<FileStamp> {
+    pub(crate) fn of(path: &Path) -> Option<FileStamp> {
         let meta = std::fs::metadata(path).ok()?;
         Some(FileStamp {
             len: meta.len(),
@@ -116,7 +116,7 @@ fn content_hash(bytes: &[u8]) -> u64 {
 
 /// Why a private copy of a library could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum CopyError {
+pub(crate) enum CopyError {
     #[error("cannot tell this process's user: {0}")]
     NoUser(std::io::Error),
     #[error("cannot create {}: {source}", dir.display())]

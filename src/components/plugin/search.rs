@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 
 /// The environment variable that puts directories first on the plugin path.
-pub const PLUGIN_PATH_ENV: &str = "PLUGHOST_PLUGIN_PATH";
+pub(crate) const PLUGIN_PATH_ENV: &str = "PLUGHOST_PLUGIN_PATH";
 
 /// The file name of plugin `name`: `libNAME.so` with dashes as underscores
 /// (what cargo names a `cdylib`).
-pub fn library_file_name(name: &str) -> String {
+pub(crate) fn library_file_name(name: &str) -> String {
     format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,
@@ -23,7 +23,7 @@ pub fn library_file_name(name: &str) -> String {
 /// checkout runs its examples), and last `../lib/plughost` beside that
 /// binary (an installed layout: `/usr/local/bin/plughost` and
 /// `/usr/local/lib/plughost/`).
-pub fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os(PLUGIN_PATH_ENV)
         .map(|v| {
             std::env::split_paths(&v)
@@ -50,7 +50,7 @@ pub fn search_dirs(config_dirs: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Find the library of plugin `name`; on failure, every path that was tried.
-pub fn find_library(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, Vec<PathBuf>> {
+pub(crate) fn find_library(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, Vec<PathBuf>> {
     let file = library_file_name(name);
     let candidates: Vec<PathBuf> = dirs.iter().map(|d| d.join(&file)).collect();
     candidates

@@ -12,7 +12,7 @@ use super::{ConfigError, ErrorKind};
 
 /// The defaults of one opening of a file.
 #[derive(Debug, Clone)]
-pub struct Defaults {
+pub(super) struct Defaults {
     /// Raw values, for interpolating other values of the file.
     pub raw: Conf,
     /// Interpolated values.
@@ -27,7 +27,7 @@ fn literal(s: &str) -> String {
 }
 
 impl Defaults {
-    pub fn new(
+    pub(super) fn new(
         ini: &IniFile,
         path: &Path,
         injected: &Conf,
@@ -68,7 +68,7 @@ impl Defaults {
     }
 
     /// Whether `key` is in D (and so dropped from a section's local config).
-    pub fn contains(&self, key: &str) -> bool {
+    pub(super) fn contains(&self, key: &str) -> bool {
         get(&self.values, key).is_some()
     }
 }

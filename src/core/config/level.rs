@@ -3,7 +3,7 @@
 
 /// A level, least to most severe, then `Off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Trace,
     Debug,
     Info,
@@ -15,12 +15,12 @@ pub enum LogLevel {
 /// A level name or number that is not one of Python's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown level {0:?}")]
-pub struct UnknownLevel(pub String);
+pub(crate) struct UnknownLevel(pub String);
 
 /// `NOTSET`/`TRACE`/`0`, `DEBUG`/`10`, `INFO`/`20`, `WARNING`/`WARN`/`30`,
 /// `ERROR`/`CRITICAL`/`FATAL`/`40`/`50`, `OFF`; any case, surrounding spaces
 /// ignored.
-pub fn parse_level(value: &str) -> Result<LogLevel, UnknownLevel> {
+pub(crate) fn parse_level(value: &str) -> Result<LogLevel, UnknownLevel> {
     Ok(match value.trim().to_ascii_uppercase().as_str() {
         "NOTSET" | "TRACE" | "0" => LogLevel::Trace,
         "DEBUG" | "10" => LogLevel::Debug,
@@ -34,7 +34,7 @@ pub fn parse_level(value: &str) -> Result<LogLevel, UnknownLevel> {
 
 impl LogLevel {
     /// As a tracing filter: what passes at this level.
-    pub fn filter(self) -> tracing::level_filters::LevelFilter {
+    pub(crate) fn filter(self) -> tracing::level_filters::LevelFilter {
         use tracing::level_filters::LevelFilter;
         match self {
             LogLevel::Trace => LevelFilter::TRACE,
@@ -47,7 +47,7 @@ impl LogLevel {
     }
 
     /// As the level of a `log` record; `None` for `Off` (no record has it).
-    pub fn record_level(self) -> Option<log::Level> {
+    pub(crate) fn record_level(self) -> Option<log::Level> {
         Some(match self {
             LogLevel::Trace => log::Level::Trace,
             LogLevel::Debug => log::Level::Debug,

@@ -7,14 +7,14 @@ use super::{ConfigError, ErrorKind};
 
 /// What is being looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
+pub(super) enum Want {
     App,
     Filter,
     Server,
 }
 
 impl Want {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Want::App => "app",
             Want::Filter => "filter",
@@ -40,7 +40,7 @@ impl Want {
 
 /// The section type a header has, by its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SectionType {
+pub(super) enum SectionType {
     App,
     Composite,
     Pipeline,
@@ -61,7 +61,7 @@ fn section_type(prefix: &str) -> SectionType {
 }
 
 /// `[prefix:name]` (name trimmed), or bare `[prefix]` for `main`.
-pub fn section_matches(header: &str, prefix: &str, name: &str) -> bool {
+pub(super) fn section_matches(header: &str, prefix: &str, name: &str) -> bool {
     if header == prefix {
         return name == "main";
     }
@@ -72,7 +72,7 @@ pub fn section_matches(header: &str, prefix: &str, name: &str) -> bool {
 }
 
 /// Find the one section for (want, name) in `ini`.
-pub fn find<'a>(
+pub(super) fn find<'a>(
     ini: &'a IniFile,
     path: &Path,
     want: Want,

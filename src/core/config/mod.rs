@@ -7,7 +7,7 @@
 
 mod conf;
 mod defaults;
-pub mod error;
+pub(crate) mod error;
 pub mod ini;
 pub mod interpolate;
 pub(crate) mod level;
@@ -26,8 +26,9 @@ use crate::core::location::{Location, Warning};
 
 pub use error::{ConfigError, ErrorKind};
 pub use main_file::MainFile;
-pub use resolve::{load, read_main};
-pub use server::ServerConfig;
+pub(crate) use resolve::load;
+pub use resolve::read_main;
+pub(crate) use server::ServerConfig;
 
 /// Everything a configuration file describes.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use crate::core::builtin::Catalog;
 
 /// A reference to an app or filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
+pub(super) enum Reference {
     /// Code: a plugin entry or a built-in.
     Code(Source),
     /// `config:PATH#NAME`: section NAME of another file.
@@ -21,7 +21,7 @@ pub enum Reference {
 
 /// Why a reference cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReferenceError {
+pub(super) enum ReferenceError {
     #[error("empty reference")]
     Empty,
     #[error("`{value}`: expected {scheme}:{form}")]
@@ -43,7 +43,11 @@ pub enum ReferenceError {
 }
 
 /// Parse `value`; relative paths resolve against `base` (the referencing file's directory).
-pub fn parse(value: &str, base: &Path, builtins: Catalog) -> Result<Reference, ReferenceError> {
+pub(super) fn parse(
+    value: &str,
+    base: &Path,
+    builtins: Catalog,
+) -> Result<Reference, ReferenceError> {
     let value = value.trim();
     let scheme_end = value
         .find(':')

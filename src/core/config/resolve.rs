@@ -29,7 +29,7 @@ use crate::core::location::{Location, Warning};
 /// Read `path` and resolve app `app_name` and server `server_name` (both
 /// default `main`). `vars` are command-line variables: they override DEFAULT in
 /// every factory's `global_conf`, and fill `%(name)s` where DEFAULT lacks the name.
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     app_name: Option<&str>,
     server_name: Option<&str>,

@@ -47,10 +47,10 @@ pub struct ServerConfig {
 }
 
 /// How long a large request body may take before `min_body_rate` applies.
-pub const MIN_RATE_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const MIN_RATE_GRACE: Duration = Duration::from_secs(10);
 
-pub const DEFAULT_HOST: &str = "127.0.0.1";
-pub const DEFAULT_PORT: u16 = 8080;
+pub(crate) const DEFAULT_HOST: &str = "127.0.0.1";
+pub(crate) const DEFAULT_PORT: u16 = 8080;
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
@@ -74,7 +74,7 @@ impl Default for ServerConfig {
 }
 
 /// The `use =` values that name the built-in HTTP server.
-pub const SERVER_USES: &[&str] = &[
+pub(crate) const SERVER_USES: &[&str] = &[
     "egg:plughost#http",
     "egg:plughost",
     "egg:Paste#http",

@@ -12,7 +12,7 @@ pub struct MountKey {
 
 /// Why an urlmap key is not a path expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MountKeyError {
+pub(crate) enum MountKeyError {
     #[error("`domain` needs a host name")]
     NoHost,
     #[error("`port` needs a number")]
@@ -30,7 +30,7 @@ pub enum MountKeyError {
 }
 
 /// Parse a path expression.
-pub fn parse_key(key: &str) -> Result<MountKey, MountKeyError> {
+pub(crate) fn parse_key(key: &str) -> Result<MountKey, MountKeyError> {
     let mut domain = None;
     let mut port = None;
     let mut path = None;
@@ -71,7 +71,7 @@ pub fn parse_key(key: &str) -> Result<MountKey, MountKeyError> {
 }
 
 /// Collapse runs of `/` and cut a trailing `/`.
-pub fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
@@ -82,7 +82,7 @@ pub fn normalize(path: &str) -> String {
 
 /// Paste's order: entries with a domain first (by domain, then longest path),
 /// then the rest, longest path first.
-pub fn sort_key(key: &MountKey) -> (bool, String, std::cmp::Reverse<usize>) {
+pub(crate) fn sort_key(key: &MountKey) -> (bool, String, std::cmp::Reverse<usize>) {
     (
         key.domain.is_none(),
         key.domain.clone().unwrap_or_default(),

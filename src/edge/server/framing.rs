@@ -21,7 +21,7 @@ use crate::core::{Body, BodyError, Response};
 
 /// Why a streamed body was cut off.
 #[derive(Debug, thiserror::Error)]
-pub enum FramingError {
+pub(super) enum FramingError {
     #[error("response body ended {missing} bytes short of its Content-Length ({declared})")]
     Short { declared: u64, missing: u64 },
     #[error("response body runs past its Content-Length ({declared})")]
@@ -30,7 +30,7 @@ pub enum FramingError {
 
 /// Make `resp`'s head and body agree before hyper sends them. `head_request`:
 /// the response answers a HEAD (its Content-Length is the GET's, no body goes out).
-pub fn frame(mut resp: Response, head_request: bool) -> Response {
+pub(super) fn frame(mut resp: Response, head_request: bool) -> Response {
     let status = resp.status();
     if status.is_informational()
         || status == StatusCode::NO_CONTENT

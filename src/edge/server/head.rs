@@ -21,7 +21,7 @@ use crate::core::metrics::METRICS;
 
 /// Why a request's Host is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum HostError {
+pub(super) enum HostError {
     #[error("HTTP/1.1 request without a Host header")]
     Missing,
     #[error("request with more than one Host header")]
@@ -31,7 +31,7 @@ pub enum HostError {
 }
 
 /// Check the request's Host and put an absolute-form target's authority in it.
-pub fn check<B>(req: &mut http::Request<B>) -> Result<(), HostError> {
+pub(super) fn check<B>(req: &mut http::Request<B>) -> Result<(), HostError> {
     let mut values = req.headers().get_all(HOST).iter();
     match (values.next(), values.next()) {
         (_, Some(_)) => return Err(HostError::Duplicate),
@@ -79,7 +79,7 @@ fn valid_host(value: &[u8]) -> bool {
 }
 
 /// Count a malformed request and log it at debug.
-pub fn malformed(peer: &std::net::SocketAddr, why: &dyn Display) {
+pub(super) fn malformed(peer: &std::net::SocketAddr, why: &dyn Display) {
     METRICS.malformed_request();
     tracing::debug!(%peer, "malformed request: {why}");
 }

@@ -20,7 +20,7 @@ use crate::core::BodyError;
 /// Records why a request body failed, so the server can answer 413, 408 or 400
 /// instead of the 500 an app's read error would produce.
 #[derive(Clone, Default)]
-pub struct Overflow(Arc<AtomicU8>);
+pub(super) struct Overflow(Arc<AtomicU8>);
 
 const TOO_LARGE: u8 = 1;
 const TOO_SLOW: u8 = 2;
@@ -28,7 +28,7 @@ const MALFORMED: u8 = 3;
 
 impl Overflow {
     /// The status the failure deserves, if the body failed.
-    pub fn status(&self) -> Option<http::StatusCode> {
+    pub(super) fn status(&self) -> Option<http::StatusCode> {
         match self.0.load(Ordering::Relaxed) {
             TOO_LARGE => Some(http::StatusCode::PAYLOAD_TOO_LARGE),
             TOO_SLOW => Some(http::StatusCode::REQUEST_TIMEOUT),
@@ -38,7 +38,7 @@ impl Overflow {
     }
 }
 
-pub struct LimitedBody {
+pub(super) struct LimitedBody {
     inner: Incoming,
     remaining: u64,
     overflow: Overflow,
@@ -51,7 +51,7 @@ pub struct LimitedBody {
 
 impl LimitedBody {
     /// Call inside the runtime (it creates a timer).
-    pub fn new(inner: Incoming, limit: u64, timeout: Duration) -> (LimitedBody, Overflow) {
+    pub(super) fn new(inner: Incoming, limit: u64, timeout: Duration) -> (LimitedBody, Overflow) {
         let overflow = Overflow::default();
         (
             LimitedBody {

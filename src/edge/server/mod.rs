@@ -22,7 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use environ::{Peer, ServerEnv};
+pub(crate) use environ::{Peer, ServerEnv};
 
 use crate::core::config::ServerConfig;
 use crate::core::metrics::METRICS;

@@ -35,7 +35,7 @@ const FILE_CHUNK: usize = 128 * 1024;
 
 /// Why a request body was refused before dispatch.
 #[derive(Debug, thiserror::Error)]
-pub enum RefusedBody {
+pub(super) enum RefusedBody {
     #[error("request body too slow: {received} bytes in {elapsed:?}, under min_body_rate ({rate} bytes/s)")]
     TooSlow {
         received: u64,
@@ -53,7 +53,7 @@ pub enum RefusedBody {
 
 impl RefusedBody {
     /// The status to answer with.
-    pub fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             RefusedBody::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             RefusedBody::Client { status, .. } => *status,
@@ -64,7 +64,7 @@ impl RefusedBody {
 
 /// Read all of `limited` (whose failures `overflow` classifies) before the
 /// request goes to the pipeline. `declared` is its Content-Length, if any.
-pub async fn read(
+pub(super) async fn read(
     mut limited: LimitedBody,
     overflow: &Overflow,
     declared: Option<u64>,

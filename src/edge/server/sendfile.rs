@@ -33,7 +33,7 @@ use crate::core::metrics::METRICS;
 
 /// Bodies smaller than this are written from memory: one copy of a few pages
 /// costs less than the extra system call (a smaller body is never file-backed).
-pub const MIN_BYTES: usize = crate::core::body::FILE_BACKED_MIN_BYTES;
+pub(crate) const MIN_BYTES: usize = crate::core::body::FILE_BACKED_MIN_BYTES;
 
 /// Offers kept per connection. The server registers one just before handing
 /// its response to hyper, which writes one response at a time, so more than
@@ -60,7 +60,7 @@ impl Offer {
 /// One connection's offers. Only the connection's own task touches them, so
 /// the lock is never contended; it is taken only for buffers of `MIN_BYTES` or more.
 #[derive(Clone, Default)]
-pub struct Offers(Arc<Mutex<Vec<Offer>>>);
+pub(crate) struct Offers(Arc<Mutex<Vec<Offer>>>);
 
 impl Offers {
     fn list(&self) -> std::sync::MutexGuard<'_, Vec<Offer>> {
@@ -70,7 +70,7 @@ impl Offers {
     /// Let the connection send `bytes` from `file` when hyper writes them. The
     /// caller must know them to be exactly `file`'s content from offset 0 (a
     /// file-backed body's guarantee). Bodies under [`MIN_BYTES`] are ignored.
-    pub fn offer(&self, bytes: Bytes, file: File) {
+    pub(crate) fn offer(&self, bytes: Bytes, file: File) {
         if bytes.len() >= MIN_BYTES {
             self.push(Offer { bytes, file });
         }
@@ -113,7 +113,7 @@ impl Offers {
 /// A TCP connection that sends offered bytes with `sendfile`, and fails a
 /// write that makes no progress for `send_timeout` (a client that stopped
 /// reading), so hyper drops the connection.
-pub struct ConnStream {
+pub(crate) struct ConnStream {
     tcp: TcpStream,
     offers: Offers,
     send_timeout: Duration,
@@ -123,7 +123,7 @@ pub struct ConnStream {
 }
 
 impl ConnStream {
-    pub fn new(tcp: TcpStream, offers: Offers, send_timeout: Duration) -> ConnStream {
+    pub(crate) fn new(tcp: TcpStream, offers: Offers, send_timeout: Duration) -> ConnStream {
         ConnStream {
             tcp,
             offers,

@@ -13,18 +13,18 @@ use super::path::valid_index;
 use crate::core::config::Component;
 
 /// Bodies larger than this are not stored unless `max_entry_bytes` says otherwise.
-pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_ENTRY_BYTES: u64 = 64 * 1024 * 1024;
 /// Memory for copies of hot pages, unless `memory_cache_bytes` says otherwise.
-pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+pub(crate) const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// How long concurrent misses wait for the first one, unless `lock_timeout` says otherwise.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
                     status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(super) struct Settings {
     /// Absolute (resolved against the defining file's directory).
     pub cache_dir: PathBuf,
     /// The Content-Type of every hit.
@@ -48,7 +48,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_component(c: &Component) -> Result<Settings, SettingError> {
+    pub(super) fn from_component(c: &Component) -> Result<Settings, SettingError> {
         let mut cache_dir = None;
         let mut s = Settings {
             cache_dir: PathBuf::new(),

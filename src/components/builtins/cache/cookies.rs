@@ -9,17 +9,17 @@ use http::{header, HeaderMap};
 /// A word of `ignore_cookies` that cannot be a cookie name glob.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a cookie name glob (no `=`, `;`, quotes or control characters)")]
-pub struct BadGlob(pub String);
+pub(super) struct BadGlob(pub String);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 
-pub struct IgnoredCookies {
+pub(super) struct IgnoredCookies {
     globs: Vec<String>,
 }
 
 impl IgnoredCookies {
     /// Parse a whitespace- or comma-separated list of cookie-name globs.
-    pub fn parse(v: &str) -> Result<IgnoredCookies, BadGlob> {
+    pub(super) fn parse(v: &str) -> Result<IgnoredCookies, BadGlob> {
         let mut globs = Vec::new();
         for g in v.split(|c: char| c == ',' || c.is_whitespace()) {
             if g.is_empty() {
@@ -36,7 +36,7 @@ impl IgnoredCookies {
     }
 
     /// Whether the request carries a cookie that no glob lists.
-    pub fn personal(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn personal(&self, headers: &HeaderMap) -> bool {
         headers.get_all(header::COOKIE).iter().any(|line| {
             line.as_bytes()
                 .split(|&b| b == b';')

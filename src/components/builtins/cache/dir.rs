@@ -26,11 +26,11 @@ use super::stats::Event;
 
 /// Temporary files start with this. It starts with `.`, which no request can
 /// map to, and the start-up sweep removes leftovers by it.
-pub const TEMP_PREFIX: &str = ".plughost-tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".plughost-tmp-";
 
 /// A temporary file left by a writer on another host is removed only once it is
 /// this old: a store in progress keeps touching its file, a crash leftover does not.
-pub const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(3600);
+pub(super) const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// This host's name as it appears in temporary file names (`[A-Za-z0-9-]`).
 fn host_tag() -> &'static str {
@@ -148,7 +148,7 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 /// cache_dir, held open. When the path comes to name another directory (`rm -rf
 /// cache && mkdir cache`), the new one is taken (if it passes the ownership
 /// rule), checked on misses and failed stores at most once per [`RECHECK`].
-pub struct CacheDir {
+pub(super) struct CacheDir {
     root: ArcSwap<Root>,
     path: PathBuf,
     adopt: bool,
@@ -158,10 +158,10 @@ pub struct CacheDir {
 }
 
 /// How often at most the path is checked for a replaced directory.
-pub const RECHECK: Duration = Duration::from_secs(1);
+pub(super) const RECHECK: Duration = Duration::from_secs(1);
 
 /// One opened cache_dir.
-pub struct Root {
+pub(super) struct Root {
     fd: OwnedFd,
     dev: u64,
     ino: u64,
@@ -186,7 +186,7 @@ impl Root {
 }
 
 /// What a lookup found.
-pub enum Lookup {
+pub(super) enum Lookup {
     /// A regular, non-empty file.
     Hit(File, Metadata),
     /// Nothing usable (absent or empty): the app answers and the response may be stored.
@@ -199,7 +199,7 @@ pub enum Lookup {
 /// The directory a file goes in, with the directories made for it (so a
 /// store that fails can remove them again).
 #[derive(Debug)]
-pub struct Parent {
+pub(super) struct Parent {
     fd: OwnedFd,
     /// (directory holding it, name) of each directory created, outermost first.
     created: Vec<(OwnedFd, String)>,
@@ -208,7 +208,7 @@ pub struct Parent {
 impl Parent {
     /// Remove the directories this store created, deepest first, each only if
     /// still empty (a concurrent store may have put a file there).
-    pub fn remove_created_if_empty(&mut self) {
+    pub(super) fn remove_created_if_empty(&mut self) {
         while let Some((at, name)) = self.created.pop() {
             match unlinkat(&at, name.as_str(), AtFlags::REMOVEDIR) {
                 Ok(()) | Err(Errno::NOENT) => {}
@@ -233,7 +233,7 @@ impl CacheDir {
     }
 
     /// Create cache_dir if needed and open it (no ownership checks).
-    pub fn open(path: &Path) -> io::Result<CacheDir> {
+    pub(super) fn open(path: &Path) -> io::Result<CacheDir> {
         std::fs::create_dir_all(path)?;
         let root = rustix::fs::open(
             path,
@@ -245,7 +245,11 @@ impl CacheDir {
 
     /// Open cache_dir for the section in `config`: refused if a system directory
     /// or holding the config; created if needed; claimed (see [`owner`]).
-    pub fn open_owned(path: &Path, config: &Path, adopt: bool) -> Result<CacheDir, OwnerError> {
+    pub(super) fn open_owned(
+        path: &Path,
+        config: &Path,
+        adopt: bool,
+    ) -> Result<CacheDir, OwnerError> {
         owner::check_path(path, config)?;
         let dir = CacheDir::open(path).map_err(|e| OwnerError::Io(path.to_owned(), e))?;
         owner::claim(dir.root().as_fd(), path, adopt)?;
@@ -253,12 +257,12 @@ impl CacheDir {
     }
 
     /// The directory's descriptor, for lookups relative to it.
-    pub fn root(&self) -> arc_swap::Guard<Arc<Root>> {
+    pub(super) fn root(&self) -> arc_swap::Guard<Arc<Root>> {
         self.root.load()
     }
 
     /// Open an existing cache_dir (never creates it).
-    pub fn open_existing(path: &Path) -> io::Result<CacheDir> {
+    pub(super) fn open_existing(path: &Path) -> io::Result<CacheDir> {
         let root = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
         CacheDir::with_root(root, path, false)
     }
@@ -302,7 +306,7 @@ impl CacheDir {
     }
 
     /// Open the file for `p` if it can answer a request: open, fstat, nothing more.
-    pub fn lookup(&self, p: &CachePath) -> Lookup {
+    pub(super) fn lookup(&self, p: &CachePath) -> Lookup {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
         let fd = match open_beneath(self.root().as_fd(), p.rel(), flags) {
             Ok(fd) => fd,
@@ -336,7 +340,7 @@ impl CacheDir {
 
     /// The directory `p` goes in, created (mode 0755) where missing, no symlink
     /// followed; on failure, the directories it made are removed again.
-    pub fn parent_dir(&self, p: &CachePath) -> io::Result<Parent> {
+    pub(super) fn parent_dir(&self, p: &CachePath) -> io::Result<Parent> {
         let r = self.make_parent(p);
         if r.is_err() {
             self.check_replaced();
@@ -395,7 +399,7 @@ impl CacheDir {
 
     /// Remove temporary files left by a crash, anywhere in the tree (no symlink
     /// followed, at most [`MAX_DEPTH`] levels). Returns how many were removed.
-    pub fn sweep(&self) -> usize {
+    pub(super) fn sweep(&self) -> usize {
         let mut removed = 0;
         sweep_dir(self.root().as_fd(), &self.path, 0, &mut removed);
         removed
@@ -499,7 +503,7 @@ fn sweep_dir(dir: BorrowedFd<'_>, shown: &Path, depth: usize, removed: &mut usiz
 /// the directories made for it, if empty), so an error, an early return or a
 /// panic never leaves it behind. Its writer holds a lock on it (`flock`) for
 /// its whole life: the sweep removes only files whose lock it can take.
-pub struct TempFile {
+pub(super) struct TempFile {
     dir: Parent,
     name: String,
     file: Option<File>,
@@ -510,7 +514,7 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 impl TempFile {
     /// Create a new, exclusive temporary file (mode 0644) in `dir`, open for
     /// reading too: a spooled miss reads its bytes back to the client.
-    pub fn create(mut dir: Parent) -> io::Result<TempFile> {
+    pub(super) fn create(mut dir: Parent) -> io::Result<TempFile> {
         let flags =
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut tries = 0;
@@ -538,14 +542,14 @@ impl TempFile {
         }
     }
 
-    pub fn file(&mut self) -> &mut File {
+    pub(super) fn file(&mut self) -> &mut File {
         self.file
             .as_mut()
             .expect("an uncommitted temporary file is open")
     }
 
     /// Optionally fsync, then rename over `name` in the same directory.
-    pub fn commit(mut self, name: &str, fsync: bool) -> io::Result<()> {
+    pub(super) fn commit(mut self, name: &str, fsync: bool) -> io::Result<()> {
         let file = self.file.take().expect("committed once");
         if fsync {
             file.sync_data()?;
@@ -571,7 +575,7 @@ impl Drop for TempFile {
 }
 
 /// The counter for a failed file-system call.
-pub fn classify(e: &io::Error) -> Event {
+pub(super) fn classify(e: &io::Error) -> Event {
     Errno::from_io_error(e).map_or(Event::ErrorIo, classify_errno)
 }
 

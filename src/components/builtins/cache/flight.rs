@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 /// How a flight ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     Pending,
     /// The file is in place: read it.
     Stored,
@@ -23,31 +23,31 @@ type Map = Mutex<HashMap<Box<str>, watch::Receiver<Outcome>>>;
 
 /// The flights in progress, by cache path.
 #[derive(Default)]
-pub struct Flights {
+pub(super) struct Flights {
     map: Arc<Map>,
 }
 
 /// The first miss for a path; dropping it without [`Leader::stored`] tells the
 /// waiters nothing was stored (so an error, a disconnect or a panic releases them).
-pub struct Leader {
+pub(super) struct Leader {
     map: Arc<Map>,
     key: Box<str>,
     tx: watch::Sender<Outcome>,
 }
 
 /// A later miss for a path with a flight in progress.
-pub struct Waiter {
+pub(super) struct Waiter {
     rx: watch::Receiver<Outcome>,
 }
 
-pub enum Join {
+pub(super) enum Join {
     Leader(Leader),
     Waiter(Waiter),
 }
 
 impl Flights {
     /// Lead the flight for `key`, or wait on the one in progress.
-    pub fn join(&self, key: &str) -> Join {
+    pub(super) fn join(&self, key: &str) -> Join {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = map.get(key) {
             return Join::Waiter(Waiter { rx: rx.clone() });
@@ -64,14 +64,14 @@ impl Flights {
 
     /// Flights in progress.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
 impl Leader {
     /// The file is in place: waiters read it.
-    pub fn stored(self) {
+    pub(super) fn stored(self) {
         self.end(Outcome::Stored);
     }
 
@@ -103,7 +103,7 @@ impl Drop for Leader {
 
 impl Waiter {
     /// The flight's outcome, or `NotStored` after `timeout`.
-    pub async fn wait(mut self, timeout: Duration) -> Outcome {
+    pub(super) async fn wait(mut self, timeout: Duration) -> Outcome {
         match tokio::time::timeout(timeout, self.rx.wait_for(|o| *o != Outcome::Pending)).await {
             Ok(Ok(o)) => *o,
             _ => Outcome::NotStored,

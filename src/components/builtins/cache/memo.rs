@@ -25,7 +25,7 @@ use crate::components::builtins::file_response::etag;
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Version {
+pub(super) struct Version {
     dev: u64,
     ino: u64,
     size: u64,
@@ -34,7 +34,7 @@ pub struct Version {
 }
 
 impl Version {
-    pub fn of(meta: &Metadata) -> Version {
+    pub(super) fn of(meta: &Metadata) -> Version {
         Version {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -46,7 +46,7 @@ impl Version {
 
     /// The version of `rel` under `root` now, by one `newfstatat` (no symlink
     /// followed), or `None` if it is gone.
-    pub fn on_disk(root: BorrowedFd<'_>, rel: &str) -> Option<Version> {
+    pub(super) fn on_disk(root: BorrowedFd<'_>, rel: &str) -> Option<Version> {
         statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
             .ok()
             .map(|st| Version::of_stat(&st))
@@ -65,7 +65,7 @@ impl Version {
 }
 
 /// One page with its response headers, prepared once.
-pub struct Entry {
+pub(super) struct Entry {
     version: Version,
     pub body: Bytes,
     /// The hit's headers: `base` (Content-Type and the like), then
@@ -77,7 +77,7 @@ impl Entry {
     /// An entry for `body`, the whole content of a file with metadata `meta`.
     /// Its validators are the ones `serve_file` gives the same file; `content_type`
     /// and `mark` (the status header, if any) are the cache's own.
-    pub fn new(
+    pub(super) fn new(
         meta: &Metadata,
         body: Bytes,
         content_type: &HeaderValue,
@@ -115,7 +115,7 @@ impl Entry {
 /// map and the allocations behind its values, its key and its map slot
 /// (measured at about 700 bytes; rounded up). Without it a budget counting only
 /// body bytes let many tiny pages hold many times `memory_cache_bytes`.
-pub const ENTRY_OVERHEAD: u64 = 1024;
+pub(super) const ENTRY_OVERHEAD: u64 = 1024;
 
 /// What an entry for `rel` holding `body_len` bytes counts against the budget.
 fn cost(rel: &str, body_len: usize) -> u64 {
@@ -124,7 +124,7 @@ fn cost(rel: &str, body_len: usize) -> u64 {
 
 /// The pages in memory, by cache path, within a byte budget (bodies and the
 /// entries' own overhead).
-pub struct Memo {
+pub(super) struct Memo {
     inner: RwLock<Inner>,
     /// Largest page kept (bytes).
     pub max_entry: u64,
@@ -150,7 +150,7 @@ impl Inner {
 
 impl Memo {
     /// A memo of at most `max_total` bytes of pages of at most `max_entry` bytes each.
-    pub fn new(max_total: u64, max_entry: u64) -> Memo {
+    pub(super) fn new(max_total: u64, max_entry: u64) -> Memo {
         Memo {
             inner: RwLock::default(),
             max_entry: max_entry.min(max_total),
@@ -158,19 +158,19 @@ impl Memo {
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(super) fn enabled(&self) -> bool {
         self.max_total > 0
     }
 
     /// The entry for `rel`, not yet checked against its file (see [`Memo::still`]).
-    pub fn peek(&self, rel: &str) -> Option<Arc<Entry>> {
+    pub(super) fn peek(&self, rel: &str) -> Option<Arc<Entry>> {
         self.read().map.get(rel).cloned()
     }
 
     /// Whether `entry` (from [`Memo::peek`]) is still the file's content, given the
     /// file's version now (`None`: gone or unreadable). A stale entry is dropped,
     /// and the caller then goes to the file.
-    pub fn still(&self, rel: &str, entry: &Arc<Entry>, current: Option<Version>) -> bool {
+    pub(super) fn still(&self, rel: &str, entry: &Arc<Entry>, current: Option<Version>) -> bool {
         if current == Some(entry.version) {
             return true;
         }
@@ -190,7 +190,7 @@ impl Memo {
     }
 
     /// Keep `entry` for `rel`, making room by dropping others if needed.
-    pub fn put(&self, rel: &str, entry: Arc<Entry>) {
+    pub(super) fn put(&self, rel: &str, entry: Arc<Entry>) {
         let size = cost(rel, entry.body.len());
         if entry.body.len() as u64 > self.max_entry || size > self.max_total {
             return;

@@ -22,7 +22,7 @@ mod memo;
 mod owner;
 pub mod path;
 mod placement;
-pub mod purge;
+pub(crate) mod purge;
 mod rules;
 pub(crate) mod stats;
 mod store;
@@ -45,13 +45,12 @@ use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::config::Component;
 use crate::core::{body, Handler, Request, Response, ResponseFuture};
 
-pub use self::config::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MEMORY_CACHE_BYTES};
-pub use self::dir::TEMP_PREFIX;
-pub use self::owner::MARKER;
-pub use self::path::{MAX_DEPTH, MAX_PATH_BYTES, MAX_SEGMENT_BYTES};
-
 /// Largest page kept in memory.
-pub const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
+pub(crate) const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
+
+/// The marker file's name, for the in-process tests beside the built-ins.
+#[cfg(test)]
+pub(crate) use self::owner::MARKER;
 
 /// `egg:plughost#cache` (= `egg:wsgi_cache#middleware`).
 pub const BUILTIN: Builtin = Builtin {
@@ -75,7 +74,7 @@ fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
 }
 
 /// The filter.
-pub struct Cache {
+pub(crate) struct Cache {
     next: Arc<dyn Handler>,
     settings: Settings,
     dir: Arc<CacheDir>,
@@ -92,7 +91,7 @@ const MISS: HeaderValue = HeaderValue::from_static("MISS");
 const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
 
 impl Cache {
-    pub fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, SettingError> {
+    pub(crate) fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, SettingError> {
         let settings = Settings::from_component(c)?;
         let shown = settings.cache_dir.display();
         let dir = CacheDir::open_owned(&settings.cache_dir, &c.file, settings.adopt)
@@ -123,11 +122,6 @@ impl Cache {
     /// How this cache maps URLs to files, for comparing sections that share a cache_dir.
     fn mapping(&self) -> String {
         format!("directory_index = {}", self.settings.directory_index)
-    }
-
-    /// This filter's counters.
-    pub fn stats(&self) -> &Arc<CacheStats> {
-        &self.stats
     }
 
     /// The file for `req`, or why the cache stays out of it.

@@ -12,14 +12,14 @@ use rustix::io::Errno;
 
 /// The file that marks a directory as a plughost page cache. It starts with `.`,
 /// so no request maps to it and purges never delete it.
-pub const MARKER: &str = ".plughost-cache";
+pub(crate) const MARKER: &str = ".plughost-cache";
 
 const MARKER_TEXT: &str =
     "This directory is a plughost page cache: plughost may create and delete files here.\n";
 
 /// Never a cache_dir, even with `adopt = true`: these exactly, and anything below
 /// the ones in [`SYSTEM_TREES`].
-pub const SYSTEM_DIRS: &[&str] = &[
+pub(super) const SYSTEM_DIRS: &[&str] = &[
     "/",
     "/bin",
     "/boot",
@@ -55,7 +55,7 @@ pub const SYSTEM_DIRS: &[&str] = &[
 ];
 
 /// System trees: nothing below them is a cache_dir either.
-pub const SYSTEM_TREES: &[&str] = &[
+pub(super) const SYSTEM_TREES: &[&str] = &[
     "/bin",
     "/boot",
     "/dev",
@@ -126,7 +126,7 @@ fn normalize(p: &Path) -> PathBuf {
 
 /// Refuse system directories and directories holding the configuration file
 /// `config` (or any ancestor of it). Checked before anything is created.
-pub fn check_path(dir: &Path, config: &Path) -> Result<(), OwnerError> {
+pub(super) fn check_path(dir: &Path, config: &Path) -> Result<(), OwnerError> {
     let real = resolve(dir);
     let system = |p: &Path| {
         SYSTEM_DIRS.iter().any(|s| p == Path::new(s))
@@ -147,14 +147,14 @@ pub fn check_path(dir: &Path, config: &Path) -> Result<(), OwnerError> {
 }
 
 /// Whether `root` carries the marker (a regular file, not a symlink).
-pub fn is_marked(root: BorrowedFd<'_>) -> bool {
+pub(super) fn is_marked(root: BorrowedFd<'_>) -> bool {
     statat(root, MARKER, AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
 }
 
 /// Take `root` (shown as `shown`) as the cache's: marked already, or empty, or
 /// `adopt`; then make sure it carries the marker.
-pub fn claim(root: BorrowedFd<'_>, shown: &Path, adopt: bool) -> Result<(), OwnerError> {
+pub(super) fn claim(root: BorrowedFd<'_>, shown: &Path, adopt: bool) -> Result<(), OwnerError> {
     if is_marked(root) {
         return Ok(());
     }

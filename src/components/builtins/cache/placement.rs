@@ -12,7 +12,7 @@ use crate::core::builtin::{DirClaims, SettingError};
 use crate::core::config::{Component, Node};
 
 /// Why a cache above `inner` would mix hosts' pages, if it would.
-pub fn host_blind(c: &Component, inner: &Node) -> Result<(), SettingError> {
+pub(super) fn host_blind(c: &Component, inner: &Node) -> Result<(), SettingError> {
     let Some((map, line, domain)) = domain_entry(inner) else {
         return Ok(());
     };
@@ -45,7 +45,7 @@ fn domain_entry(node: &Node) -> Option<(&Component, usize, &str)> {
 
 /// Record that the section `c` keeps pages in `dir` (canonical) with
 /// `mapping`; refuse it if another section keeps pages there another way.
-pub fn claim(
+pub(super) fn claim(
     claims: &mut DirClaims,
     c: &Component,
     dir: PathBuf,

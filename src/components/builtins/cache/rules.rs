@@ -21,7 +21,7 @@ const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 /// Why the response head rules out storing, if it does. `media_type` is the
 /// cache's `content_type` without parameters: every hit is served as it, so a
 /// response of any other type is never stored.
-pub fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) -> Option<Event> {
+pub(super) fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) -> Option<Event> {
     if status != StatusCode::OK {
         return Some(Event::NoStoreStatus);
     }
@@ -52,7 +52,7 @@ pub fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) -> Opti
 }
 
 /// The media type of a Content-Type value: before any `;`, trimmed.
-pub fn media_type(content_type: &str) -> &str {
+pub(super) fn media_type(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
 
@@ -151,7 +151,7 @@ fn directives(
 
 /// The declared body length, if the head has exactly one valid Content-Length
 /// (the cache trusts no repeated one, even when the copies agree).
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
     if headers
         .get_all(header::CONTENT_LENGTH)
         .iter()

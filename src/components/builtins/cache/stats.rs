@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 /// One counted outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
-pub enum Event {
+pub(crate) enum Event {
     /// Answered from a cached file (304s included).
     Hit,
     /// A hit answered 304 Not Modified (also counted as a hit).
@@ -96,7 +96,7 @@ const EVENTS: [Event; N] = [
 
 impl Event {
     /// The counter's name, e.g. `bypass.query` or `store_error.disk_full`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Event::Hit => "hit",
             Event::NotModified => "not_modified",
@@ -136,7 +136,7 @@ impl Event {
 }
 
 /// The counters of one cache filter.
-pub struct CacheStats {
+pub(crate) struct CacheStats {
     /// The section that configured the filter, e.g. `filter:cache`.
     pub section: String,
     /// What else identifies the filter across reloads (its cache_dir).
@@ -146,7 +146,7 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
-    pub fn new(section: &str) -> CacheStats {
+    pub(crate) fn new(section: &str) -> CacheStats {
         CacheStats {
             section: section.to_owned(),
             key: String::new(),
@@ -156,23 +156,23 @@ impl CacheStats {
     }
 
     /// Count `event`; returns the new count.
-    pub fn count(&self, event: Event) -> u64 {
+    pub(crate) fn count(&self, event: Event) -> u64 {
         self.counts[event as usize].fetch_add(1, Relaxed) + 1
     }
 
     /// The current count of `event`.
-    pub fn get(&self, event: Event) -> u64 {
+    pub(crate) fn get(&self, event: Event) -> u64 {
         self.counts[event as usize].load(Relaxed)
     }
 
     /// Every counter by name, in a fixed order.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(&'static str, u64)> {
         EVENTS.iter().map(|&e| (e.name(), self.get(e))).collect()
     }
 
     /// Count a store problem, log it at debug, and at warn the first time this
     /// reason occurs (a full disk must not flood the log).
-    pub fn problem(&self, event: Event, path: &str, detail: &dyn fmt::Display) {
+    pub(crate) fn problem(&self, event: Event, path: &str, detail: &dyn fmt::Display) {
         let n = self.count(event);
         tracing::debug!(section = %self.section, path, event = event.name(), count = n, "cache: {detail}");
         if event.warns() && !self.warned[event as usize].swap(true, Relaxed) {
@@ -205,7 +205,7 @@ static REGISTRY: Mutex<Vec<Weak<CacheStats>>> = Mutex::new(Vec::new());
 /// The counters for the filter of `section` keeping pages in `cache_dir`: the
 /// live ones if a running pipeline has that filter (so counters carry on across
 /// a hot reload instead of restarting or appearing twice), else new ones.
-pub fn for_filter(section: &str, cache_dir: &str) -> Arc<CacheStats> {
+pub(crate) fn for_filter(section: &str, cache_dir: &str) -> Arc<CacheStats> {
     let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     reg.retain(|w| w.strong_count() > 0);
     if let Some(live) = reg
@@ -224,7 +224,7 @@ pub fn for_filter(section: &str, cache_dir: &str) -> Arc<CacheStats> {
 }
 
 /// The counters of every cache filter alive in this process.
-pub fn all() -> Vec<Arc<CacheStats>> {
+pub(crate) fn all() -> Vec<Arc<CacheStats>> {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     reg.iter().filter_map(Weak::upgrade).collect()
 }

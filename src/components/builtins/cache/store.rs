@@ -38,12 +38,12 @@ use super::stats::{CacheStats, Event};
 use crate::core::{body, Body, BodyError};
 
 /// Most bytes the client's body reads back from the file in one frame.
-pub const READ_CHUNK: usize = 64 * 1024;
+pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// Most bytes the writer collects before one trip to a blocking thread.
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// Everything the writer needs to put one response in place.
-pub struct Job {
+pub(super) struct Job {
     pub dir: Arc<CacheDir>,
     pub path: CachePath,
     pub stats: Arc<CacheStats>,
@@ -75,7 +75,7 @@ impl Job {
 
 /// Store `body` while the client receives it. Needs the tokio runtime (for the
 /// writer); without one the body is returned as is, unstored.
-pub fn store(mut body: Body, job: Job) -> Body {
+pub(super) fn store(mut body: Body, job: Job) -> Body {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return body;
     };

@@ -32,7 +32,7 @@ use crate::core::{Handler, Request, Response, ResponseFuture};
 
 /// What a [`Stub`] saw of one request (the body read whole).
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(super) struct Seen {
     pub method: Method,
     pub script_name: Vec<u8>,
     pub path_info: Vec<u8>,
@@ -45,7 +45,7 @@ pub struct Seen {
 
 /// A response a [`Stub`] gives: status, headers and a body held in memory.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(super) struct Reply {
     pub status: StatusCode,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
@@ -53,7 +53,7 @@ pub struct Reply {
 
 impl Reply {
     /// A 200 with `Content-Type: content_type` and `body`.
-    pub fn ok(content_type: &str, body: &str) -> Reply {
+    pub(super) fn ok(content_type: &str, body: &str) -> Reply {
         Reply {
             status: StatusCode::OK,
             headers: vec![(
@@ -65,17 +65,17 @@ impl Reply {
     }
 
     /// A 200 `text/html` page (what the cache stores by default).
-    pub fn html(body: &str) -> Reply {
+    pub(super) fn html(body: &str) -> Reply {
         Reply::ok("text/html; charset=utf-8", body)
     }
 
-    pub fn status(mut self, status: u16) -> Reply {
+    pub(super) fn status(mut self, status: u16) -> Reply {
         self.status = StatusCode::from_u16(status).unwrap();
         self
     }
 
     /// Add one header line (repeats append).
-    pub fn header(mut self, name: &str, value: &str) -> Reply {
+    pub(super) fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((
             HeaderName::from_bytes(name.as_bytes()).unwrap(),
             HeaderValue::from_str(value).unwrap(),
@@ -96,19 +96,19 @@ impl Reply {
 type Answer = Box<dyn Fn(&Seen) -> Reply + Send + Sync>;
 
 /// A handler that records every request it gets and answers from a closure.
-pub struct Stub {
+pub(super) struct Stub {
     seen: Mutex<Vec<Seen>>,
     answer: Answer,
 }
 
 impl Stub {
     /// A stub that always answers `reply`.
-    pub fn new(reply: Reply) -> Arc<Stub> {
+    pub(super) fn new(reply: Reply) -> Arc<Stub> {
         Stub::answering(move |_| reply.clone())
     }
 
     /// A stub whose answer depends on the request.
-    pub fn answering(f: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Arc<Stub> {
+    pub(super) fn answering(f: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Arc<Stub> {
         Arc::new(Stub {
             seen: Mutex::new(Vec::new()),
             answer: Box::new(f),
@@ -116,17 +116,17 @@ impl Stub {
     }
 
     /// How many requests reached the stub.
-    pub fn calls(&self) -> usize {
+    pub(super) fn calls(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 
     /// Every request the stub got, in order.
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
     /// The last request the stub got.
-    pub fn last(&self) -> Seen {
+    pub(super) fn last(&self) -> Seen {
         self.seen
             .lock()
             .unwrap()
@@ -164,12 +164,12 @@ impl Handler for Stub {
 
 /// A request builder: `Req::get("/a/b?x=1").header("cookie", "s=1").build()`.
 /// PATH_INFO is the target's path percent-decoded; SCRIPT_NAME starts empty.
-pub struct Req {
+pub(super) struct Req {
     req: Request,
 }
 
 impl Req {
-    pub fn new(method: &str, target: &str) -> Req {
+    pub(super) fn new(method: &str, target: &str) -> Req {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let path_info: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
         Req {
@@ -193,16 +193,16 @@ impl Req {
         }
     }
 
-    pub fn get(target: &str) -> Req {
+    pub(super) fn get(target: &str) -> Req {
         Req::new("GET", target)
     }
 
-    pub fn head(target: &str) -> Req {
+    pub(super) fn head(target: &str) -> Req {
         Req::new("HEAD", target)
     }
 
     /// Add one header line (repeats append).
-    pub fn header(mut self, name: &str, value: &str) -> Req {
+    pub(super) fn header(mut self, name: &str, value: &str) -> Req {
         self.req.headers.append(
             HeaderName::from_bytes(name.as_bytes()).unwrap(),
             HeaderValue::from_str(value).unwrap(),
@@ -210,35 +210,35 @@ impl Req {
         self
     }
 
-    pub fn script_name(mut self, s: &str) -> Req {
+    pub(super) fn script_name(mut self, s: &str) -> Req {
         self.req.script_name = s.as_bytes().to_vec();
         self
     }
 
     /// PATH_INFO as given (decoded bytes), independent of the raw path.
-    pub fn path_info(mut self, p: &[u8]) -> Req {
+    pub(super) fn path_info(mut self, p: &[u8]) -> Req {
         self.req.path_info = p.to_vec();
         self
     }
 
-    pub fn body(mut self, b: &str) -> Req {
+    pub(super) fn body(mut self, b: &str) -> Req {
         self.req.body = body::full(Bytes::copy_from_slice(b.as_bytes()));
         self
     }
 
-    pub fn extra(mut self, key: &str, value: &str) -> Req {
+    pub(super) fn extra(mut self, key: &str, value: &str) -> Req {
         self.req.extras.push((key.into(), value.into()));
         self
     }
 
-    pub fn build(self) -> Request {
+    pub(super) fn build(self) -> Request {
         self.req
     }
 }
 
 /// A section `kind:name` using built-in `builtin`, defined in `file`, with
 /// `local_conf` as given.
-pub fn section(
+pub(super) fn section(
     kind: Kind,
     name: &str,
     builtin: &str,
@@ -274,12 +274,12 @@ pub fn section(
 }
 
 /// The config file a test's sections say they come from: `dir/deploy.ini`.
-pub fn ini_in(dir: &Path) -> PathBuf {
+pub(super) fn ini_in(dir: &Path) -> PathBuf {
     dir.join("deploy.ini")
 }
 
 /// Make an app section through its built-in's constructor.
-pub fn make_app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
+pub(super) fn make_app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
     match builtin_of(c).make {
         Make::App(make) => make(c),
         _ => panic!("{} is not an app", c.section),
@@ -287,7 +287,7 @@ pub fn make_app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
 }
 
 /// A plain plugin app node, for what a filter wraps.
-pub fn app_node(dir: &Path) -> Node {
+pub(super) fn app_node(dir: &Path) -> Node {
     Node::App(Component {
         kind: Kind::App,
         section: "app:stub".into(),
@@ -305,7 +305,7 @@ pub fn app_node(dir: &Path) -> Node {
 
 /// Make a filter section through its built-in's constructor, wrapping `next`
 /// (built from `inner`), recording directory claims in `claims`.
-pub fn make_filter_in(
+pub(super) fn make_filter_in(
     c: &Component,
     inner: &Node,
     next: Arc<dyn Handler>,
@@ -323,7 +323,7 @@ pub fn make_filter_in(
 }
 
 /// Make a filter around `next` (a plain app node) with claims of its own.
-pub fn make_filter(
+pub(super) fn make_filter(
     c: &Component,
     next: Arc<dyn Handler>,
 ) -> Result<Arc<dyn Handler>, SettingError> {
@@ -332,7 +332,7 @@ pub fn make_filter(
 
 /// Make a composite (urlmap) from its built mounts, as the pipeline builder
 /// does: the mounts in the configuration model's order (`sort_key`).
-pub fn make_composite(
+pub(super) fn make_composite(
     builtin: &str,
     mut mounts: Vec<Mounted>,
     not_found: Option<Arc<dyn Handler>>,
@@ -352,7 +352,7 @@ fn builtin_of(c: &Component) -> &'static crate::core::builtin::Builtin {
 }
 
 /// The error of a constructor that must fail.
-pub fn refused(made: Result<Arc<dyn Handler>, SettingError>) -> SettingError {
+pub(super) fn refused(made: Result<Arc<dyn Handler>, SettingError>) -> SettingError {
     match made {
         Ok(_) => panic!("the constructor accepted a bad section"),
         Err(e) => e,
@@ -361,7 +361,7 @@ pub fn refused(made: Result<Arc<dyn Handler>, SettingError>) -> SettingError {
 
 /// A response read whole.
 #[derive(Debug)]
-pub struct Got {
+pub(super) struct Got {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -369,17 +369,17 @@ pub struct Got {
 
 impl Got {
     /// A header's value as text, if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    pub fn text(&self) -> &str {
+    pub(super) fn text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap()
     }
 }
 
 /// Read a response whole.
-pub async fn read(resp: Response) -> Got {
+pub(super) async fn read(resp: Response) -> Got {
     let (parts, body) = resp.into_parts();
     let body = body
         .collect()
@@ -395,28 +395,28 @@ pub async fn read(resp: Response) -> Got {
 
 /// A current-thread tokio runtime (with the blocking pool and timers the
 /// built-ins use) that calls handlers and reads their responses whole.
-pub struct Rt(tokio::runtime::Runtime);
+pub(super) struct Rt(tokio::runtime::Runtime);
 
 impl Rt {
-    pub fn new() -> Rt {
+    pub(super) fn new() -> Rt {
         Rt(tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime"))
     }
 
-    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+    pub(super) fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.0.block_on(f)
     }
 
     /// Call `handler` with `req` and collect the response body.
-    pub fn call(&self, handler: &dyn Handler, req: Request) -> Got {
+    pub(super) fn call(&self, handler: &dyn Handler, req: Request) -> Got {
         self.block_on(async { read(handler.call(req).await).await })
     }
 
     /// Drive the runtime (tasks the handler spawned included) until `cond`
     /// holds; panic after five seconds.
-    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+    pub(super) fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         self.block_on(async {
             while !cond() {
@@ -428,12 +428,12 @@ impl Rt {
 
     /// Drive the runtime for a short while (to let spawned tasks finish when
     /// a test checks that something did *not* happen).
-    pub fn settle(&self) {
+    pub(super) fn settle(&self) {
         self.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     }
 }
 
 /// Call `handler` once on a fresh runtime.
-pub fn call(handler: &dyn Handler, req: Request) -> Got {
+pub(super) fn call(handler: &dyn Handler, req: Request) -> Got {
     Rt::new().call(handler, req)
 }
