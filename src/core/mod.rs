@@ -11,6 +11,7 @@ pub(crate) mod headers;
 pub(crate) mod hostport;
 pub(crate) mod location;
 pub(crate) mod metrics;
+pub(crate) mod read_ahead;
 pub(crate) mod request;
 pub(crate) mod timefmt;
 

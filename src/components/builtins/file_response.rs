@@ -20,21 +20,18 @@
 //! holds a thread while it is not reading.
 
 use std::fs::{File, Metadata};
-use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body::{Frame, SizeHint};
-use tokio::task::JoinHandle;
+use tokio::runtime::Handle;
 
 use crate::core::body;
-use crate::core::{error_response, Body, BodyError, Response};
+use crate::core::read_ahead::{shrank, FileRange, ReadAhead};
+use crate::core::{error_response, Body, Response};
 
 /// Bodies up to this size are read in one go; larger ones are streamed.
 pub(crate) const SMALL_FILE: u64 = 256 * 1024;
@@ -387,95 +384,10 @@ pub(crate) fn file_body_at(file: File, offset: u64, len: u64) -> io::Result<Body
         file.read_exact_at(&mut buf, offset).map_err(shrank)?;
         return Ok(body::full(buf.freeze()));
     }
-    let mut stream = FileStream {
-        file: Arc::new(file),
-        next: offset,
-        end: offset + len,
-        remaining: len,
-        pending: None,
-    };
+    let range = FileRange::new(Arc::new(file), offset, len, CHUNK);
     // Start reading the first chunk while the head goes out.
-    stream.start_read();
+    let stream = ReadAhead::new([], Some(range), Some(len), Handle::current()).started();
     Ok(Body::new(stream))
-}
-
-fn shrank(e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        io::Error::new(e.kind(), "file shrank while being sent")
-    } else {
-        e
-    }
-}
-
-/// A streamed file range: each chunk is one `pread` on a blocking thread, and
-/// the next read starts as soon as a chunk is handed out.
-struct FileStream {
-    file: Arc<File>,
-    /// Offset of the next read to start.
-    next: u64,
-    end: u64,
-    /// Bytes not yet handed out.
-    remaining: u64,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
-}
-
-impl FileStream {
-    fn start_read(&mut self) {
-        if self.next >= self.end {
-            return;
-        }
-        let n = (self.end - self.next).min(CHUNK as u64) as usize;
-        let (file, at) = (self.file.clone(), self.next);
-        self.next += n as u64;
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(n);
-            file.read_exact_at(&mut buf, at).map_err(shrank)?;
-            Ok(buf.freeze())
-        }));
-    }
-}
-
-impl http_body::Body for FileStream {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        if this.pending.is_none() {
-            this.start_read();
-        }
-        let Some(task) = this.pending.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let done = ready!(Pin::new(task).poll(cx));
-        this.pending = None;
-        match done {
-            Ok(Ok(chunk)) => {
-                this.remaining -= chunk.len() as u64;
-                this.start_read();
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Ok(Err(e)) => {
-                this.next = this.end;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Err(e) => {
-                this.next = this.end;
-                Poll::Ready(Some(Err(e.into())))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
 }
 
 #[cfg(test)]

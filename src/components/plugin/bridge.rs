@@ -5,25 +5,21 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::future::Future;
-use std::pin::Pin;
 use std::ptr::addr_of;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use plughost_sdk::abi::{self, PhBody, PhBodyVtbl, PhPair, PhRequest, PhResponse, PhStr};
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 
 use super::guard::{host_callback, nullable_fn};
 use super::host_api::lossy;
 use super::library::same_ptr;
 use crate::core::blocking;
 use crate::core::body as bodies;
+use crate::core::read_ahead::{BlockingChunks, ReadAhead};
 use crate::core::{Body, BodyError, Request, Response};
 
 /// How much of a plugin's body is read on the worker before deciding to stream it:
@@ -494,123 +490,31 @@ pub(crate) fn body_from_plugin(
     // `size_hint` is what remains, so ask after the pre-read (asking before and
     // adding the pre-read bytes counted them twice: a doubled Content-Length).
     let exact = body.size_hint().map(|rest| rest + first.len() as u64);
-    Ok(Body::new(PulledBody::new(
-        first.freeze(),
-        body,
-        exact,
-        rt.clone(),
-    )))
+    // Read the next chunk while the head (and the pre-read) go out.
+    let pulled = ReadAhead::new([first.freeze()], Some(Pulled(body)), exact, rt.clone());
+    Ok(Body::new(pulled.started()))
 }
 
-/// One chunk read from a plugin body on a blocking thread, and the body back.
-type Pull = JoinHandle<(PluginBody, Result<Option<Bytes>, i32>)>;
+/// A plugin body past its pre-read, read a chunk at a time on blocking threads
+/// (one read ahead, `core::read_ahead`), so a client that stops reading holds
+/// at most two chunks of memory and no thread. The body is released wherever
+/// the last read leaves it.
+struct Pulled(PluginBody);
 
-/// A plugin body streamed past its pre-read: each chunk is read on a tokio
-/// blocking thread when the previous one is handed out (one read ahead), so a
-/// client that stops reading holds at most two chunks of memory and no thread.
-struct PulledBody {
-    first: Option<Bytes>,
-    /// The body while no read is in flight (`None` once it has ended or failed).
-    idle: Option<PluginBody>,
-    pull: Option<Pull>,
-    /// The bytes still to come, when declared: kept current so `is_end_stream`
-    /// is true after the last byte (hyper stops polling at Content-Length).
-    remaining: Option<u64>,
-    rt: Handle,
-}
-
-impl PulledBody {
-    fn new(first: Bytes, body: PluginBody, exact: Option<u64>, rt: Handle) -> PulledBody {
-        let mut pulled = PulledBody {
-            first: (!first.is_empty()).then_some(first),
-            idle: Some(body),
-            pull: None,
-            remaining: exact,
-            rt,
-        };
-        // Read the next chunk while the head (and the pre-read) go out.
-        pulled.start_pull();
-        pulled
-    }
-
-    fn start_pull(&mut self) {
-        if self.remaining == Some(0) {
-            return;
-        }
-        let Some(mut body) = self.idle.take() else {
-            return;
-        };
-        self.pull = Some(self.rt.spawn_blocking(move || {
-            let chunk = loop {
-                match body.next() {
-                    Ok(Some([])) => continue,
-                    Ok(Some(chunk)) => break Ok(Some(Bytes::copy_from_slice(chunk))),
-                    Ok(None) => break Ok(None),
-                    Err(code) => break Err(code),
+impl BlockingChunks for Pulled {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            match self.0.next() {
+                Ok(Some([])) => continue,
+                Ok(Some(chunk)) => return Ok(Some(Bytes::copy_from_slice(chunk))),
+                Ok(None) => return Ok(None),
+                Err(code) => {
+                    tracing::error!(
+                        "plugin response body failed midway (code {code}); aborting the response"
+                    );
+                    return Err(body_error(code));
                 }
-            };
-            (body, chunk)
-        }));
-    }
-}
-
-impl http_body::Body for PulledBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        if let Some(first) = this.first.take() {
-            this.sent(first.len());
-            return Poll::Ready(Some(Ok(Frame::data(first))));
-        }
-        if this.pull.is_none() {
-            this.start_pull();
-        }
-        let Some(pull) = this.pull.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let done = ready!(Pin::new(pull).poll(cx));
-        this.pull = None;
-        match done {
-            Ok((body, Ok(Some(chunk)))) => {
-                this.idle = Some(body);
-                this.sent(chunk.len());
-                this.start_pull();
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
-            // Ended: the body is released here, by the drop.
-            Ok((_, Ok(None))) => Poll::Ready(None),
-            Ok((_, Err(code))) => {
-                tracing::error!(
-                    "plugin response body failed midway (code {code}); aborting the response"
-                );
-                Poll::Ready(Some(Err(body_error(code))))
-            }
-            // A panic on the blocking thread (the body was dropped, so released, there).
-            Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.remaining == Some(0)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.remaining {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
-}
-
-impl PulledBody {
-    fn sent(&mut self, n: usize) {
-        if let Some(r) = &mut self.remaining {
-            *r = r.saturating_sub(n as u64);
         }
     }
 }

@@ -4,28 +4,24 @@
 //! blocking threads). A body larger than the buffer must average
 //! `min_body_rate` bytes per second after its first [`MIN_RATE_GRACE`], or it
 //! gets 408. The pipeline then gets a body that yields the memory, then the
-//! file in [`FILE_CHUNK`]-byte reads on blocking threads, one read ahead.
+//! file in [`FILE_CHUNK`]-byte reads on blocking threads, one read ahead
+//! (`core::read_ahead`).
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::future::Future;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::StatusCode;
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::limit::{LimitedBody, Overflow};
 use crate::core::config::server::MIN_RATE_GRACE;
 use crate::core::config::ServerConfig;
+use crate::core::read_ahead::{FileRange, ReadAhead};
 use crate::core::{body, Body, BodyError};
 
 /// Spooled bytes are written to the file in batches of about this size.
@@ -125,14 +121,11 @@ pub(super) async fn read(
     if total == 0 {
         return Ok(body::empty());
     }
-    Ok(Body::new(Buffered {
-        memory,
-        file,
-        next: 0,
-        pending: None,
-        remaining: total,
-        rt: tokio::runtime::Handle::current(),
-    }))
+    let file = file.map(|(file, len)| FileRange::new(file, 0, len, FILE_CHUNK));
+    // The reads run on the runtime's blocking threads: the body may be polled
+    // from a plugin worker thread.
+    let rt = tokio::runtime::Handle::current();
+    Ok(Body::new(ReadAhead::new(memory, file, Some(total), rt)))
 }
 
 /// The part of a body beyond the memory buffer, on its way to a file.
@@ -185,87 +178,5 @@ impl Spool {
     async fn finish(mut self) -> io::Result<Option<(Arc<File>, u64)>> {
         self.flush().await?;
         Ok(self.file.map(|f| (Arc::new(f), self.len)))
-    }
-}
-
-/// A body read in full: memory chunks, then the spool file.
-struct Buffered {
-    memory: VecDeque<Bytes>,
-    file: Option<(Arc<File>, u64)>,
-    /// Offset of the next file read to start.
-    next: u64,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
-    remaining: u64,
-    /// For the reads: the body may be polled from a plugin worker thread.
-    rt: tokio::runtime::Handle,
-}
-
-impl Buffered {
-    fn start_read(&mut self) {
-        let Some((file, len)) = &self.file else {
-            return;
-        };
-        if self.next >= *len {
-            return;
-        }
-        let n = (*len - self.next).min(FILE_CHUNK as u64) as usize;
-        let (file, at) = (file.clone(), self.next);
-        self.next += n as u64;
-        self.pending = Some(self.rt.spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(n);
-            file.read_exact_at(&mut buf, at)?;
-            Ok(buf.freeze())
-        }));
-    }
-}
-
-impl http_body::Body for Buffered {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        if let Some(chunk) = this.memory.pop_front() {
-            this.remaining -= chunk.len() as u64;
-            if this.memory.is_empty() && this.pending.is_none() {
-                // Read the file's first chunk while this one is consumed.
-                this.start_read();
-            }
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        if this.pending.is_none() {
-            this.start_read();
-        }
-        let Some(task) = this.pending.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let done = ready!(Pin::new(task).poll(cx));
-        this.pending = None;
-        match done {
-            Ok(Ok(chunk)) => {
-                this.remaining -= chunk.len() as u64;
-                this.start_read();
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Ok(Err(e)) => {
-                this.file = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Err(e) => {
-                this.file = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
     }
 }
