@@ -222,10 +222,10 @@ mod tests {
     }
 
     /// Every frame of `body` until it ends or fails; `Err` at the failure.
-    async fn collect(mut body: Body) -> Result<Vec<u8>, String> {
+    async fn collect(mut body: Body) -> Result<Vec<u8>, BodyError> {
         let mut out = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| e.to_string())?;
+            let frame = frame?;
             if let Ok(data) = frame.into_data() {
                 out.extend_from_slice(&data);
             }
@@ -241,17 +241,20 @@ mod tests {
         assert!(collect(short.into_body())
             .await
             .unwrap_err()
+            .to_string()
             .contains("short"));
         let long = frame(response(streamed(&[b"abc", b"def"]), "5"), false);
         assert!(collect(long.into_body())
             .await
             .unwrap_err()
+            .to_string()
             .contains("past"));
         // Longer, but the declared length ends on a chunk boundary.
         let long = frame(response(streamed(&[b"abc", b"de", b"f"]), "5"), false);
         assert!(collect(long.into_body())
             .await
             .unwrap_err()
+            .to_string()
             .contains("past"));
     }
 

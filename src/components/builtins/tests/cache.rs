@@ -810,7 +810,11 @@ impl Handler for Streaming {
 }
 
 /// One response: its X-Cache value and its body, or the body's error.
-type Streamed = (String, Result<String, String>);
+type Streamed = (String, Result<String, Failed>);
+
+/// A body's error, by its message (comparable in assertions).
+#[derive(Debug, PartialEq)]
+struct Failed(String);
 
 /// A cache over `app`, and two GETs of `/s` through it.
 fn streamed(name: &str, app: Arc<Streaming>) -> (Fixture, Vec<Streamed>) {
@@ -848,7 +852,7 @@ fn streamed(name: &str, app: Arc<Streaming>) -> (Fixture, Vec<Streamed>) {
             let body = http_body_util::BodyExt::collect(resp.into_body())
                 .await
                 .map(|b| String::from_utf8(b.to_bytes().to_vec()).unwrap())
-                .map_err(|e| e.to_string());
+                .map_err(|e| Failed(e.to_string()));
             (mark, body)
         });
         got.push(one);
