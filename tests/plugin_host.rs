@@ -412,3 +412,37 @@ fn an_app_and_a_filter_sharing_a_name_are_each_found_by_kind() {
     assert_eq!(r.header("x-tag-app"), Some("inner-app"));
     assert_eq!(r.header("x-tag-chain-out"), Some("outer"));
 }
+
+/// `Config::expect_keys`: a misspelt plugin key is a start-up error at that
+/// key's own line, as the built-ins' are.
+#[test]
+fn a_misspelt_plugin_key_is_a_start_up_error_at_its_line() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("deploy.ini"),
+        "[app:main]\nuse = egg:hello\n\ngreetng = Hi\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .current_dir(dir.path())
+        .args(["check", "deploy.ini"])
+        .env("PLUGHOST_PLUGIN_PATH", plugins())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deploy.ini:4: [app:main] greetng: ")
+            && stderr.contains("unknown key `greetng`; this plugin's keys are: greeting"),
+        "{stderr}"
+    );
+}
+
+/// `Config::setting`: a key that [DEFAULT] also defines is dropped from the
+/// section's local config (as Paste does) but still reaches the plugin.
+#[test]
+fn a_setting_from_default_reaches_the_plugin() {
+    let (host, _dir) =
+        Host::start("[DEFAULT]\ngreeting = From the defaults\n\n[app:main]\nuse = egg:hello\n");
+    assert_eq!(host.get("/").text(), "From the defaults");
+}

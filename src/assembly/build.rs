@@ -253,14 +253,24 @@ impl Builder<'_> {
             label,
         )
         .map_err(|message| {
+            let message = message.to_string();
+            // A factory refusing one of its keys (the SDK's `expect_keys` says
+            // "unknown key `K`"): point at that key's own line.
+            let at = unknown_key(&message).map_or_else(at, |key| c.key_location(key));
             BuildError::new(
-                at(),
+                at,
                 Failure::Create {
                     library: library.path.clone(),
                     entry: entry.to_owned(),
-                    message: message.to_string(),
+                    message,
                 },
             )
         })
     }
+}
+
+/// The key named by a factory's "unknown key `KEY`…" message, if it starts so.
+fn unknown_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown key `")?;
+    rest.split_once('`').map(|(key, _)| key)
 }

@@ -14,7 +14,9 @@ impl App for Hello {
     const NONBLOCKING: bool = true;
 
     fn new(config: &Config) -> Result<Self, Error> {
-        let greeting = config.get("greeting").unwrap_or("Hello, world!");
+        config.expect_keys(&["greeting"])?;
+        // Also from [DEFAULT], as a Paste factory reads its settings.
+        let greeting = config.setting("greeting").unwrap_or("Hello, world!");
         Ok(Hello {
             greeting: greeting.into(),
         })

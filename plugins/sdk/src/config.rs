@@ -45,6 +45,56 @@ impl Config {
         lookup(&self.global, key)
     }
 
+    /// A setting as Paste factories read one: the section's own key, else the
+    /// global one (`[DEFAULT]` or a `set`). Paste drops a local key that
+    /// `[DEFAULT]` also defines, so a plugin that reads with `get` alone would
+    /// lose it; `setting` finds it in `global_conf`.
+    ///
+    /// ```
+    /// # use plughost_sdk::Config;
+    /// let c = Config::new(
+    ///     "main",
+    ///     vec![("debug".into(), "true".into()), ("greeting".into(), "Hi".into())],
+    ///     vec![("greeting".into(), "Hello".into())],
+    /// );
+    /// assert_eq!(c.setting("greeting"), Some("Hello")); // the section's own wins
+    /// assert_eq!(c.setting("debug"), Some("true"));     // else [DEFAULT]'s
+    /// assert_eq!(c.setting("missing"), None);
+    /// ```
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.get(key).or_else(|| self.global(key))
+    }
+
+    /// Refuse any local key not in `known`, as the host's built-ins do, so a
+    /// typo in deploy.ini is a start-up error instead of a setting silently
+    /// ignored. The error names the first unknown key; the host points at that
+    /// key's own line.
+    ///
+    /// ```
+    /// # use plughost_sdk::Config;
+    /// let c = Config::new("main", vec![], vec![("greetng".into(), "Hi".into())]);
+    /// let err = c.expect_keys(&["greeting"]).unwrap_err();
+    /// assert_eq!(err.to_string(), "unknown key `greetng`; this plugin's keys are: greeting");
+    /// assert!(Config::default().expect_keys(&["greeting"]).is_ok());
+    /// ```
+    pub fn expect_keys(&self, known: &[&str]) -> Result<(), Error> {
+        match self
+            .local
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
+            Some((key, _)) => Err(Error::new(format!(
+                "unknown key `{key}`; this plugin's keys are: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// All of `local_conf`, in file order.
     pub fn local_conf(&self) -> &[(String, String)] {
         &self.local

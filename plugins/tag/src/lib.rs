@@ -23,6 +23,7 @@ fn append(current: Option<&str>, tag: &str) -> String {
 
 impl Filter for Tag {
     fn new(config: &Config) -> Result<Self, Error> {
+        config.expect_keys(&["tag", "deny_prefix"])?;
         let tag = config.require("tag")?;
         if tag.is_empty() {
             return Err(Error::new("key `tag` must not be empty"));
@@ -58,8 +59,9 @@ struct TagApp {
 
 impl App for TagApp {
     fn new(config: &Config) -> Result<Self, Error> {
+        config.expect_keys(&["tag"])?;
         Ok(TagApp {
-            tag: config.get("tag").unwrap_or("app").to_owned(),
+            tag: config.setting("tag").unwrap_or("app").to_owned(),
         })
     }
 

@@ -53,7 +53,7 @@ pub enum CreateError {
     #[error("{0}")]
     Failed(String),
     /// The factory returned `PH_ERR_PANIC`: the SDK caught a panic in it.
-    #[error("factory {0}")]
+    #[error("factory panicked: {0}")]
     Panicked(String),
     /// The factory returned `PH_OK` but left the instance pointer NULL.
     #[error("factory returned success but no instance")]
@@ -153,7 +153,7 @@ impl Instance {
                 _lib: lib,
             }),
             abi::PH_OK => Err(CreateError::NullInstance),
-            abi::PH_ERR_PANIC => Err(CreateError::Panicked(message)),
+            abi::PH_ERR_PANIC => Err(CreateError::Panicked(panic_message(message))),
             _ => Err(CreateError::Failed(message)),
         }
     }
@@ -225,14 +225,24 @@ impl Instance {
             abi::PH_OK => {
                 unsafe { bridge::response_from_plugin(out, rt, keep) }.map_err(CallError::from)
             }
-            abi::PH_ERR_PANIC => Err(CallError::Panicked(
+            abi::PH_ERR_PANIC => Err(CallError::Panicked(panic_message(
                 sink.message.unwrap_or_else(|| "no message".into()),
-            )),
+            ))),
             code => Err(CallError::Failed {
                 code,
                 message: sink.message.unwrap_or_else(|| "no message".into()),
             }),
         }
+    }
+}
+
+/// A panic's message without the `panicked: ` the SDK's trampolines put in
+/// front of it, so the host's one log line says "plugin panicked: MESSAGE"
+/// (not "panicked: panicked:").
+fn panic_message(message: String) -> String {
+    match message.strip_prefix("panicked: ") {
+        Some(rest) => rest.to_owned(),
+        None => message,
     }
 }
 

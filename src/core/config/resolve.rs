@@ -426,7 +426,8 @@ impl Resolver {
                     Location::section(&ctx.path, entry.line, &section.header).for_key(&entry.key),
                     format!(
                         "is dropped from the section's local config because {origin}; \
-                         write `set {} = ...` to override it",
+                         the factory sees that value in global_conf (the SDK's Config::setting \
+                         reads it there); write `set {} = ...` to give this section its own",
                         entry.key
                     ),
                 ));
