@@ -446,3 +446,23 @@ fn a_setting_from_default_reaches_the_plugin() {
         Host::start("[DEFAULT]\ngreeting = From the defaults\n\n[app:main]\nuse = egg:hello\n");
     assert_eq!(host.get("/").text(), "From the defaults");
 }
+
+/// `log::info!` in a plugin (hello logs once per instance) is a line of the
+/// host's log, under the plugin's name.
+#[test]
+fn a_plugin_logs_through_the_log_crate_into_the_host_log() {
+    let (host, _dir) = Host::start("[app:main]\nuse = egg:hello\ngreeting = Hi\n");
+    assert!(
+        host.wait_log(
+            "ready to greet with \"Hi\"",
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        host.log()
+    );
+    assert!(
+        host.log().contains("plugin=\"hello\"") || host.log().contains("plugin=hello"),
+        "{}",
+        host.log()
+    );
+}

@@ -17,6 +17,8 @@ impl App for Hello {
         config.expect_keys(&["greeting"])?;
         // Also from [DEFAULT], as a Paste factory reads its settings.
         let greeting = config.setting("greeting").unwrap_or("Hello, world!");
+        // Through the SDK's `log` backend: one line in the host's log.
+        log::info!("ready to greet with {greeting:?}");
         Ok(Hello {
             greeting: greeting.into(),
         })

@@ -23,6 +23,35 @@ static HOST: OnceLock<&'static PhHost> = OnceLock::new();
 
 pub(crate) fn set_host(host: &'static PhHost) {
     let _ = HOST.set(host);
+    // The plugin's own copy of the `log` crate now writes to the host; a plugin
+    // that installed a logger of its own keeps it.
+    if ::log::set_logger(&HostLogger).is_ok() {
+        ::log::set_max_level(::log::LevelFilter::Trace);
+    }
+}
+
+/// The `log` crate's backend inside a plugin: each record becomes one host log
+/// line (tracing, under the host's log config) with the record's target
+/// (the plugin crate's module path) as the plugin name.
+struct HostLogger;
+
+impl ::log::Log for HostLogger {
+    fn enabled(&self, _: &::log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        let level = match record.level() {
+            ::log::Level::Error => Level::Error,
+            ::log::Level::Warn => Level::Warn,
+            ::log::Level::Info => Level::Info,
+            ::log::Level::Debug => Level::Debug,
+            ::log::Level::Trace => Level::Trace,
+        };
+        log(level, record.target(), &record.args().to_string());
+    }
+
+    fn flush(&self) {}
 }
 
 /// Log a line through the host's logger (tracing); `target` is the plugin's name.
