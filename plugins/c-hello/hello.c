@@ -36,35 +36,36 @@ typedef struct hello {
     size_t len;
 } hello;
 
-/* A body that hands out one chunk: the greeting (or, in C_HELLO_THREAD builds,
- * the thread's name). */
-typedef struct once_body {
-    const char *text;
+#ifdef C_HELLO_THREAD
+/* The thread's name lives in the body's own memory: a body of our own. */
+typedef struct thread_body {
+    char name[32];
     size_t len;
     int done;
-    char thread[32];
-} once_body;
+} thread_body;
 
-static int32_t once_next(void *self, ph_str *chunk) {
-    once_body *b = self;
+static int32_t thread_next(void *self, ph_str *chunk) {
+    thread_body *b = self;
     if (b->done) return PH_EOF;
     b->done = 1;
-    chunk->ptr = (const uint8_t *)b->text;
+    chunk->ptr = (const uint8_t *)b->name;
     chunk->len = b->len;
     return PH_OK;
 }
 
-static int64_t once_size_hint(void *self) {
-    once_body *b = self;
+static int64_t thread_size_hint(void *self) {
+    thread_body *b = self;
     return b->done ? 0 : (int64_t)b->len;
 }
 
-static void once_release(void *self) { free(self); }
+static void thread_release(void *self) { free(self); }
 
-static const ph_body_vtbl ONCE_VTBL = {sizeof(ph_body_vtbl), once_next, once_size_hint, once_release};
+static const ph_body_vtbl THREAD_VTBL = {sizeof(ph_body_vtbl), thread_next, thread_size_hint,
+                                         thread_release};
+#endif
 
 static const ph_pair HEADERS[] = {
-    {{(const uint8_t *)"Content-Type", 12}, {(const uint8_t *)"text/plain; charset=utf-8", 25}},
+    {PH_STR_LIT("Content-Type"), PH_STR_LIT("text/plain; charset=utf-8")},
 };
 
 static void error(const ph_error_sink *err, const char *msg) {
@@ -77,19 +78,24 @@ static int32_t hello_call(void *self, const ph_request *req, ph_body body, const
     (void)next;
     /* The request body is ours: release it (we do not read it). */
     if (body.vtbl) body.vtbl->release(body.self);
-    once_body *b = malloc(sizeof *b);
-    if (!b) {
-        error(err, "out of memory");
+#ifdef C_HELLO_THREAD
+    (void)self;
+    thread_body *b = malloc(sizeof *b);
+    if (!b || pthread_getname_np(pthread_self(), b->name, sizeof b->name) != 0) {
+        free(b);
+        error(err, "cannot name the thread");
         return PH_ERR;
     }
-    const hello *app = self;
-    b->text = app->greeting;
-    b->len = app->len;
+    b->len = strlen(b->name);
     b->done = 0;
-#ifdef C_HELLO_THREAD
-    if (pthread_getname_np(pthread_self(), b->thread, sizeof b->thread) == 0) {
-        b->text = b->thread;
-        b->len = strlen(b->thread);
+    out->body.vtbl = &THREAD_VTBL;
+    out->body.self = b;
+#else
+    /* The greeting lives until destroy, longer than any response: borrow it. */
+    const hello *app = self;
+    if (ph_static_body(app->greeting, app->len, &out->body) != PH_OK) {
+        error(err, "out of memory");
+        return PH_ERR;
     }
 #endif
     out->status = 200;
@@ -97,8 +103,6 @@ static int32_t hello_call(void *self, const ph_request *req, ph_body body, const
     out->reason.len = 0;
     out->headers = HEADERS; /* static storage: nothing to release */
     out->header_count = 1;
-    out->body.vtbl = &ONCE_VTBL;
-    out->body.self = b;
     out->owner = NULL;
     out->release = NULL;
     return PH_OK;

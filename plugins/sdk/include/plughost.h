@@ -29,6 +29,25 @@
  * struct is FROZEN for all of ABI 1 (the reason is at each one); changing one
  * needs a new major version.
  *
+ * Which pointers may be NULL:
+ *  - ph_str.ptr when len is 0.
+ *  - ph_body.vtbl: the empty body (then `self` is ignored).
+ *  - ph_response.headers when header_count is 0; ph_response.release when there
+ *    is nothing to free (owner is then ignored).
+ *  - the `next` argument of a handler's `call`: NULL for apps, set for filters.
+ *  - the `err` sink argument may be NULL when the host has nowhere to put a
+ *    message; check before calling `err->set`.
+ *  - ph_request.headers / extras when their count is 0.
+ * Never NULL (the host refuses a library that hands these over NULL): the
+ * descriptor, each entry's `create` and `vtbl`, the table's `call` and
+ * `destroy`, and the `next`, `size_hint` and `release` of a body table a plugin
+ * returns (a body with a NULL function is a plugin fault: a 500, never called).
+ * The `plugin_name`, `plugin_version`, `build_info` and entry `name` strings
+ * may be NULL (read as empty); entry names should not be.
+ *
+ * Helpers at the end of this header (ph_cstr, PH_STR_LIT, ph_static_body) are
+ * inline code for plugins, not part of the binary ABI.
+ *
  * Build: cc -shared -fPIC -O2 -I plugins/sdk/include -o libNAME.so NAME.c
  */
 #ifndef PLUGHOST_H
@@ -36,6 +55,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -218,6 +238,52 @@ static inline ph_str ph_cstr(const char *s) {
     out.ptr = (const uint8_t *)s;
     out.len = n;
     return out;
+}
+
+/* A ph_str of a string literal, as an initializer: PH_STR_LIT("text/plain"). */
+#define PH_STR_LIT(s) {(const uint8_t *)(s), sizeof(s) - 1}
+
+/* The state behind a ph_static_body: one borrowed chunk, handed out once. */
+typedef struct ph_static_body_state {
+    const uint8_t *ptr;
+    size_t len;
+    int done;
+} ph_static_body_state;
+
+static inline int32_t ph_static_body_next_(void *self, ph_str *chunk) {
+    ph_static_body_state *s = (ph_static_body_state *)self;
+    if (s->done || s->len == 0) return PH_EOF;
+    s->done = 1;
+    chunk->ptr = s->ptr;
+    chunk->len = s->len;
+    return PH_OK;
+}
+
+static inline int64_t ph_static_body_size_hint_(void *self) {
+    ph_static_body_state *s = (ph_static_body_state *)self;
+    return s->done ? 0 : (int64_t)s->len;
+}
+
+static inline void ph_static_body_release_(void *self) { free(self); }
+
+/* A response body of `len` bytes at `ptr`, not copied: `ptr` must stay valid
+ * until the host releases the body (a string literal, or memory the instance
+ * owns until `destroy`). No body table of your own is needed. Returns PH_OK, or
+ * PH_ERR when the body's small state cannot be allocated (*out is then the
+ * empty body). */
+static inline int32_t ph_static_body(const void *ptr, size_t len, ph_body *out) {
+    static const ph_body_vtbl vtbl = {sizeof(ph_body_vtbl), ph_static_body_next_,
+                                      ph_static_body_size_hint_, ph_static_body_release_};
+    ph_static_body_state *s = (ph_static_body_state *)malloc(sizeof *s);
+    out->vtbl = NULL;
+    out->self = NULL;
+    if (!s) return PH_ERR;
+    s->ptr = (const uint8_t *)ptr;
+    s->len = len;
+    s->done = 0;
+    out->vtbl = &vtbl;
+    out->self = s;
+    return PH_OK;
 }
 
 #ifdef __cplusplus
