@@ -527,7 +527,7 @@ mod tests {
     /// A handler that answers `NAME k=v k=v` (its name and the captures).
     fn tag(name: &'static str) -> impl Fn(&(), Request, &Params) -> Result<Response, Error> {
         move |_, req, params| {
-            let mut out = format!("{name}");
+            let mut out = name.to_string();
             for (k, v) in params.iter() {
                 out.push_str(&format!(" {k}={v}"));
             }
