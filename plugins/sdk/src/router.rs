@@ -40,7 +40,10 @@ type Handler<S> = Arc<dyn Fn(&S, Request, &Params) -> Result<Response, Error> + 
 /// /// `GET /items`: one `ID NAME` line per item.
 /// fn list(store: &Store, _req: Request, _params: &Params) -> Result<Response, Error> {
 ///     let items = store.items()?;
-///     let lines: String = items.iter().enumerate().map(|(i, name)| format!("{} {name}\n", i + 1)).collect();
+///     let mut lines = String::new();
+///     for (i, name) in items.iter().enumerate() {
+///         lines.push_str(&format!("{} {name}\n", i + 1));
+///     }
 ///     Ok(text(200, lines))
 /// }
 ///
@@ -123,7 +126,7 @@ type Handler<S> = Arc<dyn Fn(&S, Request, &Params) -> Result<Response, Error> + 
 ///   that separates segments);
 /// - a last segment `{*name}` captures the rest of the path, slashes included and
 ///   possibly empty: `/files/{*path}` matches `/files/a/b.txt` (`path` = `a/b.txt`)
-///   and `/files/` (`path` = ``), but not `/files`.
+///   and `/files/` (`path` empty), but not `/files`.
 ///
 /// **Trailing slashes are significant**: `/items` and `/items/` are different
 /// paths; a pattern matches only the one it spells, and the router does not
