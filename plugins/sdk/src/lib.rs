@@ -55,6 +55,13 @@
 //! It may change the request, call `next` once or not at all (answering itself), and
 //! change or replace the response. See the `tag` plugin for a complete example.
 //!
+//! ## Routing
+//! An app with more than one URL can dispatch with a [`Router`]: method + path
+//! patterns (`/items/{id}`) matched against `path_info`, with the captures in
+//! [`Params`], automatic 404 and 405 (with `Allow`), and a state `S` its handlers
+//! share. Keep the router and the state in the app; its `call` is then
+//! `self.router.call(&self.state, req)` (see [`Router`] for a complete app).
+//!
 //! ## Testing without a host
 //! Plugin code is ordinary Rust: build a [`Request`] with [`Request::builder`], a
 //! [`Config`] with [`Config::new`], and stand in for the rest of the pipeline with
@@ -121,6 +128,7 @@ pub mod ffi;
 mod log;
 mod request;
 mod response;
+mod router;
 
 pub use body::{Body, RequestBody};
 pub use config::Config;
@@ -128,6 +136,7 @@ pub use error::Error;
 pub use log::{log, Level};
 pub use request::{Next, Request, RequestBuilder};
 pub use response::Response;
+pub use router::{Params, Router};
 
 /// An application: the end of a pipeline (a WSGI app).
 pub trait App: Send + Sync + Sized + 'static {
