@@ -95,6 +95,11 @@
 //! - `call` runs on many threads at once (the host's worker pool), so instances are
 //!   `Send + Sync`; keep per-request state on the stack. Calls are synchronous and
 //!   may block; the host never runs them on its async runtime.
+//! - An `Err` from `call` is answered in one of two ways. A status error
+//!   ([`Error::status`], [`Error::not_found`], [`Error::bad_request`], ...) is
+//!   answered by the SDK with that status and a short text body (its message is
+//!   for the client). A plain error ([`Error::new`], or `?` on another error type)
+//!   gets the host's 500 and its message goes to the host's log.
 //! - A panic is caught at the boundary: that request gets a 500 and the host keeps
 //!   serving. Build plugins with `panic = "unwind"` (the default); with `abort` a
 //!   panic ends the whole process, and the host warns at load time.
