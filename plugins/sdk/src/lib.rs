@@ -55,6 +55,35 @@
 //! It may change the request, call `next` once or not at all (answering itself), and
 //! change or replace the response. See the `tag` plugin for a complete example.
 //!
+//! ## Reading requests, refusing them, answering them
+//! [`Request`] has helpers for the usual parts, with no dependencies:
+//! [`Request::query_param`] and [`Request::query_pairs`] (decoded query string),
+//! [`Request::form`] (an urlencoded POST body), [`Request::cookies`], and
+//! [`Request::read_body_limited`] (the body, with a size limit). Their errors are
+//! status errors (413, 415, ...) that the SDK answers itself, so `?` is enough:
+//! ```
+//! use plughost_sdk::{Error, Request, Response};
+//!
+//! fn subscribe(mut req: Request) -> Result<Response, Error> {
+//!     if req.method != "POST" {
+//!         return Err(Error::method_not_allowed("use POST").with_header("Allow", "POST"));
+//!     }
+//!     let form = req.form(8 * 1024)?; // 415 or 413 on a bad body
+//!     let email = form.iter().find(|(k, _)| k == "email").map(|(_, v)| v.as_str());
+//!     let email = email.ok_or_else(|| Error::unprocessable("the form needs an email"))?;
+//!     Ok(Response::text(200, format!("subscribed {email}\n")))
+//! }
+//!
+//! let req = Request::builder()
+//!     .method("POST")
+//!     .header("Content-Type", "application/x-www-form-urlencoded")
+//!     .body("email=ada%40example.org")
+//!     .build();
+//! assert_eq!(subscribe(req).unwrap().body.into_bytes().unwrap(), b"subscribed ada@example.org\n");
+//! let err = subscribe(Request::builder().build()).unwrap_err();
+//! assert_eq!(err.to_response().unwrap().status, 405);
+//! ```
+//!
 //! ## Testing without a host
 //! Plugin code is ordinary Rust: build a [`Request`] with [`Request::builder`], a
 //! [`Config`] with [`Config::new`], and stand in for the rest of the pipeline with
@@ -123,6 +152,7 @@ mod error;
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod ffi;
+mod helpers;
 mod log;
 mod request;
 mod response;
