@@ -156,6 +156,67 @@ impl Request {
     }
 }
 
+/// JSON bodies (the `json` feature).
+#[cfg(feature = "json")]
+impl Request {
+    /// Read a JSON body into a `T` (needs the `json` feature). Consumes the body.
+    ///
+    /// Errors, all status errors with a short reason: a missing or non-JSON
+    /// `Content-Type` is a 415 (the body is not read; `application/json` and
+    /// `application/*+json` are accepted); a body over `limit` bytes is a 413
+    /// (see [`Request::read_body_limited`]); malformed JSON (including an empty
+    /// body) is a 400; well-formed JSON that does not fit `T` (a missing field, a
+    /// wrong type) is a 422.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use plughost_sdk::Request;
+    ///
+    /// let json = |body: &str| {
+    ///     Request::builder()
+    ///         .method("POST")
+    ///         .header("Content-Type", "application/json")
+    ///         .body(body)
+    ///         .build()
+    /// };
+    /// let scores: BTreeMap<String, u32> = json(r#"{"ada": 3, "alan": 2}"#).json(4096).unwrap();
+    /// assert_eq!(scores["ada"], 3);
+    ///
+    /// let err = json(r#"{"ada": 3,"#).json::<BTreeMap<String, u32>>(4096).unwrap_err();
+    /// assert_eq!(err.status_code(), 400);
+    /// let err = json(r#"{"ada": "three"}"#).json::<BTreeMap<String, u32>>(4096).unwrap_err();
+    /// assert_eq!(err.status_code(), 422);
+    /// ```
+    pub fn json<T: serde::de::DeserializeOwned>(&mut self, limit: usize) -> Result<T, Error> {
+        if !self.content_type_is(is_json) {
+            return Err(Error::unsupported_media_type(
+                "expected Content-Type application/json",
+            ));
+        }
+        let body = self.read_body_limited(limit)?;
+        serde_json::from_slice(&body).map_err(json_error)
+    }
+}
+
+/// Whether a media type (lower-cased, without parameters) is JSON.
+#[cfg(feature = "json")]
+fn is_json(essence: &str) -> bool {
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The status error for a body serde_json refused.
+#[cfg(feature = "json")]
+fn json_error(e: serde_json::Error) -> Error {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => Error::bad_request(format!("malformed JSON: {e}")),
+        Category::Data => Error::unprocessable(format!("unexpected JSON: {e}")),
+        // `from_slice` does no I/O; kept plain should that ever change.
+        Category::Io => Error::new(format!("reading JSON: {e}")),
+    }
+}
+
 /// The raw `(name, value)` pieces of an urlencoded string, not yet decoded.
 fn pieces(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     input
@@ -399,6 +460,75 @@ mod tests {
     fn huge_limits_do_not_overflow_or_preallocate_the_declared_length() {
         let (mut req, _) = watched(Some(u64::MAX / 2), b"abc");
         assert_eq!(req.read_body_limited(usize::MAX).unwrap(), b"abc");
+    }
+
+    #[cfg(feature = "json")]
+    mod json {
+        use super::*;
+        use std::collections::BTreeMap;
+
+        type Map = BTreeMap<String, i64>;
+
+        fn json_request(content_type: Option<&str>, body: &str) -> Request {
+            let mut b = Request::builder().method("POST");
+            if let Some(ct) = content_type {
+                b = b.header("Content-Type", ct);
+            }
+            b.body(body).build()
+        }
+
+        fn status(content_type: Option<&str>, body: &str, limit: usize) -> u16 {
+            match json_request(content_type, body).json::<Map>(limit) {
+                Ok(_) => 200,
+                Err(e) => e.status_code(),
+            }
+        }
+
+        #[test]
+        fn json_bodies_are_parsed() {
+            let mut req = json_request(Some("application/json; charset=utf-8"), r#"{"a": 1}"#);
+            let map: Map = req.json(100).unwrap();
+            assert_eq!(map["a"], 1);
+            for ct in ["Application/JSON", "application/problem+json"] {
+                assert_eq!(status(Some(ct), "{}", 100), 200, "{ct}");
+            }
+        }
+
+        #[test]
+        fn malformed_json_is_400_with_a_short_reason() {
+            for body in [r#"{"a": 1"#, "{a: 1}", "", "nul", r#"{"a": 1} trailing"#] {
+                let err = json_request(Some("application/json"), body)
+                    .json::<Map>(100)
+                    .unwrap_err();
+                assert_eq!(err.status_code(), 400, "{body:?}");
+                assert!(err.message().starts_with("malformed JSON: "), "{err}");
+                assert!(err.message().len() < 100, "{err}");
+            }
+        }
+
+        #[test]
+        fn json_of_the_wrong_shape_is_422() {
+            assert_eq!(status(Some("application/json"), r#"{"a": "x"}"#, 100), 422);
+            assert_eq!(status(Some("application/json"), "[1, 2]", 100), 422);
+        }
+
+        #[test]
+        fn wrong_or_missing_content_type_is_415() {
+            for ct in [
+                None,
+                Some("text/plain"),
+                Some("application/jsonx"),
+                Some("text/json+x"),
+            ] {
+                assert_eq!(status(ct, "{}", 100), 415, "{ct:?}");
+            }
+        }
+
+        #[test]
+        fn oversized_json_is_413() {
+            assert_eq!(status(Some("application/json"), r#"{"a": 1}"#, 8), 200);
+            assert_eq!(status(Some("application/json"), r#"{"a": 12}"#, 8), 413);
+        }
     }
 
     #[test]

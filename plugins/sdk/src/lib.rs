@@ -84,6 +84,12 @@
 //! assert_eq!(err.to_response().unwrap().status, 405);
 //! ```
 //!
+//! With the `json` cargo feature (`plughost-sdk = { path = "…", features = ["json"] }`,
+//! which brings in `serde` and `serde_json`), `Request::json` reads a JSON body
+//! into any `serde::de::DeserializeOwned` type (415, 413, 400 or 422 on a bad body)
+//! and `Response::json` answers with `application/json`. Without it the SDK has no
+//! dependencies.
+//!
 //! ## Testing without a host
 //! Plugin code is ordinary Rust: build a [`Request`] with [`Request::builder`], a
 //! [`Config`] with [`Config::new`], and stand in for the rest of the pipeline with

@@ -39,6 +39,29 @@ impl Response {
             .body(text.into())
     }
 
+    /// An `application/json` response with this status and `value` serialized
+    /// (needs the `json` feature). A value serde_json cannot serialize (such as a
+    /// map with non-string keys) is a plain error: the host answers 500.
+    ///
+    /// ```
+    /// use plughost_sdk::Response;
+    ///
+    /// let resp = Response::json(201, &serde_json::json!({"id": 7})).unwrap();
+    /// assert_eq!((resp.status, resp.header_value("content-type")), (201, Some("application/json")));
+    /// assert_eq!(resp.body.into_bytes().unwrap(), br#"{"id":7}"#);
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(
+        status: u16,
+        value: &T,
+    ) -> Result<Response, crate::Error> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| crate::Error::new(format!("serializing a JSON response: {e}")))?;
+        Ok(Response::new(status)
+            .header("Content-Type", "application/json")
+            .body(body))
+    }
+
     /// Add a header (builder style).
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.to_owned(), value.into()));
@@ -142,6 +165,23 @@ mod tests {
         );
         assert_eq!(resp.body.size_hint(), Some(4));
         assert_eq!(resp.body.into_bytes().unwrap(), b"gone");
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_serializes_or_is_a_plain_error() {
+        let resp = Response::json(200, &[1, 2, 3]).unwrap();
+        assert_eq!(resp.header_value("content-type"), Some("application/json"));
+        assert_eq!(resp.body.into_bytes().unwrap(), b"[1,2,3]");
+        let resp = Response::json(200, "text").unwrap();
+        assert_eq!(resp.body.into_bytes().unwrap(), br#""text""#);
+
+        let unserializable: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let err = Response::json(200, &unserializable).unwrap_err();
+        assert_eq!(
+            (err.status_code(), err.to_response().is_none()),
+            (500, true)
+        );
     }
 
     #[test]
