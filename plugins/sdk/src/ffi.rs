@@ -204,6 +204,89 @@ fn result_code(err: *const PhErrorSink, result: Result<(), Error>) -> i32 {
     }
 }
 
+/// The return code of an app's or filter's `call`, filling `out` on success.
+/// A status error ([`Error::status`]) is answered here, as a response of its own
+/// ([`Error::to_response`]), so the host sees a success; a plain error is
+/// reported to `err` and becomes [`PH_ERR`] (the host answers 500 and logs it).
+fn handler_code(
+    err: *const PhErrorSink,
+    out: &mut PhResponse,
+    result: Result<Response, Error>,
+) -> i32 {
+    let result = result.or_else(|e| e.to_response().ok_or(e));
+    result_code(err, result.map(|resp| response_into_raw(resp, out)))
+}
+
+#[cfg(test)]
+mod handler_code_tests {
+    use super::*;
+
+    unsafe extern "C" fn keep(this: *mut c_void, message: PhStr) {
+        // SAFETY: `this` is the test's `Vec<String>`, alive for the call; the
+        // message is valid for the call.
+        unsafe { (*this.cast::<Vec<String>>()).push(owned(message)) }
+    }
+
+    /// Run `handler_code` as a trampoline does: the code, what the host would
+    /// receive, and the messages reported to the sink.
+    fn run(result: Result<Response, Error>) -> (i32, Option<Response>, Vec<String>) {
+        let mut messages = Vec::<String>::new();
+        let sink = PhErrorSink {
+            this: (&mut messages as *mut Vec<String>).cast(),
+            set: keep,
+        };
+        let mut out = PhResponse::empty();
+        let rc = handler_code(&sink, &mut out, result);
+        // SAFETY: on PH_OK `handler_code` filled `out`.
+        let resp = (rc == PH_OK).then(|| unsafe { response_from_raw(out) });
+        (rc, resp, messages)
+    }
+
+    #[test]
+    fn a_status_error_is_answered_by_the_sdk_not_reported() {
+        let (rc, resp, messages) = run(Err(Error::not_found("no such item")));
+        assert_eq!((rc, messages.len()), (PH_OK, 0));
+        let resp = resp.unwrap();
+        assert_eq!(resp.status, 404);
+        assert_eq!(
+            resp.header_value("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(
+            resp.body.into_bytes().unwrap(),
+            b"404 Not Found: no such item\n"
+        );
+
+        let err = Error::method_not_allowed("").with_header("Allow", "GET");
+        let (rc, resp, _) = run(Err(err));
+        let resp = resp.unwrap();
+        assert_eq!((rc, resp.status), (PH_OK, 405));
+        assert_eq!(resp.header_value("allow"), Some("GET"));
+    }
+
+    #[test]
+    fn a_plain_error_is_reported_as_before() {
+        let (rc, resp, messages) = run(Err(Error::new("nope")));
+        assert_eq!((rc, resp.is_none()), (PH_ERR, true));
+        assert_eq!(messages, ["nope"]);
+        let io = Error::from(io::Error::other("disk"));
+        let (rc, _, messages) = run(Err(io));
+        assert_eq!(
+            (rc, &messages[..]),
+            (PH_ERR, &["I/O error: disk".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn a_response_passes_through() {
+        let (rc, resp, messages) = run(Ok(Response::new(201).body("made")));
+        assert_eq!((rc, messages.len()), (PH_OK, 0));
+        let resp = resp.unwrap();
+        assert_eq!(resp.status, 201);
+        assert_eq!(resp.body.into_bytes().unwrap(), b"made");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Bodies that come from the host.
 
@@ -813,8 +896,7 @@ impl<T: App> AppGlue<T> {
             // were checked non-null.
             let (app, request, out) =
                 unsafe { (&*this.cast::<T>(), request_from_raw(&*req, body), &mut *out) };
-            let result = app.call(request).map(|resp| response_into_raw(resp, out));
-            result_code(err, result)
+            handler_code(err, out, app.call(request))
         }
     }
 }
@@ -862,10 +944,7 @@ impl<T: Filter> FilterGlue<T> {
                     &mut *out,
                 )
             };
-            let result = filter
-                .call(request, next)
-                .map(|resp| response_into_raw(resp, out));
-            result_code(err, result)
+            handler_code(err, out, filter.call(request, next))
         }
     }
 }

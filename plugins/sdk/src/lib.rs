@@ -62,6 +62,41 @@
 //! share. Keep the router and the state in the app; its `call` is then
 //! `self.router.call(&self.state, req)` (see [`Router`] for a complete app).
 //!
+//! ## Reading requests, refusing them, answering them
+//! [`Request`] has helpers for the usual parts, with no dependencies:
+//! [`Request::query_param`] and [`Request::query_pairs`] (decoded query string),
+//! [`Request::form`] (an urlencoded POST body), [`Request::cookies`], and
+//! [`Request::read_body_limited`] (the body, with a size limit). Their errors are
+//! status errors (413, 415, ...) that the SDK answers itself, so `?` is enough:
+//! ```
+//! use plughost_sdk::{Error, Request, Response};
+//!
+//! fn subscribe(mut req: Request) -> Result<Response, Error> {
+//!     if req.method != "POST" {
+//!         return Err(Error::method_not_allowed("use POST").with_header("Allow", "POST"));
+//!     }
+//!     let form = req.form(8 * 1024)?; // 415 or 413 on a bad body
+//!     let email = form.iter().find(|(k, _)| k == "email").map(|(_, v)| v.as_str());
+//!     let email = email.ok_or_else(|| Error::unprocessable("the form needs an email"))?;
+//!     Ok(Response::text(200, format!("subscribed {email}\n")))
+//! }
+//!
+//! let req = Request::builder()
+//!     .method("POST")
+//!     .header("Content-Type", "application/x-www-form-urlencoded")
+//!     .body("email=ada%40example.org")
+//!     .build();
+//! assert_eq!(subscribe(req).unwrap().body.into_bytes().unwrap(), b"subscribed ada@example.org\n");
+//! let err = subscribe(Request::builder().build()).unwrap_err();
+//! assert_eq!(err.to_response().unwrap().status, 405);
+//! ```
+//!
+//! With the `json` cargo feature (`plughost-sdk = { path = "…", features = ["json"] }`,
+//! which brings in `serde` and `serde_json`), `Request::json` reads a JSON body
+//! into any `serde::de::DeserializeOwned` type (415, 413, 400 or 422 on a bad body)
+//! and `Response::json` answers with `application/json`. Without it the SDK's only
+//! dependency is `log` (plugins' `log::info!` goes to the host's log).
+//!
 //! ## Testing without a host
 //! Plugin code is ordinary Rust: build a [`Request`] with [`Request::builder`], a
 //! [`Config`] with [`Config::new`], and stand in for the rest of the pipeline with
@@ -102,6 +137,11 @@
 //! - `call` runs on many threads at once (the host's worker pool), so instances are
 //!   `Send + Sync`; keep per-request state on the stack. Calls are synchronous and
 //!   may block; the host never runs them on its async runtime.
+//! - An `Err` from `call` is answered in one of two ways. A status error
+//!   ([`Error::status`], [`Error::not_found`], [`Error::bad_request`], ...) is
+//!   answered by the SDK with that status and a short text body (its message is
+//!   for the client). A plain error ([`Error::new`], or `?` on another error type)
+//!   gets the host's 500 and its message goes to the host's log.
 //! - A panic is caught at the boundary: that request gets a 500 and the host keeps
 //!   serving. Build plugins with `panic = "unwind"` (the default); with `abort` a
 //!   panic ends the whole process, and the host warns at load time.
@@ -125,6 +165,7 @@ mod error;
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod ffi;
+mod helpers;
 mod log;
 mod request;
 mod response;
