@@ -27,7 +27,10 @@ fn items_api() -> PathBuf {
                     .arg(&target)
                     .status()
                     .expect("cargo runs");
-                assert!(status.success(), "`cargo {action}` of examples/items-api failed");
+                assert!(
+                    status.success(),
+                    "`cargo {action}` of examples/items-api failed"
+                );
             }
             target.join("debug").join("libitems_api.so")
         })
@@ -55,12 +58,30 @@ fn post(host: &Host, path: &str, content_type: &str, body: &str, key: bool) -> R
 #[test]
 fn the_items_api_creates_lists_shows_and_deletes() {
     let (host, _dir) = serve();
-    let made = post(&host, "/items", "application/json", r#"{"name": "first"}"#, true);
+    let made = post(
+        &host,
+        "/items",
+        "application/json",
+        r#"{"name": "first"}"#,
+        true,
+    );
     assert_eq!(made.status, 201, "{}", made.text());
     assert_eq!(made.header("location"), Some("/items/1"));
     assert_eq!(made.json()["name"], "first");
-    post(&host, "/items", "application/json", r#"{"name": "second one"}"#, true);
-    post(&host, "/items", "application/json", r#"{"name": "third one"}"#, true);
+    post(
+        &host,
+        "/items",
+        "application/json",
+        r#"{"name": "second one"}"#,
+        true,
+    );
+    post(
+        &host,
+        "/items",
+        "application/json",
+        r#"{"name": "third one"}"#,
+        true,
+    );
 
     let all = host.get("/items").json();
     assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
@@ -85,14 +106,30 @@ fn errors_have_their_status() {
     // Status errors from the app and the filter.
     let missing = host.get("/items/99");
     assert_eq!(missing.status, 404);
-    assert!(missing.text().contains("no such item"), "{}", missing.text());
+    assert!(
+        missing.text().contains("no such item"),
+        "{}",
+        missing.text()
+    );
     assert_eq!(host.get("/items/abc").status, 404);
     assert_eq!(host.get("/items?limit=many").status, 400);
-    assert_eq!(post(&host, "/items", "application/json", "{}", false).status, 403);
+    assert_eq!(
+        post(&host, "/items", "application/json", "{}", false).status,
+        403
+    );
     // The SDK's JSON helper: malformed, wrong type, missing field.
-    assert_eq!(post(&host, "/items", "application/json", r#"{"name": "#, true).status, 400);
-    assert_eq!(post(&host, "/items", "text/plain", "name=x", true).status, 415);
-    assert_eq!(post(&host, "/items", "application/json", r#"{"nom": "x"}"#, true).status, 422);
+    assert_eq!(
+        post(&host, "/items", "application/json", r#"{"name": "#, true).status,
+        400
+    );
+    assert_eq!(
+        post(&host, "/items", "text/plain", "name=x", true).status,
+        415
+    );
+    assert_eq!(
+        post(&host, "/items", "application/json", r#"{"nom": "x"}"#, true).status,
+        422
+    );
     // The router: unknown path 404, known path with another method 405 + Allow.
     assert_eq!(host.get("/nothing").status, 404);
     let wrong = host.request("PUT", "/items/1", &[("X-Api-Key", "s3cret")], b"");

@@ -25,7 +25,9 @@ fn item(id: u64, name: &str) -> Value {
 
 fn list(store: &Mutex<Store>, req: Request, _: &Params) -> Result<Response, Error> {
     let limit = match req.query_param("limit") {
-        Some(n) => n.parse().map_err(|_| Error::bad_request("limit must be a number"))?,
+        Some(n) => n
+            .parse()
+            .map_err(|_| Error::bad_request("limit must be a number"))?,
         None => usize::MAX,
     };
     let q = req.query_param("q").unwrap_or_default();
@@ -54,13 +56,17 @@ fn create(store: &Mutex<Store>, mut req: Request, _: &Params) -> Result<Response
 }
 
 fn id(p: &Params) -> Result<u64, Error> {
-    p.parse("id").ok_or_else(|| Error::not_found("no such item"))
+    p.parse("id")
+        .ok_or_else(|| Error::not_found("no such item"))
 }
 
 fn show(store: &Mutex<Store>, _: Request, p: &Params) -> Result<Response, Error> {
     let id = id(p)?;
     let store = store.lock().unwrap();
-    let name = store.items.get(&id).ok_or_else(|| Error::not_found("no such item"))?;
+    let name = store
+        .items
+        .get(&id)
+        .ok_or_else(|| Error::not_found("no such item"))?;
     Response::json(200, &item(id, name))
 }
 
@@ -80,7 +86,10 @@ impl App for Items {
             .post("/items", create)
             .get("/items/{id}", show)
             .delete("/items/{id}", remove);
-        Ok(Items { store: Mutex::default(), router })
+        Ok(Items {
+            store: Mutex::default(),
+            router,
+        })
     }
 
     fn call(&self, req: Request) -> Result<Response, Error> {
@@ -96,7 +105,9 @@ pub struct ApiKey {
 impl Filter for ApiKey {
     fn new(config: &Config) -> Result<Self, Error> {
         config.expect_keys(&["key"])?;
-        Ok(ApiKey { key: config.require("key")?.to_owned() })
+        Ok(ApiKey {
+            key: config.require("key")?.to_owned(),
+        })
     }
 
     fn call(&self, req: Request, next: Next<'_>) -> Result<Response, Error> {
@@ -140,7 +151,10 @@ mod tests {
         assert_eq!(resp.status, 200);
 
         let get = Request::builder().method("GET").path("/items").build();
-        assert_eq!(filter().call(get, Next::from_fn(passed)).unwrap().status, 200);
+        assert_eq!(
+            filter().call(get, Next::from_fn(passed)).unwrap().status,
+            200
+        );
     }
 
     #[test]
