@@ -1,10 +1,13 @@
 //! Turning a resolved [`Node`] tree into running handlers: load each library,
 //! run each factory (filters before what they wrap, as Paste Deploy does), and
-//! chain the instances.
+//! chain the instances. A rebuild ([`build_reusing`]) carries over the previous
+//! pipeline's instances whose factory call would be the same (see
+//! [`InstanceKey`]) instead of creating them again.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use plughost_sdk::abi;
 use tokio::runtime::Handle;
@@ -76,6 +79,56 @@ pub struct Pipeline {
     pub libraries: Vec<PathBuf>,
     /// What loading found questionable (e.g. a plugin that aborts on panic).
     pub warnings: Vec<Warning>,
+    /// Every plugin instance of the pipeline, in build order.
+    pub(crate) instances: Vec<Made>,
+}
+
+/// What a plugin instance was made from. Two components with the same key
+/// would get the same factory call: the same library contents (the registry's
+/// content hash, whatever the path), entry, kind, and `global_conf` and
+/// `local_conf` exactly as the factory receives them, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct InstanceKey {
+    pub library: u64,
+    pub entry: String,
+    pub kind: u32,
+    pub global_conf: Vec<(String, String)>,
+    pub local_conf: Vec<(String, String)>,
+}
+
+/// One plugin instance of a built pipeline.
+#[derive(Clone)]
+pub(crate) struct Made {
+    pub key: InstanceKey,
+    /// The section it serves (`app:main`).
+    pub section: String,
+    pub instance: Arc<Instance>,
+    /// Whether it was carried over from the previous pipeline rather than created.
+    pub kept: bool,
+}
+
+/// A plugin instance a later build may carry over. It holds the instance
+/// weakly: keeping it for reuse never keeps it alive (it lives as long as a
+/// pipeline, request or body holds it).
+#[derive(Clone)]
+pub(crate) struct Reusable {
+    key: InstanceKey,
+    section: String,
+    instance: Weak<Instance>,
+}
+
+impl Pipeline {
+    /// This pipeline's instances, for the next [`build_reusing`].
+    pub(crate) fn reusable(&self) -> Vec<Reusable> {
+        self.instances
+            .iter()
+            .map(|m| Reusable {
+                key: m.key.clone(),
+                section: m.section.clone(),
+                instance: Arc::downgrade(&m.instance),
+            })
+            .collect()
+    }
 }
 
 /// Create every instance of `deployment`'s app tree.
@@ -85,6 +138,38 @@ pub fn build(
     pool: &WorkerPool,
     rt: &Handle,
 ) -> Result<Pipeline, BuildError> {
+    build_reusing(deployment, registry, pool, rt, &[])
+}
+
+/// As [`build`], carrying over instances of `previous` (a pipeline built with
+/// the same `registry`) instead of running their factories again. A plugin
+/// component gets an old instance with the same [`InstanceKey`], at most one
+/// component per old instance: the one made for its own section (in build
+/// order, when a section is used twice), else one whose section the new
+/// configuration no longer has (a renamed section). Everything else is created.
+/// Nothing of `previous` changes, so a failed build leaves it as it was.
+pub(crate) fn build_reusing(
+    deployment: &Deployment,
+    registry: &Registry,
+    pool: &WorkerPool,
+    rt: &Handle,
+    previous: &[Reusable],
+) -> Result<Pipeline, BuildError> {
+    let mut reuse: HashMap<InstanceKey, Vec<(String, Arc<Instance>)>> = HashMap::new();
+    for r in previous {
+        if let Some(instance) = r.instance.upgrade() {
+            reuse
+                .entry(r.key.clone())
+                .or_default()
+                .push((r.section.clone(), instance));
+        }
+    }
+    let sections = deployment
+        .app
+        .components()
+        .into_iter()
+        .map(|c| c.section.clone())
+        .collect();
     let builder = Builder {
         deployment,
         registry,
@@ -93,6 +178,9 @@ pub fn build(
         libraries: RefCell::new(Vec::new()),
         warnings: RefCell::new(Vec::new()),
         claims: RefCell::new(DirClaims::default()),
+        reuse: RefCell::new(reuse),
+        sections,
+        made: RefCell::new(Vec::new()),
     };
     // `require =`: every named plugin must load before any factory runs.
     for (dist, at) in &deployment.requires {
@@ -105,6 +193,7 @@ pub fn build(
         root,
         libraries: builder.libraries.into_inner(),
         warnings: builder.warnings.into_inner(),
+        instances: builder.made.into_inner(),
     })
 }
 
@@ -117,6 +206,12 @@ struct Builder<'a> {
     warnings: RefCell<Vec<Warning>>,
     /// The directories claimed by the built-ins built so far.
     claims: RefCell<DirClaims>,
+    /// The previous pipeline's instances not carried over yet, with their sections.
+    reuse: RefCell<HashMap<InstanceKey, Vec<(String, Arc<Instance>)>>>,
+    /// Every section of the new tree.
+    sections: HashSet<String>,
+    /// The instances of the new pipeline so far.
+    made: RefCell<Vec<Made>>,
 }
 
 impl Builder<'_> {
@@ -211,7 +306,18 @@ impl Builder<'_> {
         )
     }
 
-    fn instance(&self, c: &Component) -> Result<Instance, BuildError> {
+    /// An old instance for `c`, if one may be carried over (see [`build_reusing`]).
+    fn take_reusable(&self, key: &InstanceKey, section: &str) -> Option<Arc<Instance>> {
+        let mut reuse = self.reuse.borrow_mut();
+        let old = reuse.get_mut(key)?;
+        let at = old
+            .iter()
+            .position(|(s, _)| s == section)
+            .or_else(|| old.iter().position(|(s, _)| !self.sections.contains(s)))?;
+        Some(old.remove(at).1)
+    }
+
+    fn instance(&self, c: &Component) -> Result<Arc<Instance>, BuildError> {
         let at = || c.location().for_key("use");
         let library = match &c.source {
             Source::Egg { dist, .. } => self.registry.egg(dist, &self.deployment.plugin_dirs),
@@ -238,13 +344,32 @@ impl Builder<'_> {
             Kind::Filter => abi::PH_KIND_FILTER,
         };
         let entry = c.source.entry();
+        let key = InstanceKey {
+            library: self.registry.content_hash(&library).unwrap_or_else(|| {
+                unreachable!("{} was opened by this registry", library.path.display())
+            }),
+            entry: entry.to_owned(),
+            kind,
+            global_conf: c.global_conf.clone(),
+            local_conf: c.local_conf.clone(),
+        };
+        if let Some(instance) = self.take_reusable(&key, &c.section) {
+            tracing::debug!(plugin = instance.label(), section = %c.section, "instance kept");
+            self.made.borrow_mut().push(Made {
+                key,
+                section: c.section.clone(),
+                instance: instance.clone(),
+                kept: true,
+            });
+            return Ok(instance);
+        }
         let file_name = library
             .path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let label = format!("[{}] {file_name}#{entry}", c.section);
-        Instance::create(
+        let instance = Instance::create(
             library.clone(),
             entry,
             kind,
@@ -265,7 +390,15 @@ impl Builder<'_> {
                     message,
                 },
             )
-        })
+        })?;
+        let instance = Arc::new(instance);
+        self.made.borrow_mut().push(Made {
+            key,
+            section: c.section.clone(),
+            instance: instance.clone(),
+            kept: false,
+        });
+        Ok(instance)
     }
 }
 

@@ -9,5 +9,6 @@ pub(crate) mod reload;
 mod swap;
 
 pub use build::{build, BuildError, Failure, Pipeline};
+pub(crate) use build::{build_reusing, Reusable};
 pub use pool::WorkerPool;
 pub(crate) use swap::Swappable;

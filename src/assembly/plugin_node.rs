@@ -21,13 +21,13 @@ pub(crate) struct PluginNode {
 
 impl PluginNode {
     pub(super) fn new(
-        instance: Instance,
+        instance: Arc<Instance>,
         next: Option<NextHandle>,
         pool: WorkerPool,
         rt: Handle,
     ) -> PluginNode {
         PluginNode {
-            instance: Arc::new(instance),
+            instance,
             next,
             pool,
             rt,

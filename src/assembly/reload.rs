@@ -2,6 +2,9 @@
 //! running one and swap it in only when every factory succeeded. Triggered by
 //! SIGHUP, and with `serve --reload` by any change to a file the configuration
 //! loaded (the main file, every `config:` include, every plugin library).
+//! A reload carries over every plugin instance whose library contents, entry,
+//! kind and configuration are unchanged (see [`assembly::build_reusing`]), so
+//! its in-memory state survives; everything else is created afresh.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,7 +12,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::assembly::{self, BuildError, Swappable, WorkerPool};
+use crate::assembly::{self, BuildError, Reusable, Swappable, WorkerPool};
 use crate::components::builtins;
 use crate::components::plugin::{FileStamp, Registry};
 use crate::core::config::{self, Deployment, ServerConfig};
@@ -67,6 +70,9 @@ pub struct Reloader {
     server: ServerConfig,
     /// Files whose change triggers a reload, with their stamps when last loaded.
     watched: Mutex<Vec<(PathBuf, Option<FileStamp>)>>,
+    /// The live pipeline's plugin instances, which the next reload may carry
+    /// over (held weakly: the pipeline, its requests and bodies keep them alive).
+    instances: Mutex<Vec<Reusable>>,
     /// One reload at a time (reloads are counted in `METRICS`).
     busy: Mutex<()>,
 }
@@ -79,6 +85,7 @@ impl Reloader {
         let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
         let built = assembly::build(&deployment, &registry, &pool, &rt)?;
         let watched = watch_list(&deployment, &built.libraries);
+        let instances = built.reusable();
         let reloader = Reloader {
             spec,
             registry,
@@ -87,6 +94,7 @@ impl Reloader {
             live: Arc::new(Swappable::new(built.root)),
             server: deployment.server.clone(),
             watched: Mutex::new(watched),
+            instances: Mutex::new(instances),
             busy: Mutex::new(()),
         };
         Ok((Arc::new(reloader), deployment))
@@ -113,7 +121,18 @@ impl Reloader {
             .load()
             .map_err(ReloadError::from)
             .and_then(|deployment| {
-                let built = assembly::build(&deployment, &self.registry, &self.pool, &self.rt)?;
+                let previous = self
+                    .instances
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let built = assembly::build_reusing(
+                    &deployment,
+                    &self.registry,
+                    &self.pool,
+                    &self.rt,
+                    &previous,
+                )?;
                 Ok((deployment, built))
             });
         match result {
@@ -133,10 +152,16 @@ impl Reloader {
                         *stamp = *s;
                     }
                 }
+                let kept = built.instances.iter().filter(|m| m.kept).count();
+                let total = built.instances.len();
+                *self.instances.lock().unwrap_or_else(|e| e.into_inner()) = built.reusable();
                 self.live.swap(built.root);
                 *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = watched;
                 METRICS.reloaded(true);
-                tracing::info!("reloaded {}", self.spec.path.display());
+                tracing::info!(
+                    "reloaded {} (kept {kept} of {total} plugin instances)",
+                    self.spec.path.display()
+                );
                 Ok(())
             }
             Err(error) => {

@@ -267,4 +267,17 @@ impl Registry {
         );
         Ok(lib)
     }
+
+    /// The content hash `lib` was opened under: two libraries from this
+    /// registry have the same hash exactly when they are the same library
+    /// (unchanged contents are never opened twice), whatever their paths.
+    /// `None` for a library this registry did not open.
+    pub fn content_hash(&self, lib: &Arc<Library>) -> Option<u64> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .by_hash
+            .iter()
+            .find(|(_, l)| Arc::ptr_eq(l, lib))
+            .map(|(hash, _)| *hash)
+    }
 }
