@@ -183,3 +183,144 @@ fn sighup_reloads_without_watching() {
     signal(host.pid(), "HUP");
     wait_for(&host, "the SIGHUP reload", || host.get("/").text() == "two");
 }
+
+/// The number of successful reloads the host has logged.
+fn reloads(host: &Host) -> usize {
+    host.log().matches("reloaded ").count()
+}
+
+/// SIGHUP, and wait until the reload it starts has succeeded.
+fn reload(host: &Host) {
+    let before = reloads(host);
+    signal(host.pid(), "HUP");
+    wait_for(host, "the SIGHUP reload", || reloads(host) > before);
+}
+
+/// Echo's `counter`: the calls this instance has answered, from 1.
+fn calls(host: &Host, path: &str) -> u64 {
+    let r = host.get(path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()["counter"].as_u64().expect("echo reports its counter")
+}
+
+fn tagged_echo(tag: &str, note: &str) -> String {
+    format!(
+        "[app:main]\nuse = egg:echo\nfilter-with = t\nnote = {note}\n\n\
+         [filter:t]\nuse = egg:tag\ntag = {tag}\n"
+    )
+}
+
+#[test]
+fn a_reload_keeps_the_instances_whose_code_and_configuration_did_not_change() {
+    let dir = tempdir();
+    let ini = dir.path().join("deploy.ini");
+    let host = Host::start_in(dir.path(), &tagged_echo("one", "a"));
+    for n in 1..=3 {
+        let r = host.get("/");
+        assert_eq!(r.header("x-tag-chain-out"), Some("one"));
+        assert_eq!(r.json()["counter"], n);
+    }
+
+    // Only the filter's key changes: the filter is new, the app is the same instance.
+    std::fs::write(&ini, tagged_echo("other", "a")).unwrap();
+    reload(&host);
+    let r = host.get("/");
+    assert_eq!(r.header("x-tag-chain-out"), Some("other"), "the new tag");
+    assert_eq!(r.json()["headers"]["x-tag-chain"], "other");
+    assert_eq!(r.json()["counter"], 4, "echo kept its state:\n{}", host.log());
+    assert!(
+        host.log().contains("kept 1 of 2 plugin instances"),
+        "{}",
+        host.log()
+    );
+
+    // A reload that fails keeps the running instances, and so does the next one.
+    std::fs::write(&ini, tagged_echo("", "a")).unwrap();
+    signal(host.pid(), "HUP");
+    wait_for(&host, "the failed reload", || {
+        host.log().contains("reload failed")
+    });
+    assert_eq!(calls(&host, "/"), 5);
+    std::fs::write(&ini, tagged_echo("other", "a")).unwrap();
+    reload(&host);
+    assert_eq!(calls(&host, "/"), 6);
+    assert!(host.log().contains("kept 2 of 2 plugin instances"));
+
+    // Echo's own key changes: a new instance, counting from 1; the filter is kept.
+    std::fs::write(&ini, tagged_echo("other", "b")).unwrap();
+    reload(&host);
+    let r = host.get("/");
+    assert_eq!(r.json()["counter"], 1, "a changed key makes a new instance");
+    assert_eq!(r.json()["local_conf"]["note"], "b");
+    assert_eq!(r.header("x-tag-chain-out"), Some("other"));
+}
+
+fn mapped_echoes(sections: &[(&str, &str)]) -> String {
+    let mut ini = String::from("[composite:main]\nuse = egg:plughost#urlmap\n");
+    for (mount, section) in sections {
+        ini.push_str(&format!("/{mount} = {section}\n"));
+    }
+    for (_, section) in sections {
+        ini.push_str(&format!("\n[app:{section}]\nuse = egg:echo\n"));
+    }
+    ini
+}
+
+#[test]
+fn identical_sections_keep_their_own_instances_one_to_one() {
+    let dir = tempdir();
+    let ini = dir.path().join("deploy.ini");
+    let host = Host::start_in(dir.path(), &mapped_echoes(&[("a", "a"), ("b", "b")]));
+    calls(&host, "/a");
+    calls(&host, "/a");
+    calls(&host, "/b");
+
+    // A third section with the same code and configuration gets its own instance;
+    // the other two keep theirs, each its own.
+    std::fs::write(&ini, mapped_echoes(&[("a", "a"), ("b", "b"), ("c", "c")])).unwrap();
+    reload(&host);
+    assert_eq!(calls(&host, "/a"), 3);
+    assert_eq!(calls(&host, "/b"), 2);
+    assert_eq!(calls(&host, "/c"), 1, "a new section shares no instance");
+
+    // A renamed section (same code and configuration) takes over the old one's.
+    std::fs::write(&ini, mapped_echoes(&[("a", "a"), ("b", "b2"), ("c", "c")])).unwrap();
+    reload(&host);
+    assert_eq!(calls(&host, "/a"), 4);
+    assert_eq!(calls(&host, "/b"), 3, "the renamed section kept b's instance");
+    assert_eq!(calls(&host, "/c"), 2);
+}
+
+#[test]
+fn an_instance_is_kept_by_library_contents_not_by_path() {
+    let dir = tempdir();
+    let lib = dir.path().join("libecho_copy.so");
+    let built = std::fs::read(plugins().join("libecho.so")).unwrap();
+    std::fs::write(&lib, &built).unwrap();
+    let host = Host::start_in(dir.path(), "[app:main]\nuse = lib:libecho_copy.so\n");
+    calls(&host, "/");
+    assert_eq!(calls(&host, "/"), 2);
+
+    // The same bytes as a new file (new inode and mtime): the same library.
+    let fresh = dir.path().join("fresh.so");
+    std::fs::write(&fresh, &built).unwrap();
+    std::fs::rename(&fresh, &lib).unwrap();
+    reload(&host);
+    assert_eq!(calls(&host, "/"), 3, "unchanged contents keep the instance");
+
+    // Different contents at the same path: new code, so a new instance.
+    let mut changed = built.clone();
+    changed.extend_from_slice(b"\0a different build\0");
+    std::fs::write(&fresh, &changed).unwrap();
+    std::fs::rename(&fresh, &lib).unwrap();
+    reload(&host);
+    assert!(host.log().contains("loading the new build"), "{}", host.log());
+    assert_eq!(calls(&host, "/"), 1, "a changed library makes a new instance");
+
+    // Back to the first contents: that library is still open, but its instance
+    // is gone (it belonged to the pipeline before last), so it is created again.
+    std::fs::write(&fresh, &built).unwrap();
+    std::fs::rename(&fresh, &lib).unwrap();
+    reload(&host);
+    assert_eq!(calls(&host, "/"), 1);
+}
