@@ -200,7 +200,9 @@ fn reload(host: &Host) {
 fn calls(host: &Host, path: &str) -> u64 {
     let r = host.get(path);
     assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()["counter"].as_u64().expect("echo reports its counter")
+    r.json()["counter"]
+        .as_u64()
+        .expect("echo reports its counter")
 }
 
 fn tagged_echo(tag: &str, note: &str) -> String {
@@ -227,7 +229,12 @@ fn a_reload_keeps_the_instances_whose_code_and_configuration_did_not_change() {
     let r = host.get("/");
     assert_eq!(r.header("x-tag-chain-out"), Some("other"), "the new tag");
     assert_eq!(r.json()["headers"]["x-tag-chain"], "other");
-    assert_eq!(r.json()["counter"], 4, "echo kept its state:\n{}", host.log());
+    assert_eq!(
+        r.json()["counter"],
+        4,
+        "echo kept its state:\n{}",
+        host.log()
+    );
     assert!(
         host.log().contains("kept 1 of 2 plugin instances"),
         "{}",
@@ -287,7 +294,11 @@ fn identical_sections_keep_their_own_instances_one_to_one() {
     std::fs::write(&ini, mapped_echoes(&[("a", "a"), ("b", "b2"), ("c", "c")])).unwrap();
     reload(&host);
     assert_eq!(calls(&host, "/a"), 4);
-    assert_eq!(calls(&host, "/b"), 3, "the renamed section kept b's instance");
+    assert_eq!(
+        calls(&host, "/b"),
+        3,
+        "the renamed section kept b's instance"
+    );
     assert_eq!(calls(&host, "/c"), 2);
 }
 
@@ -314,8 +325,16 @@ fn an_instance_is_kept_by_library_contents_not_by_path() {
     std::fs::write(&fresh, &changed).unwrap();
     std::fs::rename(&fresh, &lib).unwrap();
     reload(&host);
-    assert!(host.log().contains("loading the new build"), "{}", host.log());
-    assert_eq!(calls(&host, "/"), 1, "a changed library makes a new instance");
+    assert!(
+        host.log().contains("loading the new build"),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        calls(&host, "/"),
+        1,
+        "a changed library makes a new instance"
+    );
 
     // Back to the first contents: that library is still open, but its instance
     // is gone (it belonged to the pipeline before last), so it is created again.

@@ -155,7 +155,7 @@ pub(crate) fn build_reusing(
     rt: &Handle,
     previous: &[Reusable],
 ) -> Result<Pipeline, BuildError> {
-    let mut reuse: HashMap<InstanceKey, Vec<(String, Arc<Instance>)>> = HashMap::new();
+    let mut reuse = Leftovers::new();
     for r in previous {
         if let Some(instance) = r.instance.upgrade() {
             reuse
@@ -197,6 +197,9 @@ pub(crate) fn build_reusing(
     })
 }
 
+/// Old instances by key, each with its section, in the old build order.
+type Leftovers = HashMap<InstanceKey, Vec<(String, Arc<Instance>)>>;
+
 struct Builder<'a> {
     deployment: &'a Deployment,
     registry: &'a Registry,
@@ -207,7 +210,7 @@ struct Builder<'a> {
     /// The directories claimed by the built-ins built so far.
     claims: RefCell<DirClaims>,
     /// The previous pipeline's instances not carried over yet, with their sections.
-    reuse: RefCell<HashMap<InstanceKey, Vec<(String, Arc<Instance>)>>>,
+    reuse: RefCell<Leftovers>,
     /// Every section of the new tree.
     sections: HashSet<String>,
     /// The instances of the new pipeline so far.
