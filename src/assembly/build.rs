@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 
 use super::plugin_node::PluginNode;
 use super::WorkerPool;
-use crate::components::plugin::{Instance, LoadError, Registry};
+use crate::components::plugin::{CreateError, Instance, LoadError, Registry};
 use crate::core::builtin::{Builtin, DirClaims, FilterSite, Make, SettingError};
 use crate::core::config::{Component, Deployment, Kind, Mount, Node, Source};
 use crate::core::location::{Location, Warning};
@@ -38,11 +38,11 @@ pub enum Failure {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// Its factory refused (or the library lacks the entry).
-    #[error("{}#{entry}: {message}", library.display())]
+    #[error("{}#{entry}: {error}", library.display())]
     Create {
         library: PathBuf,
         entry: String,
-        message: String,
+        error: CreateError,
     },
     /// A built-in refused a setting.
     #[error("{0}")]
@@ -380,17 +380,15 @@ impl Builder<'_> {
             &c.local_conf,
             label,
         )
-        .map_err(|message| {
-            let message = message.to_string();
-            // A factory refusing one of its keys (the SDK's `expect_keys` says
-            // "unknown key `K`"): point at that key's own line.
-            let at = unknown_key(&message).map_or_else(at, |key| c.key_location(key));
+        .map_err(|error| {
+            // A factory refusing one of its keys points at that key's own line.
+            let at = error.unknown_key().map_or_else(at, |key| c.key_location(key));
             BuildError::new(
                 at,
                 Failure::Create {
                     library: library.path.clone(),
                     entry: entry.to_owned(),
-                    message,
+                    error,
                 },
             )
         })?;
@@ -403,10 +401,4 @@ impl Builder<'_> {
         });
         Ok(instance)
     }
-}
-
-/// The key named by a factory's "unknown key `KEY`…" message, if it starts so.
-fn unknown_key(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown key `")?;
-    rest.split_once('`').map(|(key, _)| key)
 }

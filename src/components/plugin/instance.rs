@@ -236,6 +236,19 @@ impl Instance {
     }
 }
 
+impl CreateError {
+    /// The key a factory refused, when it said so the way the SDK's
+    /// `Config::expect_keys` does ("unknown key `KEY`; ..."), so the start-up
+    /// error can point at that key's own line.
+    pub fn unknown_key(&self) -> Option<&str> {
+        let CreateError::Failed(message) = self else {
+            return None;
+        };
+        let rest = message.strip_prefix("unknown key `")?;
+        rest.split_once('`').map(|(key, _)| key)
+    }
+}
+
 /// A panic's message without the `panicked: ` the SDK's trampolines put in
 /// front of it, so the host's one log line says "plugin panicked: MESSAGE"
 /// (not "panicked: panicked:").

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 pub use instance::Instance;
 pub(crate) use instance::NextHandle;
+pub(crate) use instance::CreateError;
 pub(crate) use library::Library;
 
 /// Why a library could not be used.
