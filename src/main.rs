@@ -105,12 +105,6 @@ fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn load(args: &ConfigArgs, server_name: Option<&str>) -> Result<Deployment> {
-    let (path, name) = split_config(&args.config);
-    let vars = parse_vars(&args.vars)?;
-    Ok(plughost::load(&path, name.as_deref(), server_name, &vars)?)
-}
-
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = setup_logging(&cli) {
@@ -236,52 +230,83 @@ fn serve(
 }
 
 fn check(args: &ConfigArgs, server_name: Option<&str>, json: bool) -> Result<()> {
-    if json {
-        let (doc, ok) = check_json(args, server_name);
-        write_stdout(&format!("{doc:#}\n"))?;
-        if !ok {
-            std::process::exit(1);
+    let checked = run_check(args, server_name);
+    let out = match (&checked, json) {
+        (Ok((deployment, more)), true) => {
+            format!("{:#}\n", check::deployment_json(deployment, more))
         }
-        return Ok(());
+        (Err(failure), true) => {
+            let (path, _) = split_config(&args.config);
+            let at = failure
+                .at
+                .clone()
+                .unwrap_or_else(|| Location::file(std::path::absolute(&path).unwrap_or(path)));
+            let warnings: Vec<&Warning> = failure.warnings.iter().collect();
+            format!(
+                "{:#}\n",
+                check::failure_json(&[(at, failure.message.clone())], &warnings)
+            )
+        }
+        (Ok((deployment, more)), false) => {
+            let mut out = check::deployment_text(deployment);
+            for w in deployment.warnings.iter().chain(more) {
+                out.push_str(&format!("warning: {w}\n"));
+            }
+            out.push_str(&format!("{}: OK\n", deployment.files[0].display()));
+            out
+        }
+        (Err(failure), false) => match &failure.at {
+            Some(at) => bail!("{at}: {}", failure.message),
+            None => bail!("{}", failure.message),
+        },
+    };
+    write_stdout(&out)?;
+    if checked.is_err() {
+        std::process::exit(1);
     }
-    let deployment = load(args, server_name)?;
-    let rt = runtime()?;
-    let registry = Registry::new();
-    let pool = WorkerPool::new(1, deployment.server.request_timeout);
-    let built = plughost::build(&deployment, &registry, &pool, rt.handle())?;
-    let mut out = check::deployment_text(&deployment);
-    for w in deployment.warnings.iter().chain(&built.warnings) {
-        out.push_str(&format!("warning: {w}\n"));
-    }
-    out.push_str(&format!("{}: OK\n", deployment.files[0].display()));
-    write_stdout(&out)
+    Ok(())
 }
 
-/// `check --json`: always one JSON document, and whether the check passed.
-fn check_json(args: &ConfigArgs, server_name: Option<&str>) -> (serde_json::Value, bool) {
+/// Why `check` failed: where, when a config file is to blame, and the
+/// warnings found before it.
+struct CheckFailure {
+    at: Option<Location>,
+    message: String,
+    warnings: Vec<Warning>,
+}
+
+impl CheckFailure {
+    fn new(at: Option<Location>, message: String, warnings: &[Warning]) -> Box<CheckFailure> {
+        Box::new(CheckFailure {
+            at,
+            message,
+            warnings: warnings.to_vec(),
+        })
+    }
+}
+
+/// `check`'s work, whatever it prints: resolve the file, load every plugin and
+/// run every factory without listening. On success, the deployment and the
+/// warnings loading found.
+fn run_check(
+    args: &ConfigArgs,
+    server_name: Option<&str>,
+) -> std::result::Result<(Deployment, Vec<Warning>), Box<CheckFailure>> {
     let (path, name) = split_config(&args.config);
-    let whole_file = || Location::file(std::path::absolute(&path).unwrap_or(path.clone()));
-    let failed = |errors: &[(Location, String)], warnings: &[&Warning]| {
-        (check::failure_json(errors, warnings), false)
-    };
-    let vars = match parse_vars(&args.vars) {
-        Ok(vars) => vars,
-        Err(e) => return failed(&[(whole_file(), e.to_string())], &[]),
-    };
-    let deployment = match plughost::load(&path, name.as_deref(), server_name, &vars) {
-        Ok(d) => d,
-        Err(e) => return failed(&[(e.at, e.message)], &[]),
-    };
-    let warnings: Vec<&Warning> = deployment.warnings.iter().collect();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return failed(&[(whole_file(), format!("{e:#}"))], &warnings),
-    };
+    let vars = parse_vars(&args.vars).map_err(|e| CheckFailure::new(None, e.to_string(), &[]))?;
+    let deployment = plughost::load(&path, name.as_deref(), server_name, &vars)
+        .map_err(|e| CheckFailure::new(Some(e.at), e.message, &[]))?;
+    let rt =
+        runtime().map_err(|e| CheckFailure::new(None, format!("{e:#}"), &deployment.warnings))?;
     let registry = Registry::new();
     let pool = WorkerPool::new(1, deployment.server.request_timeout);
     match plughost::build(&deployment, &registry, &pool, rt.handle()) {
-        Ok(built) => (check::deployment_json(&deployment, &built.warnings), true),
-        Err(e) => failed(&[(e.at, e.failure.to_string())], &warnings),
+        Ok(built) => Ok((deployment, built.warnings)),
+        Err(e) => Err(CheckFailure::new(
+            Some(e.at),
+            e.failure.to_string(),
+            &deployment.warnings,
+        )),
     }
 }
 

@@ -382,7 +382,9 @@ impl Builder<'_> {
         )
         .map_err(|error| {
             // A factory refusing one of its keys points at that key's own line.
-            let at = error.unknown_key().map_or_else(at, |key| c.key_location(key));
+            let at = error
+                .unknown_key()
+                .map_or_else(at, |key| c.key_location(key));
             BuildError::new(
                 at,
                 Failure::Create {

@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub(crate) use instance::CreateError;
 pub use instance::Instance;
 pub(crate) use instance::NextHandle;
-pub(crate) use instance::CreateError;
 pub(crate) use library::Library;
 
 /// Why a library could not be used.
