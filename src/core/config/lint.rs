@@ -8,57 +8,18 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::ini::{IniFile, Section};
+use super::lookup::{header_type, SectionType};
 use crate::core::location::{Location, Warning};
 
-/// Paste's own keys, with the section prefixes where each has a meaning.
-const PASTE_KEYS: &[(&str, &[&str])] = &[
-    (
-        "use",
-        &[
-            "app",
-            "application",
-            "filter",
-            "composite",
-            "composit",
-            "filter-app",
-            "server",
-        ],
-    ),
-    (
-        "filter-with",
-        &[
-            "app",
-            "application",
-            "filter-app",
-            "pipeline",
-            "composite",
-            "composit",
-        ],
-    ),
-    ("next", &["filter-app"]),
-    ("pipeline", &["pipeline"]),
-    (
-        "require",
-        &[
-            "app",
-            "application",
-            "filter",
-            "composite",
-            "composit",
-            "filter-app",
-        ],
-    ),
-];
+use SectionType::{App, Composite, Filter, FilterApp, Pipeline, Server};
 
-/// Section prefixes whose sections make up an app tree.
-const TREE_PREFIXES: &[&str] = &[
-    "app",
-    "application",
-    "filter",
-    "filter-app",
-    "pipeline",
-    "composite",
-    "composit",
+/// Paste's own keys, with the section types where each has a meaning.
+const PASTE_KEYS: &[(&str, &[SectionType])] = &[
+    ("use", &[App, Filter, Composite, FilterApp, Server]),
+    ("filter-with", &[App, FilterApp, Pipeline, Composite]),
+    ("next", &[FilterApp]),
+    ("pipeline", &[Pipeline]),
+    ("require", &[App, Filter, Composite, FilterApp]),
 ];
 
 /// Every warning for `files` (the main file first); `used` holds the
@@ -77,16 +38,10 @@ pub(crate) fn lint(files: &[&IniFile], used: &HashSet<(PathBuf, String)>) -> Vec
     out
 }
 
-fn prefix(header: &str) -> &str {
-    header.split(':').next().unwrap_or(header).trim()
-}
-
-fn name(header: &str) -> &str {
-    header.split_once(':').map_or("main", |(_, n)| n.trim())
-}
-
 fn near_misses(file: &Path, section: &Section, out: &mut Vec<Warning>) {
-    let here = prefix(&section.header);
+    let Some((here, _)) = header_type(&section.header) else {
+        return;
+    };
     for entry in &section.entries {
         let key = entry.key.as_str();
         if key.starts_with("set ") || key.starts_with("get ") {
@@ -94,7 +49,7 @@ fn near_misses(file: &Path, section: &Section, out: &mut Vec<Warning>) {
         }
         let Some((meant, _)) = PASTE_KEYS
             .iter()
-            .filter(|(_, prefixes)| prefixes.contains(&here))
+            .filter(|(_, types)| types.contains(&here))
             .find(|(paste, _)| key != *paste && near_miss(key, paste))
         else {
             continue;
@@ -159,8 +114,7 @@ fn edit_distance_at_most_one(a: &str, b: &str) -> bool {
 }
 
 fn inline_comments(file: &Path, section: &Section, out: &mut Vec<Warning>) {
-    let here = prefix(&section.header);
-    if !(TREE_PREFIXES.contains(&here) || here == "server" || section.header == "DEFAULT") {
+    if header_type(&section.header).is_none() && section.header != "DEFAULT" {
         return;
     }
     for entry in &section.entries {
@@ -187,18 +141,20 @@ fn unused(
     used: &HashSet<(PathBuf, String)>,
     out: &mut Vec<Warning>,
 ) {
-    let here = prefix(&section.header);
-    if !TREE_PREFIXES.contains(&here) || used.contains(&(file.to_owned(), section.header.clone())) {
+    let Some((here, name)) = header_type(&section.header) else {
+        return;
+    };
+    if here == Server || used.contains(&(file.to_owned(), section.header.clone())) {
         return;
     }
-    let message = if here == "filter" {
+    let message = if here == Filter {
         "is not used: nothing in the served app's pipeline refers to it".to_owned()
     } else {
         format!(
             "is not used by the served app (if it is another entry point, serve it as {}#{})",
             file.file_name()
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-            name(&section.header)
+            name
         )
     };
     out.push(Warning::new(

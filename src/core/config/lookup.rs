@@ -60,6 +60,20 @@ fn section_type(prefix: &str) -> SectionType {
     }
 }
 
+/// A header's Paste section type and name (bare `[app]` is `main`), or `None`
+/// for the sections Paste does not read (`[DEFAULT]`, `[loggers]`, `[uwsgi]`, ...).
+pub(super) fn header_type(header: &str) -> Option<(SectionType, &str)> {
+    let (prefix, name) = match header.split_once(':') {
+        Some((prefix, name)) => (prefix.trim(), name.trim()),
+        None => (header.trim(), "main"),
+    };
+    let known = [Want::App, Want::Filter, Want::Server]
+        .iter()
+        .flat_map(|w| w.groups().iter().copied().flatten())
+        .any(|p| *p == prefix);
+    known.then(|| (section_type(prefix), name))
+}
+
 /// `[prefix:name]` (name trimmed), or bare `[prefix]` for `main`.
 pub(super) fn section_matches(header: &str, prefix: &str, name: &str) -> bool {
     if header == prefix {
