@@ -348,9 +348,7 @@ impl Builder<'_> {
         };
         let entry = c.source.entry();
         let key = InstanceKey {
-            library: self.registry.content_hash(&library).unwrap_or_else(|| {
-                unreachable!("{} was opened by this registry", library.path.display())
-            }),
+            library: library.content_hash,
             entry: entry.to_owned(),
             kind,
             global_conf: c.global_conf.clone(),

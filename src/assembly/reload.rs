@@ -84,6 +84,9 @@ impl Reloader {
         let registry = Registry::new();
         let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
         let built = assembly::build(&deployment, &registry, &pool, &rt)?;
+        for w in &built.warnings {
+            tracing::warn!("{w}");
+        }
         let watched = watch_list(&deployment, &built.libraries);
         let instances = built.reusable();
         let reloader = Reloader {
@@ -137,7 +140,7 @@ impl Reloader {
             });
         match result {
             Ok((deployment, built)) => {
-                for w in &deployment.warnings {
+                for w in deployment.warnings.iter().chain(&built.warnings) {
                     tracing::warn!("{w}");
                 }
                 if deployment.server.listen != self.server.listen

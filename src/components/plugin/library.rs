@@ -24,6 +24,9 @@ pub struct Library {
     pub abi: (u16, u16),
     pub panic_unwind: bool,
     pub entries: Vec<EntryInfo>,
+    /// The hash of the file's contents: two libraries with equal hashes are
+    /// the same code (the registry opens each only once; reloads compare it).
+    pub content_hash: u64,
     /// Kept open forever (see the module docs).
     _handle: ManuallyDrop<libloading::Library>,
 }
@@ -77,9 +80,8 @@ impl Library {
     /// Open `path`, check the handshake and read the descriptor. Messages and
     /// [`Library::path`] name `shown` (the file the user named, when `path` is a
     /// private copy of it).
-    pub fn open(path: &Path, shown: &Path) -> Result<Library, LoadError> {
+    pub fn open(path: &Path, shown: &Path, content_hash: u64) -> Result<Library, LoadError> {
         let display = shown.to_owned();
-        #[cfg(unix)]
         let handle: libloading::Library = {
             use libloading::os::unix::{Library as UnixLibrary, RTLD_LOCAL, RTLD_NOW};
             // SAFETY: loading runs the library's initialisers; plugins are trusted code
@@ -96,12 +98,6 @@ impl Library {
                 })?
                 .into()
         };
-        #[cfg(not(unix))]
-        // SAFETY: as above.
-        let handle = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
-            path: display.clone(),
-            message: e.to_string(),
-        })?;
 
         // SAFETY: `plughost_abi` is declared by the ABI as a static `PhHandshake`;
         // we only read it through the pointer the loader gives us, when not NULL
@@ -192,6 +188,7 @@ impl Library {
             abi: (desc.abi_major, desc.abi_minor),
             panic_unwind: desc.flags & abi::PH_FLAG_PANIC_UNWIND != 0,
             entries,
+            content_hash,
             _handle: ManuallyDrop::new(handle),
         })
     }

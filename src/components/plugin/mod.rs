@@ -27,8 +27,18 @@ pub(crate) use library::Library;
 /// Why a library could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The dynamic loader refused the file (its message, naming the user's file).
     #[error("cannot load plugin library {}: {message}", path.display())]
     Open { path: PathBuf, message: String },
+    #[error("cannot load plugin library {}: no such file", path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot load plugin library {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot load plugin library {}: {error}", path.display())]
+    Copy { path: PathBuf, error: CopyError },
     #[error("{} is not a plughost plugin: it has no `plughost_abi` handshake symbol (build it with plughost-sdk's export_plugin! or PLUGHOST_EXPORT_HANDSHAKE in C)", path.display())]
     NoHandshake { path: PathBuf },
     #[error("{} is not a plughost plugin: handshake magic is {magic:#010x}, expected {:#010x}", path.display(), plughost_sdk::abi::PH_MAGIC)]
@@ -91,7 +101,6 @@ struct Loaded {
 pub(crate) struct FileStamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
-    #[cfg(unix)]
     inode: u64,
 }
 
@@ -102,7 +111,6 @@ impl FileStamp {
         Some(FileStamp {
             len: meta.len(),
             modified: meta.modified().ok(),
-            #[cfg(unix)]
             inode: std::os::unix::fs::MetadataExt::ino(&meta),
         })
     }
@@ -117,7 +125,7 @@ fn content_hash(bytes: &[u8]) -> u64 {
 
 /// Why a private copy of a library could not be made.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CopyError {
+pub enum CopyError {
     #[error("cannot tell this process's user: {0}")]
     NoUser(std::io::Error),
     #[error("cannot create {}: {source}", dir.display())]
@@ -216,12 +224,10 @@ impl Registry {
     /// or its contents were opened before, else a private copy of its contents.
     pub fn open(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-        let open_error = |message: String| LoadError::Open {
-            path: path.to_owned(),
-            message,
-        };
         let Some(stamp) = FileStamp::of(&key).filter(|_| key.is_file()) else {
-            return Err(open_error("no such file".into()));
+            return Err(LoadError::Missing {
+                path: path.to_owned(),
+            });
         };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(loaded) = state.by_path.get(&key) {
@@ -229,7 +235,10 @@ impl Registry {
                 return Ok(loaded.lib.clone());
             }
         }
-        let bytes = std::fs::read(&key).map_err(|e| open_error(e.to_string()))?;
+        let bytes = std::fs::read(&key).map_err(|error| LoadError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
         let hash = content_hash(&bytes);
         if let Some(lib) = state.by_hash.get(&hash).cloned() {
             state.by_path.insert(
@@ -246,17 +255,14 @@ impl Registry {
         }
         // Always opened from a private copy: the user's file may then be
         // rewritten in place (`cp`) at any time without touching mapped code.
-        let copy = private_copy(&key, &bytes, hash).map_err(|e| open_error(e.to_string()))?;
-        let opened = Library::open(&copy, &key);
+        let copy = private_copy(&key, &bytes, hash).map_err(|error| LoadError::Copy {
+            path: path.to_owned(),
+            error,
+        })?;
+        let opened = Library::open(&copy, &key, hash);
         // The mapping keeps the copy's contents; the name is no longer needed.
         let _ = std::fs::remove_file(&copy);
         let lib = Arc::new(opened?);
-        if !lib.panic_unwind && lib.build_info.starts_with("plughost-sdk") {
-            tracing::warn!(
-                path = %key.display(),
-                "plugin was built without panic=unwind: a panic in it will abort the whole process"
-            );
-        }
         tracing::debug!(path = %key.display(), name = %lib.name, version = %lib.version, build = %lib.build_info, "loaded plugin");
         state.by_hash.insert(hash, lib.clone());
         state.by_path.insert(
@@ -267,18 +273,5 @@ impl Registry {
             },
         );
         Ok(lib)
-    }
-
-    /// The content hash `lib` was opened under: two libraries from this
-    /// registry have the same hash exactly when they are the same library
-    /// (unchanged contents are never opened twice), whatever their paths.
-    /// `None` for a library this registry did not open.
-    pub fn content_hash(&self, lib: &Arc<Library>) -> Option<u64> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state
-            .by_hash
-            .iter()
-            .find(|(_, l)| Arc::ptr_eq(l, lib))
-            .map(|(hash, _)| *hash)
     }
 }
