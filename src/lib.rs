@@ -34,7 +34,7 @@ pub use crate::core::{body, Body, BodyError, Handler, Request, Response, Respons
 /// The configuration model: resolving a deploy.ini without loading code.
 pub mod config {
     pub use crate::core::config::{
-        ini, interpolate, read_main, ConfigError, Deployment, ErrorKind, MainFile, Source,
+        ini, interpolate, ConfigError, Deployment, ErrorKind, MainFile, Source,
     };
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use plughost::config::{self, Deployment};
+use plughost::config::{Deployment, MainFile};
 use plughost::logging::LoggingError;
 use plughost::{check, server};
 use plughost::{LoadSpec, Location, Registry, Reloader, Warning, WorkerPool};
@@ -107,28 +107,6 @@ fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = setup_logging(&cli) {
-        if let Command::Check {
-            config, json: true, ..
-        } = &cli.command
-        {
-            // Even a broken [loggers] section is one JSON document for --json.
-            let (at, message) = match e.downcast_ref::<LoggingError>() {
-                Some(l) => (l.at.clone(), l.message.clone()),
-                None => (
-                    Location::file(split_config(&config.config).0),
-                    format!("{e:#}"),
-                ),
-            };
-            let _ = write_stdout(&format!(
-                "{:#}\n",
-                check::failure_json(&[(at, message)], &[])
-            ));
-        } else {
-            eprintln!("plughost: error: {e:#}");
-        }
-        std::process::exit(1);
-    }
     let result = match cli.command {
         Command::Serve {
             config,
@@ -154,25 +132,21 @@ fn main() {
     }
 }
 
-/// Logging from the config's `[loggers]` sections when it has them (as pserve
-/// does), else stderr filtered by `RUST_LOG` (default `info`).
-fn setup_logging(cli: &Cli) -> Result<()> {
-    let (config, vars) = match &cli.command {
-        Command::Serve { config, .. } | Command::Check { config, .. } => {
-            (&config.config, &config.vars[..])
-        }
-        Command::Cache(CacheCommand::Purge { config, .. }) => (config, &[][..]),
-    };
-    let (path, _) = split_config(config);
-    // Through the config model; what it cannot read or parse, the command's own load reports.
-    let main = config::read_main(&path, &parse_vars(vars).unwrap_or_default()).ok();
-    let spec = main
-        .as_ref()
-        .map(plughost::logging::from_config)
-        .transpose()?
-        .flatten();
-    plughost::logging::init(spec.as_ref())
-        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+/// Logging from the loaded config's `[loggers]` sections when it has them (as
+/// pserve does), else stderr filtered by `RUST_LOG` (default `info`). Set up
+/// right after the load (which logs nothing), from the file the load read.
+fn setup_logging(main: &MainFile) -> std::result::Result<(), LoggingSetup> {
+    let spec = plughost::logging::from_config(main)?;
+    plughost::logging::init(spec.as_ref()).map_err(LoggingSetup::Init)
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum LoggingSetup {
+    #[error(transparent)]
+    Config(#[from] LoggingError),
+    #[error("cannot set up logging: {0}")]
+    Init(plughost::logging::InitError),
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -201,8 +175,10 @@ fn serve(
         host,
         port,
     };
+    let deployment = spec.load()?;
+    setup_logging(&deployment.main)?;
     let rt = runtime()?;
-    let (reloader, deployment) = Reloader::start(spec, rt.handle().clone())?;
+    let reloader = Reloader::start(spec, &deployment, rt.handle().clone())?;
     for w in &deployment.warnings {
         tracing::warn!("{w}");
     }
@@ -296,6 +272,11 @@ fn run_check(
     let vars = parse_vars(&args.vars).map_err(|e| CheckFailure::new(None, e.to_string(), &[]))?;
     let deployment = plughost::load(&path, name.as_deref(), server_name, &vars)
         .map_err(|e| CheckFailure::new(Some(e.at), e.message, &[]))?;
+    setup_logging(&deployment.main).map_err(|e| match e {
+        // Even a broken [loggers] section is one JSON document for --json.
+        LoggingSetup::Config(e) => CheckFailure::new(Some(e.at), e.message, &deployment.warnings),
+        e => CheckFailure::new(None, e.to_string(), &deployment.warnings),
+    })?;
     let rt =
         runtime().map_err(|e| CheckFailure::new(None, format!("{e:#}"), &deployment.warnings))?;
     let registry = Registry::new();
@@ -335,6 +316,7 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
     }
     let (path, name) = split_config(config);
     let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
+    setup_logging(&deployment.main)?;
     let caches: Vec<_> = deployment
         .app
         .components()

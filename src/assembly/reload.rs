@@ -78,16 +78,19 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Load and build the first pipeline.
-    pub fn start(spec: LoadSpec, rt: Handle) -> Result<(Arc<Reloader>, Deployment), ReloadError> {
-        let deployment = spec.load()?;
+    /// Build the first pipeline from `deployment` (what `spec` loaded).
+    pub fn start(
+        spec: LoadSpec,
+        deployment: &Deployment,
+        rt: Handle,
+    ) -> Result<Arc<Reloader>, ReloadError> {
         let registry = Registry::new();
         let pool = WorkerPool::new(deployment.server.threads, deployment.server.request_timeout);
-        let built = assembly::build(&deployment, &registry, &pool, &rt)?;
+        let built = assembly::build(deployment, &registry, &pool, &rt)?;
         for w in &built.warnings {
             tracing::warn!("{w}");
         }
-        let watched = watch_list(&deployment, &built.libraries);
+        let watched = watch_list(deployment, &built.libraries);
         let instances = built.reusable();
         let reloader = Reloader {
             spec,
@@ -100,7 +103,7 @@ impl Reloader {
             instances: Mutex::new(instances),
             busy: Mutex::new(()),
         };
-        Ok((Arc::new(reloader), deployment))
+        Ok(Arc::new(reloader))
     }
 
     /// The handler the server serves: always the current pipeline.

@@ -27,7 +27,8 @@ use crate::core::location::{Location, Warning};
 pub use error::{ConfigError, ErrorKind};
 pub use main_file::MainFile;
 pub(crate) use resolve::load;
-pub use resolve::read_main;
+#[cfg(test)]
+pub(crate) use resolve::read_main;
 pub(crate) use server::ServerConfig;
 
 /// Everything a configuration file describes.

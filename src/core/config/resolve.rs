@@ -45,11 +45,7 @@ pub(crate) fn load(
     };
     let vars: Conf = vars.to_vec();
     let ctx = r.open(&path, &vars)?;
-    let main = MainFile::new(
-        ctx.path.clone(),
-        (*ctx.ini).clone(),
-        ctx.defaults.raw.clone(),
-    );
+    let main = ctx.main_file();
     let globals = overlay(&ctx.defaults.values, &vars);
     let app = r.app_named(&ctx, app_name.unwrap_or("main"), &globals)?;
     let server = r.server(&ctx, server_name.unwrap_or("main"))?;
@@ -73,20 +69,13 @@ pub(crate) fn load(
     })
 }
 
-/// Read and parse the main file `path` alone, with its defaults (`vars` are
-/// command-line variables), as [`load`] does before resolving anything: for
-/// what must be set up before the tree is (logging).
-pub fn read_main(path: &Path, vars: &[(String, String)]) -> Result<MainFile, ConfigError> {
-    let path = std::path::absolute(path).map_err(|e| {
-        ConfigError::new(ErrorKind::Read, path, format!("cannot resolve path: {e}"))
-    })?;
+/// Read and parse the main file `path` alone, with its defaults, as [`load`]
+/// does before resolving anything (for tests of what reads the main file:
+/// logging).
+#[cfg(test)]
+pub(crate) fn read_main(path: &Path, vars: &[(String, String)]) -> Result<MainFile, ConfigError> {
     let mut r = Resolver::default();
-    let ctx = r.open(&path, &vars.to_vec())?;
-    Ok(MainFile::new(
-        ctx.path.clone(),
-        (*ctx.ini).clone(),
-        ctx.defaults.raw.clone(),
-    ))
+    Ok(r.open(path, &vars.to_vec())?.main_file())
 }
 
 /// Largest configuration file read.
@@ -133,6 +122,17 @@ struct Ctx {
     dir: PathBuf,
     ini: Rc<IniFile>,
     defaults: Rc<Defaults>,
+}
+
+impl Ctx {
+    /// The main file as logging reads it: its sections and raw defaults.
+    fn main_file(&self) -> MainFile {
+        MainFile::new(
+            self.path.clone(),
+            (*self.ini).clone(),
+            self.defaults.raw.clone(),
+        )
+    }
 }
 
 /// What a section resolves to before the referencing section wraps it.
