@@ -157,8 +157,9 @@ impl Catalog {
         self.0.iter().find(|b| b.is_named(dist, entry))
     }
 
-    /// The built-in `egg:plughost#NAME`.
-    pub fn named(self, name: &str) -> Option<&'static Builtin> {
+    /// The built-in `egg:plughost#NAME` (for the in-process tests).
+    #[cfg(test)]
+    pub(crate) fn named(self, name: &str) -> Option<&'static Builtin> {
         self.lookup("plughost", name)
     }
 
