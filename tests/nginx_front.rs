@@ -5,43 +5,18 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::*;
 
-fn nginx_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("nginx"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A foreground nginx (no daemon, no master process), killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    logs: PathBuf,
-}
+/// The shipped examples/nginx/nginx.conf with its addresses, root and logs
+/// pointed at this test's.
+struct Nginx(nginx::Nginx);
 
 impl Nginx {
-    /// Run the example config with its addresses, root and logs pointed at this test's.
     fn start(bin: &Path, dir: &Path, cache: &Path, upstream: u16) -> Nginx {
-        let logs = dir.join("nginx-logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        let port = free_port();
+        let port = nginx::free_port();
         let mut conf =
             std::fs::read_to_string(repo_dir().join("examples/nginx/nginx.conf")).unwrap();
         for (from, to) in [
@@ -57,63 +32,20 @@ impl Nginx {
                 "root /srv/site/cache;",
                 format!("root {};", cache.display()),
             ),
-            ("/var/log/nginx/", format!("{}/", logs.display())),
+            ("/var/log/nginx/", "{logs}/".to_string()),
         ] {
             assert!(conf.contains(from), "the example no longer has {from:?}");
             conf = conf.replace(from, &to);
         }
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let globals = format!(
-            "daemon off; master_process off; pid {0}/nginx.pid; error_log {0}/error.log;",
-            logs.display()
-        );
-        let mut child = Command::new(bin)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-g", &globals])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nginx starts");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                let log = std::fs::read_to_string(logs.join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {err}{log}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nginx did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nginx { child, port, logs }
+        Nginx(nginx::Nginx::start(bin, dir, &conf, port))
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        request(self.port, method, path, headers, b"").unwrap_or_else(|e| {
+        request(self.0.port, method, path, headers, b"").unwrap_or_else(|e| {
             let log =
-                std::fs::read_to_string(self.logs.join("plughost-error.log")).unwrap_or_default();
+                std::fs::read_to_string(self.0.logs.join("plughost-error.log")).unwrap_or_default();
             panic!("{method} {path} through nginx: {e}\n{log}")
         })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -130,7 +62,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn nginx_serves_hits_from_the_tree_and_plughost_everything_else() {
-    let Some(bin) = nginx_binary() else {
+    let Some(bin) = nginx::binary() else {
         skip_unless_ci("nginx not installed (looked on PATH and at /usr/sbin/nginx)");
         return;
     };

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod nginx;
+pub mod python;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
