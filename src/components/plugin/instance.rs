@@ -70,6 +70,9 @@ pub struct Instance {
     /// An app that declared `PH_HANDLER_NONBLOCKING` and has not broken the promise:
     /// its body-less requests run on the event loop (see [`Instance::runs_inline`]).
     inline: AtomicBool,
+    /// Whether an inline call has been judged: the first one is not (see
+    /// [`Instance::judge_inline`]).
+    warmed: AtomicBool,
     /// Declared last so the library outlives the instance's destruction.
     _lib: Arc<Library>,
 }
@@ -150,6 +153,7 @@ impl Instance {
                 inline: AtomicBool::new(
                     info.kind == abi::PH_KIND_APP && info.flags & abi::PH_HANDLER_NONBLOCKING != 0,
                 ),
+                warmed: AtomicBool::new(false),
                 _lib: lib,
             }),
             abi::PH_OK => Err(CreateError::NullInstance),
@@ -168,10 +172,22 @@ impl Instance {
         self.inline.load(Ordering::Relaxed)
     }
 
-    /// A call on the event loop took `took`, longer than any non-blocking call
-    /// should: send this instance's calls to the worker pool from now on.
-    pub fn stop_inline(&self, took: std::time::Duration) {
-        if self.inline.swap(false, Ordering::Relaxed) {
+    /// A call on the event loop took `took`. Longer than `limit` breaks the
+    /// non-blocking promise: this instance's calls go to the worker pool from now
+    /// on. The instance's first call is not judged: it pays one-time costs (first
+    /// touch of its pages, lazy statics, code translation under valgrind) that say
+    /// nothing about the calls after it.
+    pub fn judge_inline(&self, took: std::time::Duration, limit: std::time::Duration) {
+        if !self.warmed.swap(true, Ordering::Relaxed) {
+            if took > limit {
+                tracing::debug!(
+                    plugin = self.label(),
+                    "first call took {took:?} on the event loop; not judged (warm-up)"
+                );
+            }
+            return;
+        }
+        if took > limit && self.inline.swap(false, Ordering::Relaxed) {
             tracing::warn!(
                 plugin = self.label(),
                 "declares itself non-blocking, but one call took {took:?} on the event loop; \
