@@ -17,21 +17,21 @@ struct Echo {
     counter: AtomicU64,
 }
 
-fn pairs_to_object(pairs: &[(String, String)]) -> Value {
+fn pairs_to_object<S: AsRef<str>>(pairs: &[(S, S)]) -> Value {
     let mut map = Map::new();
     for (k, v) in pairs {
-        map.insert(k.clone(), Value::String(v.clone()));
+        map.insert(k.as_ref().to_owned(), Value::String(v.as_ref().to_owned()));
     }
     Value::Object(map)
 }
 
-fn headers_to_object(headers: &[(String, String)]) -> Value {
+fn headers_to_object<S: AsRef<str>>(headers: &[(S, S)]) -> Value {
     let mut map = Map::new();
     for (name, value) in headers {
-        let name = name.to_ascii_lowercase();
+        let (name, value) = (name.as_ref().to_ascii_lowercase(), value.as_ref());
         let joined = match map.get(&name) {
             Some(Value::String(prev)) => format!("{prev}, {value}"),
-            _ => value.clone(),
+            _ => value.to_owned(),
         };
         map.insert(name, Value::String(joined));
     }

@@ -120,6 +120,13 @@ impl From<&str> for Body {
     }
 }
 
+/// A request string (borrowed from the host or owned): copied into the body.
+impl From<std::borrow::Cow<'_, str>> for Body {
+    fn from(s: std::borrow::Cow<'_, str>) -> Body {
+        Body(Inner::Bytes(s.into_owned().into_bytes()))
+    }
+}
+
 impl From<&[u8]> for Body {
     fn from(s: &[u8]) -> Body {
         Body(Inner::Bytes(s.to_vec()))

@@ -19,6 +19,7 @@
 //! returns the address of a static, so there is nothing to check or catch.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::ffi::c_void;
 use std::io::{self, Read};
 use std::marker::PhantomData;
@@ -73,12 +74,48 @@ unsafe fn owned_pairs(pairs: *const PhPair, count: usize) -> Vec<(String, String
         .collect()
 }
 
-fn borrow_pairs(pairs: &[(String, String)]) -> Vec<PhPair> {
+/// View a borrowed string for `'a` without copying it: as it is when it is UTF-8
+/// (request heads nearly always are), as a lossy owned copy when not.
+///
+/// # Safety
+/// `s` must be valid and unchanged for `'a`.
+unsafe fn text<'a>(s: PhStr) -> Cow<'a, str> {
+    // SAFETY: guaranteed by the caller.
+    let bytes: &'a [u8] = unsafe { s.as_bytes() };
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8 (and the check is several times cheaper than
+        // UTF-8 validation on short strings).
+        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+/// View borrowed pairs for `'a` (see [`text`]).
+///
+/// # Safety
+/// `pairs` must point at `count` pairs valid and unchanged for `'a` (or be null).
+unsafe fn text_pairs<'a>(pairs: *const PhPair, count: usize) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+    if pairs.is_null() || count == 0 {
+        return Vec::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    let pairs: &'a [PhPair] = unsafe { std::slice::from_raw_parts(pairs, count) };
+    pairs
+        .iter()
+        // SAFETY: each pair's strings are valid for `'a`, as the slice is.
+        .map(|p| unsafe { (text(p.name), text(p.value)) })
+        .collect()
+}
+
+fn borrow_pairs<S: AsRef<str>>(pairs: &[(S, S)]) -> Vec<PhPair> {
     pairs
         .iter()
         .map(|(n, v)| PhPair {
-            name: PhStr::from_str(n),
-            value: PhStr::from_str(v),
+            name: PhStr::from_str(n.as_ref()),
+            value: PhStr::from_str(v.as_ref()),
         })
         .collect()
 }
@@ -567,34 +604,35 @@ ffi_export! {
 // ---------------------------------------------------------------------------
 // Requests and responses.
 
-/// Copy the raw request view into an owned request that owns `body`.
+/// The SDK's view of a raw request for the call: its strings borrowed, the body
+/// taken over.
 ///
 /// # Safety
-/// `req` must be a valid request view for the duration of the call.
-unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
+/// `req` must be a valid request view, its strings and arrays valid for `'a`.
+unsafe fn request_from_raw<'a>(req: &'a PhRequest, body: PhBody) -> Request<'a> {
     // Take the body first, so it is released even if anything below panics.
     let body = RequestBody(match ForeignBody::new(body) {
         Some(f) => ReqInner::Foreign(f),
         None => ReqInner::Empty,
     });
-    // SAFETY: every string and array of the view is valid for the call.
+    // SAFETY: every string and array of the view is valid for `'a`.
     unsafe {
         let (script_name, raw_script_name) = decoded(req.script_name);
         let (path_info, raw_path_info) = decoded(req.path_info);
         Request {
-            method: owned(req.method),
-            scheme: owned(req.scheme),
+            method: text(req.method),
+            scheme: text(req.scheme),
             script_name,
             path_info,
-            raw_path: owned(req.raw_path),
-            query_string: owned(req.query_string),
-            protocol: owned(req.protocol),
-            server_name: owned(req.server_name),
+            raw_path: text(req.raw_path),
+            query_string: text(req.query_string),
+            protocol: text(req.protocol),
+            server_name: text(req.server_name),
             server_port: req.server_port,
-            remote_addr: owned(req.remote_addr),
+            remote_addr: text(req.remote_addr),
             remote_port: req.remote_port,
-            headers: owned_pairs(req.headers, req.header_count),
-            extras: owned_pairs(req.extras, req.extra_count),
+            headers: text_pairs(req.headers, req.header_count),
+            extras: text_pairs(req.extras, req.extra_count),
             content_length: u64::try_from(req.content_length).ok(),
             body,
             raw_script_name,
@@ -606,25 +644,21 @@ unsafe fn request_from_raw(req: &PhRequest, body: PhBody) -> Request {
 /// A decoded path as a string, plus its exact bytes when they are not UTF-8.
 ///
 /// # Safety
-/// `s` must be valid for the duration of the call.
-unsafe fn decoded(s: PhStr) -> (String, Option<Vec<u8>>) {
+/// `s` must be valid for `'a`.
+unsafe fn decoded<'a>(s: PhStr) -> (Cow<'a, str>, Option<Cow<'a, [u8]>>) {
     // SAFETY: guaranteed by the caller.
-    let bytes = unsafe { s.as_bytes() };
-    if let Some(text) = ascii(bytes) {
-        return (text, None);
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (text.to_owned(), None),
-        Err(_) => (
-            String::from_utf8_lossy(bytes).into_owned(),
-            Some(bytes.to_vec()),
-        ),
-    }
+    let shown = unsafe { text(s) };
+    let raw = match shown {
+        // SAFETY: as above.
+        Cow::Owned(_) => Some(Cow::Borrowed(unsafe { s.as_bytes() })),
+        Cow::Borrowed(_) => None,
+    };
+    (shown, raw)
 }
 
 /// The bytes to send for a string that may have come in as invalid UTF-8:
 /// the original bytes if the string was not changed.
-fn exact<'a>(shown: &'a str, raw: &'a Option<Vec<u8>>) -> &'a [u8] {
+fn exact<'a>(shown: &'a str, raw: &'a Option<Cow<'_, [u8]>>) -> &'a [u8] {
     match raw {
         Some(raw) if String::from_utf8_lossy(raw) == shown => raw,
         _ => shown.as_bytes(),
@@ -698,7 +732,7 @@ unsafe fn response_from_raw(raw: PhResponse) -> Response {
     }
 }
 
-pub(crate) fn call_next(next: &PhNext, req: Request) -> Result<Response, Error> {
+pub(crate) fn call_next(next: &PhNext, req: Request<'_>) -> Result<Response, Error> {
     let headers = borrow_pairs(&req.headers);
     let extras = borrow_pairs(&req.extras);
     let view = PhRequest {
@@ -1036,8 +1070,8 @@ mod tests {
         assert_eq!((chunks.len(), hint), (0, 0));
     }
 
-    fn decode(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
-        // SAFETY: the view points into `bytes`, alive for the call.
+    fn decode(bytes: &[u8]) -> (Cow<'_, str>, Option<Cow<'_, [u8]>>) {
+        // SAFETY: the view points into `bytes`, alive as long as the result.
         unsafe { decoded(PhStr::from_bytes(bytes)) }
     }
 
@@ -1049,7 +1083,15 @@ mod tests {
     #[test]
     fn request_strings_keep_exact_bytes_only_when_not_utf8() {
         assert_eq!(decode(b"/a b"), ("/a b".into(), None));
+        assert!(
+            matches!(decode(b"/a b").0, Cow::Borrowed(_)),
+            "UTF-8 is not copied"
+        );
         assert_eq!(decode("/caf\u{e9}".as_bytes()), ("/caf\u{e9}".into(), None));
+        assert!(matches!(
+            decode("/caf\u{e9}".as_bytes()).0,
+            Cow::Borrowed(_)
+        ));
         let (text, raw) = decode(b"/\xff");
         assert_eq!(text, "/\u{fffd}");
         assert_eq!(
@@ -1127,7 +1169,7 @@ mod tests {
             }
         }
         fn call(&self, mut req: Request) -> Result<Response, Error> {
-            match req.path_info.as_str() {
+            match &*req.path_info {
                 "/panic" => panic!("boom"),
                 "/err" => Err(Error::new("nope")),
                 path => Ok(Response::new(201)
@@ -1171,6 +1213,36 @@ mod tests {
             extra_count: 0,
             content_length: -1,
         }
+    }
+
+    #[test]
+    fn the_request_view_borrows_the_hosts_strings_and_to_owned_copies_them() {
+        // The host's memory: freed below, after the owned copy is made.
+        let (path, value) = (String::from("/items/7"), String::from("1"));
+        let host_headers = [PhPair {
+            name: PhStr::from_str("x-a"),
+            value: PhStr::from_str(&value),
+        }];
+        let mut raw = raw_request("/", &host_headers);
+        raw.path_info = PhStr::from_str(&path);
+        // SAFETY: `raw` and the strings it points at outlive `req`.
+        let req = unsafe { request_from_raw(&raw, PhBody::EMPTY) };
+        let points_into = |s: &Cow<'_, str>, host: PhStr| matches!(s, Cow::Borrowed(b) if b.as_ptr() == host.ptr && b.len() == host.len);
+        assert!(points_into(&req.method, raw.method));
+        assert!(points_into(&req.path_info, raw.path_info));
+        assert!(points_into(&req.raw_path, raw.raw_path));
+        assert!(points_into(&req.remote_addr, raw.remote_addr));
+        assert!(points_into(&req.headers[0].0, host_headers[0].name));
+        assert!(points_into(&req.headers[0].1, host_headers[0].value));
+        let owned: Request<'static> = req.to_owned();
+        assert!(matches!(owned.path_info, Cow::Owned(_)));
+        assert!(matches!(owned.headers[0].1, Cow::Owned(_)));
+        drop((path, value));
+        // The copy lives on, on another thread, after the host's memory is gone.
+        let kept = std::thread::spawn(move || {
+            (owned.path_info.into_owned(), owned.headers[0].1.to_string())
+        });
+        assert_eq!(kept.join().unwrap(), ("/items/7".into(), "1".into()));
     }
 
     /// Create an instance through an entry's factory, as the host does.

@@ -17,7 +17,7 @@ use crate::{Error, Request};
 /// still grow to the caller's limit as it is read).
 const PREALLOCATE_MAX: usize = 1 << 20;
 
-impl Request {
+impl Request<'_> {
     /// The first value of query parameter `name`, decoded (see the module notes:
     /// `+` is a space, bad `%` escapes are kept literally). `None` if absent;
     /// `Some("")` for `?name` or `?name=`.
@@ -158,7 +158,7 @@ impl Request {
 
 /// JSON bodies (the `json` feature).
 #[cfg(feature = "json")]
-impl Request {
+impl Request<'_> {
     /// Read a JSON body into a `T` (needs the `json` feature). Consumes the body.
     ///
     /// Errors, all status errors with a short reason: a missing or non-JSON
@@ -285,7 +285,7 @@ mod tests {
             .collect()
     }
 
-    fn query(q: &str) -> Request {
+    fn query(q: &str) -> Request<'static> {
         Request::builder().query(q).build()
     }
 
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(query("&&").query_pairs(), []);
     }
 
-    fn form_request(content_type: Option<&str>, body: &str) -> Request {
+    fn form_request(content_type: Option<&str>, body: &str) -> Request<'static> {
         let mut b = Request::builder().method("POST");
         if let Some(ct) = content_type {
             b = b.header("Content-Type", ct);
@@ -417,7 +417,7 @@ mod tests {
         }
     }
 
-    fn watched(declared: Option<u64>, bytes: &[u8]) -> (Request, Arc<AtomicBool>) {
+    fn watched(declared: Option<u64>, bytes: &[u8]) -> (Request<'static>, Arc<AtomicBool>) {
         let read = Arc::new(AtomicBool::new(false));
         let mut req = Request::new("POST", "/");
         req.content_length = declared;
@@ -469,7 +469,7 @@ mod tests {
 
         type Map = BTreeMap<String, i64>;
 
-        fn json_request(content_type: Option<&str>, body: &str) -> Request {
+        fn json_request(content_type: Option<&str>, body: &str) -> Request<'static> {
             let mut b = Request::builder().method("POST");
             if let Some(ct) = content_type {
                 b = b.header("Content-Type", ct);

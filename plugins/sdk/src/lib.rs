@@ -184,7 +184,7 @@ pub trait App: Send + Sync + Sized + 'static {
     /// Build an instance from the section's configuration.
     fn new(config: &Config) -> Result<Self, Error>;
     /// Answer one request.
-    fn call(&self, req: Request) -> Result<Response, Error>;
+    fn call(&self, req: Request<'_>) -> Result<Response, Error>;
 
     /// Set to `true` only if `call` never blocks: no file or network I/O, no
     /// sleeping, no lock held by slow code, microseconds of work (and the same for
@@ -201,7 +201,7 @@ pub trait Filter: Send + Sync + Sized + 'static {
     /// Build an instance from the section's configuration.
     fn new(config: &Config) -> Result<Self, Error>;
     /// Handle one request; call `next.call(req)` at most once to pass it on.
-    fn call(&self, req: Request, next: Next<'_>) -> Result<Response, Error>;
+    fn call(&self, req: Request<'_>, next: Next<'_>) -> Result<Response, Error>;
 }
 
 /// Export a plugin library: its name and its named app and filter entries.

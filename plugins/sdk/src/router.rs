@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::{Error, Request, Response};
 
 /// A route's handler, shared between the methods it was registered for.
-type Handler<S> = Arc<dyn Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync>;
+type Handler<S> = Arc<dyn Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync>;
 
 /// Dispatches requests to handlers by method and path, with shared state `S`.
 ///
@@ -305,7 +305,7 @@ impl<S> Router<S> {
     /// [there](Router#panics)).
     pub fn route<H>(mut self, methods: &[&str], pattern: &str, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         if methods.is_empty() {
             panic!("route {pattern:?} has no methods");
@@ -354,7 +354,7 @@ impl<S> Router<S> {
     /// Route `GET` (and so `HEAD`) requests for `pattern` to `handler`.
     pub fn get<H>(self, pattern: &str, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         self.route(&["GET"], pattern, handler)
     }
@@ -362,7 +362,7 @@ impl<S> Router<S> {
     /// Route `POST` requests for `pattern` to `handler`.
     pub fn post<H>(self, pattern: &str, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         self.route(&["POST"], pattern, handler)
     }
@@ -370,7 +370,7 @@ impl<S> Router<S> {
     /// Route `PUT` requests for `pattern` to `handler`.
     pub fn put<H>(self, pattern: &str, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         self.route(&["PUT"], pattern, handler)
     }
@@ -378,7 +378,7 @@ impl<S> Router<S> {
     /// Route `PATCH` requests for `pattern` to `handler`.
     pub fn patch<H>(self, pattern: &str, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         self.route(&["PATCH"], pattern, handler)
     }
@@ -386,7 +386,7 @@ impl<S> Router<S> {
     /// Route `DELETE` requests for `pattern` to `handler`.
     pub fn delete<H>(self, pattern: &str, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         self.route(&["DELETE"], pattern, handler)
     }
@@ -396,7 +396,7 @@ impl<S> Router<S> {
     /// not for the request's method, still gets the 405.
     pub fn fallback<H>(mut self, handler: H) -> Router<S>
     where
-        H: Fn(&S, Request, &Params) -> Result<Response, Error> + Send + Sync + 'static,
+        H: Fn(&S, Request<'_>, &Params) -> Result<Response, Error> + Send + Sync + 'static,
     {
         self.fallback = Some(Arc::new(handler));
         self
@@ -405,8 +405,8 @@ impl<S> Router<S> {
     /// Answer `req` with the handler of the route it matches, giving it `state`;
     /// or with a 404 or 405 (see [which route answers](Router#which-route-answers)).
     /// The handler's `Err` is returned as is.
-    pub fn call(&self, state: &S, req: Request) -> Result<Response, Error> {
-        let path = match req.path_info.as_str() {
+    pub fn call(&self, state: &S, req: Request<'_>) -> Result<Response, Error> {
+        let path = match &*req.path_info {
             "" => "/",
             p => p,
         };
