@@ -9,6 +9,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::cookies::IgnoredCookies;
+use super::hosts::{self, Hosts};
+use super::layout::Layout;
 use super::path::valid_index;
 use crate::core::config::Component;
 
@@ -20,15 +22,23 @@ pub(crate) const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
-                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt";
+                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt, \
+                    layout, host_dirs, host_port, hosts";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
     /// Absolute (resolved against the defining file's directory).
     pub cache_dir: PathBuf,
-    /// The Content-Type of every hit.
+    /// The Content-Type of every hit (`text/html` under `content_type = auto`,
+    /// as the type of a page whose own type is unknown).
     pub content_type: String,
+    /// `content_type = auto`: each page keeps the Content-Type it was stored with.
+    pub auto_type: bool,
+    /// How a URL path becomes a file path (`layout`).
+    pub layout: Layout,
+    /// `host_dirs`, `host_port` and `hosts`: which hosts are cached, and where.
+    pub hosts: Hosts,
     /// Prefixes a path must be under to be cached (None: every path).
     pub cache_paths: Option<Vec<String>>,
     /// The file name a URL ending in `/` maps to.
@@ -50,9 +60,13 @@ pub(super) struct Settings {
 impl Settings {
     pub(super) fn from_component(c: &Component) -> Result<Settings, SettingError> {
         let mut cache_dir = None;
+        let mut host_port = None;
         let mut s = Settings {
             cache_dir: PathBuf::new(),
             content_type: "text/html".into(),
+            auto_type: false,
+            layout: Layout::Paths,
+            hosts: Hosts::default(),
             cache_paths: None,
             directory_index: "__index.html".into(),
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
@@ -79,6 +93,7 @@ impl Settings {
                     }
                     cache_dir = Some(dir);
                 }
+                "content_type" if v.eq_ignore_ascii_case("auto") => s.auto_type = true,
                 "content_type" => {
                     if HeaderValue::from_str(v).is_err() || v.is_empty() {
                         return Err(err(format!("`{v}` is not a valid header value")));
@@ -141,6 +156,21 @@ impl Settings {
                 "ignore_cookies" => {
                     s.ignore_cookies = IgnoredCookies::parse(v).map_err(|e| err(e.to_string()))?
                 }
+                "layout" => {
+                    s.layout = Layout::parse(v)
+                        .ok_or_else(|| err(format!("expected `paths` or `dirs`, found `{v}`")))?
+                }
+                "host_dirs" => {
+                    s.hosts.dirs = parse_bool(v)
+                        .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
+                }
+                "host_port" => {
+                    host_port = Some(
+                        parse_bool(v)
+                            .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?,
+                    )
+                }
+                "hosts" => s.hosts.only = Some(hosts::parse_list(v).map_err(err)?),
                 "adopt" => {
                     s.adopt = parse_bool(v)
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
@@ -156,6 +186,15 @@ impl Settings {
                     ))
                 }
             }
+        }
+        if let Some(keep) = host_port {
+            if !s.hosts.dirs {
+                return Err(SettingError::key(
+                    "host_port",
+                    "only means something with `host_dirs = true`",
+                ));
+            }
+            s.hosts.port = keep;
         }
         s.cache_dir = cache_dir.ok_or_else(|| {
             SettingError::key("cache_dir", "required (the directory to keep pages in)")

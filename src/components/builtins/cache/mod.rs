@@ -18,7 +18,10 @@ mod config;
 mod cookies;
 mod dir;
 mod flight;
+mod hosts;
+mod layout;
 mod memo;
+mod mime_store;
 mod owner;
 pub mod path;
 mod placement;
@@ -38,6 +41,7 @@ use self::config::Settings;
 use self::dir::{CacheDir, Lookup};
 use self::flight::{Flights, Join, Outcome};
 use self::memo::{Entry, Memo, Version};
+use self::mime_store::TypeStore;
 use self::path::CachePath;
 use self::stats::{CacheStats, Event};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
@@ -65,8 +69,10 @@ pub const BUILTIN: Builtin = Builtin {
 /// holds the directories of the pipeline built so far.
 fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
     let c = site.component;
-    placement::host_blind(c, site.inner)?;
     let cache = Cache::new(c, site.next)?;
+    if !cache.settings.hosts.dirs {
+        placement::host_blind(c, site.inner)?;
+    }
     let dir = std::fs::canonicalize(&cache.settings.cache_dir)
         .unwrap_or_else(|_| cache.settings.cache_dir.clone());
     placement::claim(site.claims, c, dir, cache.mapping())?;
@@ -83,6 +89,8 @@ pub(crate) struct Cache {
     content_type: HeaderValue,
     /// `content_type` without parameters: the only media type stored.
     media_type: String,
+    /// `content_type = auto`: where page types are kept.
+    types: Option<TypeStore>,
     stats: Arc<CacheStats>,
 }
 
@@ -102,6 +110,21 @@ impl Cache {
         }
         let stats = stats::for_filter(&c.section, &settings.cache_dir.to_string_lossy());
         tracing::debug!(section = %c.section, cache_dir = %shown, "cache: ready");
+        let types = if settings.auto_type {
+            Some(probe_types(&dir, &settings).map_err(|e| {
+                SettingError::key(
+                    "content_type",
+                    format!("cannot test {shown} for extended attributes: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        if types == Some(TypeStore::Extension) {
+            tracing::warn!(
+                "cache: {shown} has no user extended attributes: content_type = auto types each page by its file name's extension"
+            );
+        }
         let memo = Memo::new(
             settings.memory_cache_bytes,
             MAX_MEMORY_ENTRY.min(settings.memory_cache_bytes / 8),
@@ -112,6 +135,7 @@ impl Cache {
             media_type: rules::media_type(&settings.content_type).to_owned(),
             content_type: HeaderValue::from_str(&settings.content_type)
                 .map_err(|_| "content_type: not a valid header value".to_owned())?,
+            types,
             settings,
             dir: Arc::new(dir),
             flights: Flights::default(),
@@ -121,7 +145,23 @@ impl Cache {
 
     /// How this cache maps URLs to files, for comparing sections that share a cache_dir.
     fn mapping(&self) -> String {
-        format!("directory_index = {}", self.settings.directory_index)
+        let s = &self.settings;
+        let mut m = format!("directory_index = {}", s.directory_index);
+        if s.layout != layout::Layout::Paths {
+            m += &format!(", layout = {}", s.layout.name());
+        }
+        if s.hosts.dirs {
+            m += &format!(", host_dirs = true, host_port = {}", s.hosts.port);
+        }
+        m
+    }
+
+    /// Where a page of type `content_type` would be served from, under
+    /// `content_type = auto` without xattrs: only a page whose extension
+    /// implies its type may be stored.
+    fn extension_fits(&self, path: &CachePath, content_type: &str) -> bool {
+        rules::media_type(content_type)
+            .eq_ignore_ascii_case(mime_store::by_extension(path.name()))
     }
 
     /// The file for `req`, or why the cache stays out of it.
@@ -152,8 +192,35 @@ impl Cache {
         } else {
             [&req.script_name[..], &req.path_info[..]].concat().into()
         };
-        path::map(&full, &req.raw_path, &self.settings.directory_index)
-            .map_err(|_| Event::BypassUnsafePath)
+        let index = &self.settings.directory_index;
+        let page = path::map(&full, &req.raw_path, index).map_err(|_| Event::BypassUnsafePath)?;
+        let page = self
+            .settings
+            .layout
+            .apply(page, index)
+            .map_err(|_| Event::BypassSlash)?;
+        if !self.settings.hosts.active() {
+            return Ok(page);
+        }
+        match self.settings.hosts.dir_for(&req.headers) {
+            Ok(Some(host)) => Ok(page.under(&host)),
+            Ok(None) => Ok(page),
+            Err(_) => Err(Event::BypassHost),
+        }
+    }
+
+    /// The Content-Type of a hit from `file`: the cache's, or under `auto`
+    /// the page's own (its xattr, else its extension's).
+    fn type_of(&self, path: &CachePath, file: &std::fs::File) -> HeaderValue {
+        match self.types {
+            None => self.content_type.clone(),
+            Some(TypeStore::Xattr) => mime_store::read(file).unwrap_or_else(|| {
+                HeaderValue::from_static(mime_store::by_extension(path.name()))
+            }),
+            Some(TypeStore::Extension) => {
+                HeaderValue::from_static(mime_store::by_extension(path.name()))
+            }
+        }
     }
 
     async fn handle(&self, req: Request) -> Response {
@@ -240,6 +307,7 @@ impl Cache {
         event: Event,
     ) -> Response {
         let len = meta.len();
+        let content_type = self.type_of(path, &file);
         if *req.method == Method::GET && len <= self.memo.max_entry && plain(req.headers) {
             let read = move || {
                 let mut buf = BytesMut::zeroed(len as usize);
@@ -253,7 +321,7 @@ impl Cache {
             match body {
                 Some(Ok(body)) => {
                     let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
-                    let entry = Arc::new(Entry::new(meta, body, &self.content_type, mark));
+                    let entry = Arc::new(Entry::new(meta, body, &content_type, mark));
                     self.memo.put(path.rel(), entry.clone());
                     return self.answer(req, &entry, None, event);
                 }
@@ -270,7 +338,7 @@ impl Cache {
                 headers: req.headers,
             },
             &FileOptions {
-                content_type: &self.settings.content_type,
+                content_type: content_type.to_str().unwrap_or(mime_store::DEFAULT_TYPE),
                 ranges: true,
             },
         );
@@ -324,8 +392,14 @@ impl Cache {
         let resp = self.next.call(req).await;
         let (mut parts, body) = resp.into_parts();
         let declared = rules::content_length(&parts.headers);
-        let refusal = rules::refuse(parts.status, &parts.headers, &self.media_type).or_else(|| {
-            if declared.is_some_and(|n| n > self.settings.max_entry_bytes) {
+        let want = self.types.is_none().then_some(self.media_type.as_str());
+        let stored_type = self.types.and_then(|_| rules::single_content_type(&parts.headers));
+        let refusal = rules::refuse(parts.status, &parts.headers, want).or_else(|| {
+            if self.types == Some(TypeStore::Extension)
+                && !stored_type.is_some_and(|t| self.extension_fits(&path, t))
+            {
+                Some(Event::NoStoreTypeMismatch)
+            } else if declared.is_some_and(|n| n > self.settings.max_entry_bytes) {
                 Some(Event::NoStoreTooLarge)
             } else if declared == Some(0) || http_body::Body::is_end_stream(&body) {
                 Some(Event::NoStoreEmpty)
@@ -355,6 +429,10 @@ impl Cache {
                     fsync: self.settings.fsync,
                     max_bytes: self.settings.max_entry_bytes,
                     declared,
+                    mime: match self.types {
+                        Some(TypeStore::Xattr) => stored_type.map(str::to_owned),
+                        _ => None,
+                    },
                 },
             ),
         };
@@ -376,6 +454,19 @@ impl Cache {
         }
         resp
     }
+}
+
+/// Where cache_dir keeps page types: a temporary file is given the attribute
+/// (then removed). `PLUGHOST_CACHE_NO_XATTR=1` forces the extension fallback,
+/// as on a file system without user xattrs (for tests and diagnosis).
+fn probe_types(dir: &CacheDir, s: &Settings) -> std::io::Result<TypeStore> {
+    if std::env::var_os("PLUGHOST_CACHE_NO_XATTR").is_some_and(|v| v == "1") {
+        return Ok(TypeStore::Extension);
+    }
+    let probe = path::map(b"/probe", "/probe", &s.directory_index)
+        .expect("a plain segment maps");
+    let mut temp = dir.parent_dir(&probe).and_then(dir::TempFile::create)?;
+    mime_store::probe(temp.file())
 }
 
 /// What a hit needs from the request (borrowed field by field, so it can be

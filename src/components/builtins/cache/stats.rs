@@ -34,6 +34,11 @@ pub(crate) enum Event {
     BypassScope,
     /// Not a candidate: a path that cannot map safely to a file.
     BypassUnsafePath,
+    /// Not a candidate: a Host `host_dirs` cannot use or `hosts` does not list.
+    BypassHost,
+    /// Not a candidate: a path ending in `/` under `layout = dirs` (it would
+    /// name the same file as the path without the `/`).
+    BypassSlash,
 
     /// A HEAD miss (passed through, never stored).
     NoStoreHead,
@@ -76,6 +81,8 @@ const EVENTS: [Event; N] = [
     Event::BypassCookie,
     Event::BypassScope,
     Event::BypassUnsafePath,
+    Event::BypassHost,
+    Event::BypassSlash,
     Event::NoStoreHead,
     Event::NoStoreStatus,
     Event::NoStoreSetCookie,
@@ -110,6 +117,8 @@ impl Event {
             Event::BypassCookie => "bypass.cookie",
             Event::BypassScope => "bypass.scope",
             Event::BypassUnsafePath => "bypass.unsafe_path",
+            Event::BypassHost => "bypass.host",
+            Event::BypassSlash => "bypass.slash",
             Event::NoStoreHead => "no_store.head",
             Event::NoStoreStatus => "no_store.status",
             Event::NoStoreSetCookie => "no_store.set_cookie",

@@ -33,6 +33,7 @@ use http_body_util::BodyExt;
 
 use super::dir::{classify, CacheDir, TempFile};
 use super::flight::Leader;
+use super::mime_store;
 use super::path::CachePath;
 use super::stats::{CacheStats, Event};
 use crate::core::{body, Body, BodyError};
@@ -53,6 +54,8 @@ pub(super) struct Job {
     pub max_bytes: u64,
     /// The response's Content-Length, which the body must match.
     pub declared: Option<u64>,
+    /// The Content-Type to record on the page (`content_type = auto` with xattrs).
+    pub mime: Option<String>,
 }
 
 impl Job {
@@ -132,9 +135,13 @@ async fn store_whole(data: Bytes, job: Job) {
         return job.not_stored(Event::NoStoreTooLarge);
     }
     let (dir, path, fsync) = (job.dir.clone(), job.path.clone(), job.fsync);
+    let mime = job.mime.clone();
     let wrote = blocking(move || {
         let mut temp = dir.parent_dir(&path).and_then(TempFile::create)?;
         temp.file().write_all(&data)?;
+        if let Some(ct) = &mime {
+            mime_store::write(temp.file(), ct)?;
+        }
         temp.commit(path.name(), fsync)
     })
     .await;
@@ -326,8 +333,14 @@ async fn spool(mut body: Body, first: Option<Frame<Bytes>>, job: Job, shared: Ar
         });
         if ended {
             let (temp, fsync, name) = (temp.take(), job.fsync, job.path.name().to_owned());
+            let mime = job.mime.clone();
             let committed = blocking(move || match temp {
-                Some(t) => t.commit(&name, fsync),
+                Some(mut t) => {
+                    if let Some(ct) = &mime {
+                        mime_store::write(t.file(), ct)?;
+                    }
+                    t.commit(&name, fsync)
+                }
                 None => Ok(()),
             })
             .await;
