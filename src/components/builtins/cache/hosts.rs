@@ -149,8 +149,17 @@ mod tests {
         assert_eq!(dir("127.0.0.1:80"), Ok(Some("127.0.0.1:80".into())));
         assert_eq!(dir("[::1]:80"), Ok(Some("[::1]:80".into())));
         for bad in [
-            "", "..", "a..b", "-a.example", "a_b.example", "a.example.", "[zz]", "a:x", "a:",
-            "a/b", "%2e%2e",
+            "",
+            "..",
+            "a..b",
+            "-a.example",
+            "a_b.example",
+            "a.example.",
+            "[zz]",
+            "a:x",
+            "a:",
+            "a/b",
+            "%2e%2e",
         ] {
             assert_eq!(dir(bad), Err(Refused::Invalid), "{bad:?}");
         }

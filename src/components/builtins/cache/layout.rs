@@ -52,7 +52,9 @@ mod tests {
 
     fn dirs(url: &str) -> Result<String, SlashAlias> {
         let p = map(url.as_bytes(), url, "index.html").unwrap();
-        Layout::Dirs.apply(p, "index.html").map(|p| p.rel().to_owned())
+        Layout::Dirs
+            .apply(p, "index.html")
+            .map(|p| p.rel().to_owned())
     }
 
     #[test]
@@ -67,7 +69,13 @@ mod tests {
             Layout::Paths.apply(p, "index.html").unwrap().rel(),
             "items/index.html"
         );
-        let p = map(b"/a/b", "/a/b", "i").unwrap().into_dir("i").under("h:1");
-        assert_eq!((p.rel(), p.parent(), p.name()), ("h:1/a/b/i", "h:1/a/b", "i"));
+        let p = map(b"/a/b", "/a/b", "i")
+            .unwrap()
+            .into_dir("i")
+            .under("h:1");
+        assert_eq!(
+            (p.rel(), p.parent(), p.name()),
+            ("h:1/a/b/i", "h:1/a/b", "i")
+        );
     }
 }

@@ -160,8 +160,7 @@ impl Cache {
     /// `content_type = auto` without xattrs: only a page whose extension
     /// implies its type may be stored.
     fn extension_fits(&self, path: &CachePath, content_type: &str) -> bool {
-        rules::media_type(content_type)
-            .eq_ignore_ascii_case(mime_store::by_extension(path.name()))
+        rules::media_type(content_type).eq_ignore_ascii_case(mime_store::by_extension(path.name()))
     }
 
     /// The file for `req`, or why the cache stays out of it.
@@ -214,9 +213,8 @@ impl Cache {
     fn type_of(&self, path: &CachePath, file: &std::fs::File) -> HeaderValue {
         match self.types {
             None => self.content_type.clone(),
-            Some(TypeStore::Xattr) => mime_store::read(file).unwrap_or_else(|| {
-                HeaderValue::from_static(mime_store::by_extension(path.name()))
-            }),
+            Some(TypeStore::Xattr) => mime_store::read(file)
+                .unwrap_or_else(|| HeaderValue::from_static(mime_store::by_extension(path.name()))),
             Some(TypeStore::Extension) => {
                 HeaderValue::from_static(mime_store::by_extension(path.name()))
             }
@@ -393,7 +391,9 @@ impl Cache {
         let (mut parts, body) = resp.into_parts();
         let declared = rules::content_length(&parts.headers);
         let want = self.types.is_none().then_some(self.media_type.as_str());
-        let stored_type = self.types.and_then(|_| rules::single_content_type(&parts.headers));
+        let stored_type = self
+            .types
+            .and_then(|_| rules::single_content_type(&parts.headers));
         let refusal = rules::refuse(parts.status, &parts.headers, want).or_else(|| {
             if self.types == Some(TypeStore::Extension)
                 && !stored_type.is_some_and(|t| self.extension_fits(&path, t))
@@ -463,8 +463,7 @@ fn probe_types(dir: &CacheDir, s: &Settings) -> std::io::Result<TypeStore> {
     if std::env::var_os("PLUGHOST_CACHE_NO_XATTR").is_some_and(|v| v == "1") {
         return Ok(TypeStore::Extension);
     }
-    let probe = path::map(b"/probe", "/probe", &s.directory_index)
-        .expect("a plain segment maps");
+    let probe = path::map(b"/probe", "/probe", &s.directory_index).expect("a plain segment maps");
     let mut temp = dir.parent_dir(&probe).and_then(dir::TempFile::create)?;
     mime_store::probe(temp.file())
 }
