@@ -296,3 +296,28 @@ fn bad_page_tree_keys_name_file_line_section_and_key() {
         );
     }
 }
+
+#[test]
+fn check_says_when_types_come_from_extensions() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("deploy.ini"),
+        format!("{ECHO}content_type = auto\n"),
+    )
+    .unwrap();
+    let check = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+            .arg("check")
+            .arg(dir.path().join("deploy.ini"))
+            .env("PLUGHOST_PLUGIN_PATH", plugins())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let fallback = "has no user extended attributes: content_type = auto types each page by its file name's extension";
+    assert!(check(&[("PLUGHOST_CACHE_NO_XATTR", "1")]).contains(fallback));
+    // This file system keeps xattrs (the test above reads them back): silent.
+    assert!(!check(&[]).contains(fallback));
+}
