@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::budget::{self, Limits};
 use super::cookies::IgnoredCookies;
 use super::hosts::{self, Hosts};
 use super::layout::Layout;
@@ -23,7 +24,7 @@ pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
                     status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt, \
-                    layout, host_dirs, host_port, hosts";
+                    layout, host_dirs, host_port, hosts, max_size, max_files, inactive";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub(super) struct Settings {
     pub layout: Layout,
     /// `host_dirs`, `host_port` and `hosts`: which hosts are cached, and where.
     pub hosts: Hosts,
+    /// `max_size`, `max_files`, `inactive`: the disk budget.
+    pub budget: Limits,
     /// Prefixes a path must be under to be cached (None: every path).
     pub cache_paths: Option<Vec<String>>,
     /// The file name a URL ending in `/` maps to.
@@ -67,6 +70,7 @@ impl Settings {
             auto_type: false,
             layout: Layout::Paths,
             hosts: Hosts::default(),
+            budget: Limits::default(),
             cache_paths: None,
             directory_index: "__index.html".into(),
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
@@ -169,6 +173,26 @@ impl Settings {
                         parse_bool(v)
                             .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?,
                     )
+                }
+                "max_size" => {
+                    s.budget.max_size = Some(parse_bytes(v).filter(|n| *n > 0).ok_or_else(|| {
+                        err(format!(
+                            "expected a number of bytes above 0 (e.g. 512K, 100M, 2G), found `{v}`"
+                        ))
+                    })?)
+                }
+                "max_files" => {
+                    s.budget.max_files =
+                        Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            err(format!("expected a number of pages above 0, found `{v}`"))
+                        })?)
+                }
+                "inactive" => {
+                    s.budget.inactive = Some(budget::parse_duration(v).ok_or_else(|| {
+                        err(format!(
+                            "expected a duration above 0 (seconds, or with s, m, h or d: 10m, 7d), found `{v}`"
+                        ))
+                    })?)
                 }
                 "hosts" => s.hosts.only = Some(hosts::parse_list(v).map_err(err)?),
                 "adopt" => {

@@ -14,6 +14,7 @@
 //!   which responses may be stored; `store`: the streaming tee and writer;
 //!   `flight`: single flight; `stats`: the counters.
 
+mod budget;
 mod config;
 mod cookies;
 mod dir;
@@ -91,6 +92,8 @@ pub(crate) struct Cache {
     media_type: String,
     /// `content_type = auto`: where page types are kept.
     types: Option<TypeStore>,
+    /// The disk budget, if any key of it is set.
+    budget: Option<Arc<budget::Budget>>,
     stats: Arc<CacheStats>,
 }
 
@@ -129,7 +132,15 @@ impl Cache {
             settings.memory_cache_bytes,
             MAX_MEMORY_ENTRY.min(settings.memory_cache_bytes / 8),
         );
+        let dir = Arc::new(dir);
+        let budget = settings.budget.active().then(|| {
+            stats
+                .budgeted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            budget::Budget::start(settings.budget.clone(), dir.clone(), stats.clone())
+        });
         Ok(Cache {
+            budget,
             next,
             memo,
             media_type: rules::media_type(&settings.content_type).to_owned(),
@@ -137,7 +148,7 @@ impl Cache {
                 .map_err(|_| "content_type: not a valid header value".to_owned())?,
             types,
             settings,
-            dir: Arc::new(dir),
+            dir,
             flights: Flights::default(),
             stats,
         })
@@ -246,6 +257,9 @@ impl Cache {
                     (Version::on_disk(self.dir.root().as_fd(), path.rel()), None)
                 };
                 if self.memo.still(path.rel(), &entry, current) {
+                    if let Some(b) = &self.budget {
+                        b.touch(path.rel(), entry.body.len() as u64);
+                    }
                     return self.answer(&Ask::of(&req), &entry, file, Event::Hit);
                 }
             }
@@ -305,6 +319,9 @@ impl Cache {
         event: Event,
     ) -> Response {
         let len = meta.len();
+        if let Some(b) = &self.budget {
+            b.touch(path.rel(), len);
+        }
         let content_type = self.type_of(path, &file);
         if *req.method == Method::GET && len <= self.memo.max_entry && plain(req.headers) {
             let read = move || {
@@ -429,6 +446,7 @@ impl Cache {
                     fsync: self.settings.fsync,
                     max_bytes: self.settings.max_entry_bytes,
                     declared,
+                    budget: self.budget.clone(),
                     mime: match self.types {
                         Some(TypeStore::Xattr) => stored_type.map(str::to_owned),
                         _ => None,

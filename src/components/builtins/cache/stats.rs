@@ -17,6 +17,8 @@ pub(crate) enum Event {
     Miss,
     /// A response written into the tree.
     Store,
+    /// A page removed by the disk budget (`max_size`, `max_files`, `inactive`).
+    Evict,
     /// A waiting request served from the file a concurrent miss stored.
     Coalesced,
     /// A waiting request that called the app itself (nothing was stored, or the wait timed out).
@@ -73,6 +75,7 @@ const EVENTS: [Event; N] = [
     Event::NotModified,
     Event::Miss,
     Event::Store,
+    Event::Evict,
     Event::Coalesced,
     Event::CoalesceFallback,
     Event::BypassMethod,
@@ -109,6 +112,7 @@ impl Event {
             Event::NotModified => "not_modified",
             Event::Miss => "miss",
             Event::Store => "store",
+            Event::Evict => "evict",
             Event::Coalesced => "coalesced",
             Event::CoalesceFallback => "coalesce_fallback",
             Event::BypassMethod => "bypass.method",
@@ -152,6 +156,12 @@ pub(crate) struct CacheStats {
     key: String,
     counts: [AtomicU64; N],
     warned: [AtomicBool; N],
+    /// Whether a disk budget keeps the two gauges below.
+    pub budgeted: AtomicBool,
+    /// Bytes of the pages in the budget's index.
+    pub disk_bytes: AtomicU64,
+    /// Pages in the budget's index.
+    pub disk_files: AtomicU64,
 }
 
 impl CacheStats {
@@ -161,6 +171,9 @@ impl CacheStats {
             key: String::new(),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             warned: std::array::from_fn(|_| AtomicBool::new(false)),
+            budgeted: AtomicBool::new(false),
+            disk_bytes: AtomicU64::new(0),
+            disk_files: AtomicU64::new(0),
         }
     }
 

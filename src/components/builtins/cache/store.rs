@@ -31,6 +31,7 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::budget::Budget;
 use super::dir::{classify, CacheDir, TempFile};
 use super::flight::Leader;
 use super::mime_store;
@@ -56,6 +57,8 @@ pub(super) struct Job {
     pub declared: Option<u64>,
     /// The Content-Type to record on the page (`content_type = auto` with xattrs).
     pub mime: Option<String>,
+    /// The disk budget, told of each page stored (on the storing thread).
+    pub budget: Option<Arc<Budget>>,
 }
 
 impl Job {
@@ -135,14 +138,18 @@ async fn store_whole(data: Bytes, job: Job) {
         return job.not_stored(Event::NoStoreTooLarge);
     }
     let (dir, path, fsync) = (job.dir.clone(), job.path.clone(), job.fsync);
-    let mime = job.mime.clone();
+    let (mime, budget) = (job.mime.clone(), job.budget.clone());
     let wrote = blocking(move || {
         let mut temp = dir.parent_dir(&path).and_then(TempFile::create)?;
         temp.file().write_all(&data)?;
         if let Some(ct) = &mime {
             mime_store::write(temp.file(), ct)?;
         }
-        temp.commit(path.name(), fsync)
+        temp.commit(path.name(), fsync)?;
+        if let Some(b) = budget {
+            b.stored(path.rel(), data.len() as u64);
+        }
+        Ok(())
     })
     .await;
     match wrote {
@@ -333,13 +340,17 @@ async fn spool(mut body: Body, first: Option<Frame<Bytes>>, job: Job, shared: Ar
         });
         if ended {
             let (temp, fsync, name) = (temp.take(), job.fsync, job.path.name().to_owned());
-            let mime = job.mime.clone();
+            let (mime, budget, rel) = (job.mime.clone(), job.budget.clone(), job.path.clone());
             let committed = blocking(move || match temp {
                 Some(mut t) => {
                     if let Some(ct) = &mime {
                         mime_store::write(t.file(), ct)?;
                     }
-                    t.commit(&name, fsync)
+                    t.commit(&name, fsync)?;
+                    if let Some(b) = budget {
+                        b.stored(rel.rel(), seen);
+                    }
+                    Ok(())
                 }
                 None => Ok(()),
             })
