@@ -57,7 +57,7 @@ impl Hosts {
     pub(super) fn dir_of(&self, lower: &str) -> Result<Option<String>, Refused> {
         let (name, port) = parse(lower).ok_or(Refused::Invalid)?;
         if let Some(only) = &self.only {
-            if !only.iter().any(|h| *h == name) {
+            if !only.contains(&name) {
                 return Err(Refused::NotListed);
             }
         }
