@@ -19,6 +19,7 @@ use rustix::io::Errno;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::path::MAX_DEPTH;
 use super::stats::{CacheStats, Event};
+use super::twins;
 
 /// The budget keys; all `None` is no budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,12 +102,20 @@ pub(super) struct Budget {
     stats: Arc<CacheStats>,
     index: Mutex<Index>,
     born: Instant,
+    /// `compress` is set: a page's twins count with it and are evicted with it.
+    twins: bool,
 }
 
 impl Budget {
     /// A budget for `dir`, with its index built in the background.
-    pub(super) fn start(limits: Limits, dir: Arc<CacheDir>, stats: Arc<CacheStats>) -> Arc<Budget> {
+    pub(super) fn start(
+        limits: Limits,
+        dir: Arc<CacheDir>,
+        stats: Arc<CacheStats>,
+        twins: bool,
+    ) -> Arc<Budget> {
         let budget = Arc::new(Budget {
+            twins,
             limits,
             dir,
             stats,
@@ -144,6 +153,20 @@ impl Budget {
         let victims = {
             let mut index = self.lock();
             index.put(rel, size, ms);
+            self.over_budget(&mut index)
+        };
+        self.evict(victims);
+    }
+
+    /// A page's twins were written: they count with it (and go with it).
+    pub(super) fn add_twins(&self, rel: &str, bytes: u64) {
+        let victims = {
+            let mut index = self.lock();
+            let Some(p) = index.pages.get_mut(rel) else {
+                return;
+            };
+            p.size += bytes;
+            index.bytes += bytes;
             self.over_budget(&mut index)
         };
         self.evict(victims);
@@ -206,6 +229,9 @@ impl Budget {
                 open_beneath(root.as_fd(), parent, DIR_FLAGS)
                     .and_then(|d| unlinkat(&d, name, AtFlags::empty()))
             };
+            if self.twins {
+                twins::remove(&self.dir, &rel);
+            }
             match removed {
                 Ok(()) => {
                     let n = self.stats.count(Event::Evict);
@@ -218,7 +244,10 @@ impl Budget {
     }
 
     /// Index what a scan found (a page already used since start keeps its place).
-    fn scanned(&self, found: Vec<(String, u64, SystemTime)>) {
+    fn scanned(&self, mut found: Vec<(String, u64, SystemTime)>) {
+        if self.twins {
+            found = with_twins(found);
+        }
         let now = SystemTime::now();
         let base = self.now_ms();
         let victims = {
@@ -234,6 +263,27 @@ impl Budget {
         };
         self.evict(victims);
     }
+}
+
+/// Scanned files with each twin's size added to its page (a twin without its
+/// page is counted as a page of its own, so it is evicted in turn).
+fn with_twins(found: Vec<(String, u64, SystemTime)>) -> Vec<(String, u64, SystemTime)> {
+    let mut pages: HashMap<String, (u64, SystemTime)> = found
+        .iter()
+        .map(|(r, s, m)| (r.clone(), (*s, *m)))
+        .collect();
+    for (rel, size, _) in &found {
+        let base = twins::SUFFIXES.iter().find_map(|s| rel.strip_suffix(s));
+        if let Some(base) = base {
+            if pages.contains_key(base) {
+                pages.remove(rel);
+                if let Some(p) = pages.get_mut(base) {
+                    p.0 += size;
+                }
+            }
+        }
+    }
+    pages.into_iter().map(|(r, (s, m))| (r, s, m)).collect()
 }
 
 /// The budget's thread: scan the tree once, then expire inactive pages until

@@ -13,6 +13,7 @@ use super::cookies::IgnoredCookies;
 use super::hosts::{self, Hosts};
 use super::layout::Layout;
 use super::path::valid_index;
+use super::twins::{self, Compress};
 use crate::core::config::Component;
 
 /// Bodies larger than this are not stored unless `max_entry_bytes` says otherwise.
@@ -24,7 +25,8 @@ pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
                     status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt, \
-                    layout, host_dirs, host_port, hosts, max_size, max_files, inactive";
+                    layout, host_dirs, host_port, hosts, max_size, max_files, inactive, \
+                    compress, compress_types, compress_min_size";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub(super) struct Settings {
     pub hosts: Hosts,
     /// `max_size`, `max_files`, `inactive`: the disk budget.
     pub budget: Limits,
+    /// `compress`, `compress_types`, `compress_min_size`: compressed twins.
+    pub compress: Option<Compress>,
     /// Prefixes a path must be under to be cached (None: every path).
     pub cache_paths: Option<Vec<String>>,
     /// The file name a URL ending in `/` maps to.
@@ -64,6 +68,8 @@ impl Settings {
     pub(super) fn from_component(c: &Component) -> Result<Settings, SettingError> {
         let mut cache_dir = None;
         let mut host_port = None;
+        let mut compress_types = None;
+        let mut compress_min_size = None;
         let mut s = Settings {
             cache_dir: PathBuf::new(),
             content_type: "text/html".into(),
@@ -71,6 +77,7 @@ impl Settings {
             layout: Layout::Paths,
             hosts: Hosts::default(),
             budget: Limits::default(),
+            compress: None,
             cache_paths: None,
             directory_index: "__index.html".into(),
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
@@ -194,6 +201,32 @@ impl Settings {
                         ))
                     })?)
                 }
+                "compress" => {
+                    s.compress = Some(Compress {
+                        encs: twins::parse_encs(v).map_err(err)?,
+                        types: Vec::new(),
+                        min_size: 0,
+                    })
+                }
+                "compress_types" => {
+                    let types: Vec<String> = v
+                        .split([' ', ','])
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_ascii_lowercase)
+                        .collect();
+                    if let Some(bad) = types.iter().find(|t| t.split('/').count() != 2) {
+                        return Err(err(format!("`{bad}` is not a media type (type/subtype)")));
+                    }
+                    if types.is_empty() {
+                        return Err(err("no media types given".into()));
+                    }
+                    compress_types = Some(types);
+                }
+                "compress_min_size" => {
+                    compress_min_size = Some(parse_bytes(v).ok_or_else(|| {
+                        err(format!("expected a number of bytes (e.g. 256 or 1K), found `{v}`"))
+                    })?)
+                }
                 "hosts" => s.hosts.only = Some(hosts::parse_list(v).map_err(err)?),
                 "adopt" => {
                     s.adopt = parse_bool(v)
@@ -208,6 +241,30 @@ impl Settings {
                         key,
                         format!("unknown key `{key}`; the cache filter's keys are {KEYS}"),
                     ))
+                }
+            }
+        }
+        match &mut s.compress {
+            Some(c) => {
+                c.types = compress_types.unwrap_or_else(|| {
+                    twins::DEFAULT_TYPES
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect()
+                });
+                c.min_size = compress_min_size.unwrap_or(twins::DEFAULT_MIN_SIZE);
+            }
+            None => {
+                for (key, set) in [
+                    ("compress_types", compress_types.is_some()),
+                    ("compress_min_size", compress_min_size.is_some()),
+                ] {
+                    if set {
+                        return Err(SettingError::key(
+                            key,
+                            "only means something with `compress`",
+                        ));
+                    }
                 }
             }
         }

@@ -30,6 +30,7 @@ pub(crate) mod purge;
 mod rules;
 pub(crate) mod stats;
 mod store;
+mod twins;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
@@ -45,6 +46,7 @@ use self::memo::{Entry, Memo, Version};
 use self::mime_store::TypeStore;
 use self::path::CachePath;
 use self::stats::{CacheStats, Event};
+use self::twins::{Choice, Compress};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
 use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::config::Component;
@@ -94,12 +96,15 @@ pub(crate) struct Cache {
     types: Option<TypeStore>,
     /// The disk budget, if any key of it is set.
     budget: Option<Arc<budget::Budget>>,
+    /// `compress`: the twins' settings.
+    compress: Option<Arc<Compress>>,
     stats: Arc<CacheStats>,
 }
 
 const HIT: HeaderValue = HeaderValue::from_static("HIT");
 const MISS: HeaderValue = HeaderValue::from_static("MISS");
 const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 
 impl Cache {
     pub(crate) fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, SettingError> {
@@ -137,9 +142,15 @@ impl Cache {
             stats
                 .budgeted
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            budget::Budget::start(settings.budget.clone(), dir.clone(), stats.clone())
+            budget::Budget::start(
+                settings.budget.clone(),
+                dir.clone(),
+                stats.clone(),
+                settings.compress.is_some(),
+            )
         });
         Ok(Cache {
+            compress: settings.compress.clone().map(Arc::new),
             budget,
             next,
             memo,
@@ -209,6 +220,10 @@ impl Cache {
             .layout
             .apply(page, index)
             .map_err(|_| Event::BypassSlash)?;
+        // `/a.gz` would be `/a`'s gzip twin served as a page.
+        if self.compress.is_some() && twins::SUFFIXES.iter().any(|s| page.name().ends_with(s)) {
+            return Err(Event::BypassTwinName);
+        }
         if !self.settings.hosts.active() {
             return Ok(page);
         }
@@ -241,6 +256,11 @@ impl Cache {
                 return self.pass(req, BYPASS).await;
             }
         };
+        if let Some(c) = &self.compress {
+            if let Some(resp) = self.twin_hit(&Ask::of(&req), &path, c).await {
+                return resp;
+            }
+        }
         if self.memo.enabled() && plain(&req.headers) {
             if let Some(entry) = self.memo.peek(path.rel()) {
                 // One check against the file per hit: a page the connection may
@@ -336,7 +356,11 @@ impl Cache {
             match body {
                 Some(Ok(body)) => {
                     let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
-                    let entry = Arc::new(Entry::new(meta, body, &content_type, mark));
+                    let mut entry = Entry::new(meta, body, &content_type, mark);
+                    if self.compress.is_some() {
+                        entry.headers.insert(header::VARY, ACCEPT_ENCODING);
+                    }
+                    let entry = Arc::new(entry);
                     self.memo.put(path.rel(), entry.clone());
                     return self.answer(req, &entry, None, event);
                 }
@@ -360,7 +384,106 @@ impl Cache {
         if resp.status() == StatusCode::NOT_MODIFIED {
             self.stats.count(Event::NotModified);
         }
-        self.mark(resp, HIT)
+        let mut resp = self.mark(resp, HIT);
+        if self.compress.is_some() {
+            resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
+        }
+        resp
+    }
+
+    /// Under `compress`: the twin `req` prefers, if the page and a twin of
+    /// this very version of it are on disk (`None`: the page answers, or a
+    /// miss); a 406 when the page is here but nothing the request accepts is.
+    /// Only plain requests get twins; conditional and range requests get the
+    /// page.
+    async fn twin_hit(&self, ask: &Ask<'_>, path: &CachePath, c: &Compress) -> Option<Response> {
+        let enc = match twins::negotiate(ask.headers, &c.encs) {
+            Choice::Identity => return None,
+            Choice::None => {
+                Version::on_disk(self.dir.root().as_fd(), path.rel())?;
+                let mut resp = crate::core::error_response(StatusCode::NOT_ACCEPTABLE);
+                resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
+                return Some(self.mark(resp, HIT));
+            }
+            Choice::Twin(enc) => enc,
+        };
+        if !plain(ask.headers) {
+            return None;
+        }
+        let twin = path.clone().with_suffix(enc.suffix());
+        if self.memo.enabled() {
+            if let Some(entry) = self.memo.peek(twin.rel()) {
+                let root = self.dir.root();
+                let page = Version::on_disk(root.as_fd(), path.rel())?;
+                if entry.twin_of == Some(page.mtime())
+                    && self.memo.still(
+                        twin.rel(),
+                        &entry,
+                        Version::on_disk(root.as_fd(), twin.rel()),
+                    )
+                {
+                    if let Some(b) = &self.budget {
+                        b.touch(path.rel(), entry.body.len() as u64);
+                    }
+                    return Some(self.answer(ask, &entry, None, Event::Hit));
+                }
+            }
+        }
+        let Lookup::Hit(page_file, page_meta) = self.dir.lookup(path) else {
+            return None;
+        };
+        let page_mtime = Version::of(&page_meta).mtime();
+        let Lookup::Hit(file, meta) = self.dir.lookup(&twin) else {
+            return None;
+        };
+        if !twins::fresh(&meta, page_mtime) {
+            return None;
+        }
+        if let Some(b) = &self.budget {
+            b.touch(path.rel(), page_meta.len());
+        }
+        let content_type = self.type_of(path, &page_file);
+        let len = meta.len();
+        if len <= self.memo.max_entry {
+            let mut buf = BytesMut::zeroed(len as usize);
+            let read = if len <= SMALL_FILE {
+                file.read_exact_at(&mut buf, 0).map(|()| buf.freeze())
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    file.read_exact_at(&mut buf, 0).map(|()| buf.freeze())
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            };
+            let Ok(body) = read else {
+                return Some(self.read_failed(ask));
+            };
+            let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
+            let mut entry = Entry::new(&meta, body, &content_type, mark);
+            entry.headers.insert(header::CONTENT_ENCODING, enc.header());
+            entry.headers.insert(header::VARY, ACCEPT_ENCODING);
+            entry.twin_of = Some(page_mtime);
+            let entry = Arc::new(entry);
+            self.memo.put(twin.rel(), entry.clone());
+            return Some(self.answer(ask, &entry, None, Event::Hit));
+        }
+        self.count_hit(Event::Hit, ask);
+        let mut resp = serve_file(
+            file,
+            &meta,
+            &FileRequest {
+                method: ask.method,
+                headers: ask.headers,
+            },
+            &FileOptions {
+                content_type: content_type.to_str().unwrap_or(mime_store::DEFAULT_TYPE),
+                ranges: false,
+            },
+        );
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, enc.header());
+        resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
+        Some(self.mark(resp, HIT))
     }
 
     /// A 200 (or headers only, for HEAD) from a page in memory, with the
@@ -424,6 +547,7 @@ impl Cache {
                 None
             }
         });
+        let stored = refusal.is_none();
         let body = match refusal {
             Some(event) => {
                 let n = self.stats.count(event);
@@ -447,6 +571,10 @@ impl Cache {
                     max_bytes: self.settings.max_entry_bytes,
                     declared,
                     budget: self.budget.clone(),
+                    compress: self.compress.clone(),
+                    twins: self.compress.as_ref().is_some_and(|c| {
+                        c.wants(rules::media_type(stored_type.unwrap_or(&self.media_type)))
+                    }),
                     mime: match self.types {
                         Some(TypeStore::Xattr) => stored_type.map(str::to_owned),
                         _ => None,
@@ -456,6 +584,9 @@ impl Cache {
         };
         if let Some(name) = &self.settings.status_header {
             parts.headers.insert(name.clone(), MISS);
+        }
+        if self.compress.is_some() && stored {
+            parts.headers.insert(header::VARY, ACCEPT_ENCODING);
         }
         Response::from_parts(parts, body)
     }

@@ -63,6 +63,12 @@ impl CachePath {
         self
     }
 
+    /// The file beside this one named with `suffix` added (a compressed twin).
+    pub(crate) fn with_suffix(mut self, suffix: &str) -> CachePath {
+        self.rel.push_str(suffix);
+        self
+    }
+
     /// The page inside directory `dir` (one checked segment), for `host_dirs`.
     pub(crate) fn under(self, dir: &str) -> CachePath {
         CachePath {

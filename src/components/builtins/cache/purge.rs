@@ -15,6 +15,7 @@ use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::owner::{self, OwnerError};
 use super::path::{self, Refusal, MAX_DEPTH};
+use super::twins;
 use crate::components::builtins::url_path;
 use crate::core::builtin::SettingError;
 use crate::core::config::Component;
@@ -153,6 +154,7 @@ impl Purger {
         };
         let root = self.dir.root();
         let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        self.remove_twins(at, name);
         match unlinkat(at, name, AtFlags::empty()) {
             Ok(()) => Ok(Purged { files: 1 }),
             Err(Errno::NOENT) => Ok(Purged::default()),
@@ -160,6 +162,16 @@ impl Purger {
                 url: url.to_owned(),
             }),
             Err(source) => Err(io(url, source)),
+        }
+    }
+
+    /// Under `compress`, the page's twins go with it (first, so no twin is
+    /// ever left without its page).
+    fn remove_twins(&self, at: BorrowedFd<'_>, name: &str) {
+        if self.settings.compress.is_some() {
+            for s in twins::SUFFIXES {
+                let _ = unlinkat(at, format!("{name}{s}").as_str(), AtFlags::empty());
+            }
         }
     }
 
@@ -215,6 +227,7 @@ impl Purger {
         };
         let root = self.dir.root();
         let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        self.remove_twins(at, name);
         remove_entry(
             at,
             &CString::new(name).map_err(|_| PurgeError::Nul {

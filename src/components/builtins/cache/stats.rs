@@ -41,6 +41,8 @@ pub(crate) enum Event {
     /// Not a candidate: a path ending in `/` under `layout = dirs` (it would
     /// name the same file as the path without the `/`).
     BypassSlash,
+    /// Not a candidate: under `compress`, a name ending in `.gz` or `.br` (a twin's name).
+    BypassTwinName,
 
     /// A HEAD miss (passed through, never stored).
     NoStoreHead,
@@ -86,6 +88,7 @@ const EVENTS: [Event; N] = [
     Event::BypassUnsafePath,
     Event::BypassHost,
     Event::BypassSlash,
+    Event::BypassTwinName,
     Event::NoStoreHead,
     Event::NoStoreStatus,
     Event::NoStoreSetCookie,
@@ -123,6 +126,7 @@ impl Event {
             Event::BypassUnsafePath => "bypass.unsafe_path",
             Event::BypassHost => "bypass.host",
             Event::BypassSlash => "bypass.slash",
+            Event::BypassTwinName => "bypass.twin_name",
             Event::NoStoreHead => "no_store.head",
             Event::NoStoreStatus => "no_store.status",
             Event::NoStoreSetCookie => "no_store.set_cookie",
