@@ -190,7 +190,7 @@ fn nginx_serves_the_page_tree_recipe() {
         "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n\
          [filter:cache]\nuse = egg:plughost#cache\ncache_dir = cache\nstatus_header = X-Cache\n\
          content_type = auto\nlayout = dirs\nhost_dirs = true\nhost_port = false\n\
-         hosts = a.example b.example\n",
+         hosts = a.example b.example\ncompress = gzip\n",
     );
     let cache = std::fs::canonicalize(dir.path().join("cache")).unwrap();
     let nginx = Nginx::start_recipe("page-tree.conf", &bin, dir.path(), &cache, host.port);
@@ -244,4 +244,41 @@ fn nginx_serves_the_page_tree_recipe() {
         }
     }
     assert!(!cache.join("evil.example").exists());
+
+    // compress = gzip: nginx's gzip_static answers with the filter's twin.
+    let big = request_host(
+        nginx.0.port,
+        "GET",
+        "/big",
+        "a.example",
+        &[("X-Echo-Bytes", "3000")],
+    );
+    assert_eq!(big.header("x-cache"), Some("MISS"));
+    wait_for_file(&cache.join("a.example/big/__index.html.gz"));
+    let page = std::fs::read(cache.join("a.example/big/__index.html")).unwrap();
+    let r = request_host(
+        nginx.0.port,
+        "GET",
+        "/big",
+        "a.example",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert!(from_nginx(&r), "{r:?}");
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut decoded)
+        .unwrap();
+    assert_eq!(decoded, page);
+    let r = request_host(nginx.0.port, "GET", "/big", "a.example", &[]);
+    assert_eq!((r.header("content-encoding"), &r.body), (None, &page));
+    // A twin's own name is never served as a page.
+    let r = request_host(
+        nginx.0.port,
+        "GET",
+        "/big/__index.html.gz",
+        "a.example",
+        &[("X-Echo-Body", "app")],
+    );
+    assert!(!from_nginx(&r));
 }
