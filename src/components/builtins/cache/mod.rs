@@ -138,10 +138,12 @@ impl Cache {
             MAX_MEMORY_ENTRY.min(settings.memory_cache_bytes / 8),
         );
         let dir = Arc::new(dir);
-        let budget = settings.budget.active().then(|| {
-            stats
-                .budgeted
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Counters outlive a reload; the gauges follow the new section's keys.
+        let budgeted = settings.budget.active();
+        stats
+            .budgeted
+            .store(budgeted, std::sync::atomic::Ordering::Relaxed);
+        let budget = budgeted.then(|| {
             budget::Budget::start(
                 settings.budget.clone(),
                 dir.clone(),
@@ -174,6 +176,9 @@ impl Cache {
         }
         if s.hosts.dirs {
             m += &format!(", host_dirs = true, host_port = {}", s.hosts.port);
+        }
+        if s.compress.is_some() {
+            m += ", compress (`.gz`/`.br` names are twins)";
         }
         m
     }
