@@ -245,7 +245,8 @@ fn run(args: Args) -> Result<i32> {
                 svg::chart(&rows, &mem, &targets, &machine, args.rounds, args.duration),
             )?;
             println!("wrote {} and {}", csv_path.display(), svg_path.display());
-            let tree_ok = !(args.scenarios.is_empty() || args.scenarios.iter().any(|k| k == tree::KEY))
+            let tree_ok = !(args.scenarios.is_empty()
+                || args.scenarios.iter().any(|k| k == tree::KEY))
                 || tree_rows(&args, &tools, &bins, dir, &small, nofile);
             println!("total time {:.0} s", started.elapsed().as_secs_f64());
             if !tree_ok || targets.iter().any(|t| t.correctness && !t.pass) {

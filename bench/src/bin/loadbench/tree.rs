@@ -94,7 +94,11 @@ fn hit_gzip(s: &Setup) -> Result<(wrk::Outcome, wrk::Outcome)> {
     let twin = cache.join("hit2k.gz");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !twin.exists() {
-        ensure!(Instant::now() < deadline, "{} was not written", twin.display());
+        ensure!(
+            Instant::now() < deadline,
+            "{} was not written",
+            twin.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let nginx_dir = s.dir.join("nginx-gzip");
@@ -125,7 +129,12 @@ fn hit_gzip(s: &Setup) -> Result<(wrk::Outcome, wrk::Outcome)> {
         .arg(nginx_dir.join("nginx-error.log"))
         .arg("-c")
         .arg(&conf);
-    let mut nginx = Proc::spawn("nginx gzip_static", cmd, &nginx_dir.join("stderr.log"), false)?;
+    let mut nginx = Proc::spawn(
+        "nginx gzip_static",
+        cmd,
+        &nginx_dir.join("stderr.log"),
+        false,
+    )?;
     let nginx_addr = SocketAddr::from(([127, 0, 0, 1], port));
     nginx.wait_port(nginx_addr, Duration::from_secs(20))?;
     // Both answer with the same twin.
@@ -159,7 +168,11 @@ fn hit_gzip(s: &Setup) -> Result<(wrk::Outcome, wrk::Outcome)> {
                 "  tree round {}/{} gzip hit 2 KiB {:<18} {:>9.0} req/s  errors {}",
                 round + 1,
                 s.rounds,
-                if i == 0 { "plughost" } else { "nginx gzip_static" },
+                if i == 0 {
+                    "plughost"
+                } else {
+                    "nginx gzip_static"
+                },
                 o.rps,
                 o.errors()
             );

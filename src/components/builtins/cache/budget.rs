@@ -372,6 +372,23 @@ mod tests {
     }
 
     #[test]
+    fn twins_count_with_their_page() {
+        let t = UNIX_EPOCH;
+        let found = vec![
+            ("a".to_owned(), 100, t),
+            ("a.gz".to_owned(), 30, t),
+            ("a.br".to_owned(), 20, t),
+            ("orphan.gz".to_owned(), 5, t),
+        ];
+        let mut got = with_twins(found);
+        got.sort();
+        assert_eq!(
+            got,
+            [("a".to_owned(), 150, t), ("orphan.gz".to_owned(), 5, t)]
+        );
+    }
+
+    #[test]
     fn least_recently_used_first() {
         let mut i = Index::default();
         i.put("a", 10, 0);
