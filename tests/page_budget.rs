@@ -25,12 +25,16 @@ fn config(extra: &str) -> String {
 /// (bytes, files) of the pages under `dir` (dot-named entries aside), as on disk.
 fn usage(dir: &Path) -> (u64, u64) {
     let mut total = (0, 0);
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
+    // Pages come and go while this walks (stores, evictions): a vanished
+    // entry is simply not counted.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return total;
+    };
+    for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        let meta = entry.metadata().unwrap();
+        let Ok(meta) = entry.metadata() else { continue };
         if meta.is_dir() {
             let (b, f) = usage(&entry.path());
             total = (total.0 + b, total.1 + f);
