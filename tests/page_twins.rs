@@ -223,3 +223,25 @@ fn bad_compress_keys_name_their_line() {
         );
     }
 }
+
+#[test]
+fn a_twin_of_another_page_version_is_never_served() {
+    let dir = tempdir();
+    let host = Host::start_in(dir.path(), &format!("{ECHO}compress = gzip\n"));
+    let cache = dir.path().join("cache");
+    get(&host, "/p", None);
+    wait_for_file(&cache.join("p.gz"));
+    let page = std::fs::read(cache.join("p")).unwrap();
+    // A twin whose mtime is not the page's (left by another version, or
+    // written by hand): the page is served instead, from disk and from memory.
+    let mut stale = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut stale, b"STALE").unwrap();
+    let tmp = cache.join("p.gz.new");
+    std::fs::write(&tmp, stale.finish().unwrap()).unwrap();
+    std::fs::rename(&tmp, cache.join("p.gz")).unwrap();
+    for _ in 0..2 {
+        let r = get(&host, "/p", Some("gzip"));
+        assert_eq!(r.header("x-cache"), Some("HIT"));
+        assert_eq!((r.header("content-encoding"), &r.body), (None, &page));
+    }
+}
