@@ -16,9 +16,14 @@ struct Nginx(nginx::Nginx);
 
 impl Nginx {
     fn start(bin: &Path, dir: &Path, cache: &Path, upstream: u16) -> Nginx {
+        Nginx::start_recipe("nginx.conf", bin, dir, cache, upstream)
+    }
+
+    /// `examples/nginx/RECIPE`, pointed at this test's addresses, root and logs.
+    fn start_recipe(recipe: &str, bin: &Path, dir: &Path, cache: &Path, upstream: u16) -> Nginx {
         let port = nginx::free_port();
         let mut conf =
-            std::fs::read_to_string(repo_dir().join("examples/nginx/nginx.conf")).unwrap();
+            std::fs::read_to_string(repo_dir().join("examples/nginx").join(recipe)).unwrap();
         for (from, to) in [
             (
                 "listen 127.0.0.1:8081;",
@@ -166,4 +171,114 @@ fn nginx_serves_hits_from_the_tree_and_plughost_everything_else() {
         }
     }
     assert_eq!(via("GET", "/", &[]).text(), "CANARY-ROOT-INDEX");
+}
+
+/// examples/nginx/page-tree.conf before a section with `content_type = auto`,
+/// `layout = dirs`, `host_dirs = true`, `host_port = false` and `hosts`: each
+/// host's pages come from its own tree, `/a` and `/a/b` both from the tree,
+/// everything else (other hosts, `/a/`) from plughost.
+#[test]
+fn nginx_serves_the_page_tree_recipe() {
+    use support::page_tree::{request_host, wait_for_file};
+    let Some(bin) = nginx::binary() else {
+        skip_unless_ci("nginx not installed (looked on PATH and at /usr/sbin/nginx)");
+        return;
+    };
+    let dir = tempdir();
+    let host = Host::start_in(
+        dir.path(),
+        "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n\
+         [filter:cache]\nuse = egg:plughost#cache\ncache_dir = cache\nstatus_header = X-Cache\n\
+         content_type = auto\nlayout = dirs\nhost_dirs = true\nhost_port = false\n\
+         hosts = a.example b.example\ncompress = gzip\n",
+    );
+    let cache = std::fs::canonicalize(dir.path().join("cache")).unwrap();
+    let nginx = Nginx::start_recipe("page-tree.conf", &bin, dir.path(), &cache, host.port);
+    let via = |h: &str, path: &str, body: &str| {
+        request_host(nginx.0.port, "GET", path, h, &[("X-Echo-Body", body)])
+    };
+    let from_nginx = |r: &Reply| r.header("x-cache").is_none();
+
+    // Misses go to plughost and land in each host's tree, in the dirs layout.
+    for (h, path, body) in [
+        ("a.example", "/a", "A a"),
+        ("a.example", "/a/b", "A a/b"),
+        ("a.example", "/", "A home"),
+        ("b.example", "/a", "B a"),
+    ] {
+        let r = via(h, path, body);
+        assert_eq!(
+            (r.header("x-cache"), r.text().as_str()),
+            (Some("MISS"), body)
+        );
+    }
+    for file in [
+        "a.example/a/__index.html",
+        "a.example/a/b/__index.html",
+        "a.example/__index.html",
+        "b.example/a/__index.html",
+    ] {
+        wait_for_file(&cache.join(file));
+    }
+    // Hits come from nginx, per host, with nginx's type for the file.
+    for (h, path, body) in [
+        ("a.example", "/a", "A a"),
+        ("A.EXAMPLE:80", "/a/b", "A a/b"),
+        ("a.example", "/", "A home"),
+        ("b.example", "/a", "B a"),
+    ] {
+        let r = via(h, path, "app");
+        assert!(from_nginx(&r), "{h}{path}: {r:?}");
+        assert_eq!((r.status, r.text().as_str()), (200, body), "{h}{path}");
+        assert_eq!(r.header("content-type"), Some("text/html"));
+    }
+    // A host the filter does not store, and `/a/`, reach plughost every time.
+    for (h, path) in [("evil.example", "/a"), ("a.example", "/a/")] {
+        for _ in 0..2 {
+            let r = via(h, path, "from app");
+            assert_eq!(
+                (r.header("x-cache"), r.text().as_str()),
+                (Some("BYPASS"), "from app"),
+                "{h}{path}"
+            );
+        }
+    }
+    assert!(!cache.join("evil.example").exists());
+
+    // compress = gzip: nginx's gzip_static answers with the filter's twin.
+    let big = request_host(
+        nginx.0.port,
+        "GET",
+        "/big",
+        "a.example",
+        &[("X-Echo-Bytes", "3000")],
+    );
+    assert_eq!(big.header("x-cache"), Some("MISS"));
+    wait_for_file(&cache.join("a.example/big/__index.html.gz"));
+    let page = std::fs::read(cache.join("a.example/big/__index.html")).unwrap();
+    let r = request_host(
+        nginx.0.port,
+        "GET",
+        "/big",
+        "a.example",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert!(from_nginx(&r), "{r:?}");
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut decoded)
+        .unwrap();
+    assert_eq!(decoded, page);
+    let r = request_host(nginx.0.port, "GET", "/big", "a.example", &[]);
+    assert_eq!((r.header("content-encoding"), &r.body), (None, &page));
+    // A twin's own name is never served as a page.
+    let r = request_host(
+        nginx.0.port,
+        "GET",
+        "/big/__index.html.gz",
+        "a.example",
+        &[("X-Echo-Body", "app")],
+    );
+    assert!(!from_nginx(&r));
 }

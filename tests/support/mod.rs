@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod page_tree;
 pub mod python;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -55,12 +55,49 @@ fn cache_metrics(out: &mut String) {
         return;
     }
     out.push_str("# HELP plughost_cache_events_total Disk cache hits, misses, stores and bypasses by reason.\n# TYPE plughost_cache_events_total counter\n");
-    for stats in all {
+    for stats in &all {
         for (event, n) in stats.snapshot() {
             let _ = writeln!(
                 out,
                 "plughost_cache_events_total{{section=\"{}\",event=\"{event}\"}} {n}",
                 stats.section.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+    }
+    cache_budget_metrics(out, &all);
+}
+
+/// The disk budget's gauges, for the cache filters that have one.
+fn cache_budget_metrics(out: &mut String, all: &[std::sync::Arc<cache::stats::CacheStats>]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let budgeted: Vec<_> = all.iter().filter(|s| s.budgeted.load(Relaxed)).collect();
+    if budgeted.is_empty() {
+        return;
+    }
+    for (name, help, value) in [
+        (
+            "plughost_cache_disk_bytes",
+            "Bytes of pages in the cache tree (disk budget).",
+            0,
+        ),
+        (
+            "plughost_cache_disk_files",
+            "Pages in the cache tree (disk budget).",
+            1,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for stats in &budgeted {
+            let n = if value == 0 {
+                &stats.disk_bytes
+            } else {
+                &stats.disk_files
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{section=\"{}\"}} {}",
+                stats.section.replace('\\', "\\\\").replace('"', "\\\""),
+                n.load(Relaxed)
             );
         }
     }

@@ -16,6 +16,7 @@ mod report;
 mod servers;
 mod svg;
 mod tools;
+mod tree;
 mod wrk;
 
 use std::fs;
@@ -51,7 +52,7 @@ struct Args {
     /// plughost's `threads` (plugin workers), as in deploy.ini.
     #[arg(long, default_value_t = 8)]
     server_threads: u32,
-    /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store.
+    /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store, tree.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Do not run `cargo build --release` first; use what is in target/release.
@@ -168,7 +169,7 @@ fn run(args: Args) -> Result<i32> {
     ensure!(args.duration >= 1, "--duration must be at least 1");
     for s in &args.scenarios {
         ensure!(
-            SCENARIOS.iter().any(|x| x.key == s),
+            s == tree::KEY || SCENARIOS.iter().any(|x| x.key == s),
             "unknown scenario {s:?}; known: {}",
             SCENARIOS
                 .iter()
@@ -244,8 +245,11 @@ fn run(args: Args) -> Result<i32> {
                 svg::chart(&rows, &mem, &targets, &machine, args.rounds, args.duration),
             )?;
             println!("wrote {} and {}", csv_path.display(), svg_path.display());
+            let tree_ok = !(args.scenarios.is_empty()
+                || args.scenarios.iter().any(|k| k == tree::KEY))
+                || tree_rows(&args, &tools, &bins, dir, &small, nofile);
             println!("total time {:.0} s", started.elapsed().as_secs_f64());
-            if targets.iter().any(|t| t.correctness && !t.pass) {
+            if !tree_ok || targets.iter().any(|t| t.correctness && !t.pass) {
                 eprintln!("loadbench: a correctness check failed (see FAIL above)");
                 1
             } else {
@@ -266,6 +270,36 @@ fn run(args: Args) -> Result<i32> {
         println!("kept {}", kept.display());
     }
     Ok(code)
+}
+
+/// The page-tree rows (tree.rs); false when one of its checks failed.
+fn tree_rows(
+    args: &Args,
+    tools: &tools::Tools,
+    bins: &tools::Binaries,
+    dir: &Path,
+    small: &str,
+    nofile: u64,
+) -> bool {
+    let setup = tree::Setup {
+        tools,
+        bins,
+        dir,
+        small,
+        rounds: args.rounds,
+        duration: args.duration,
+        threads: args.threads,
+        connections: args.connections,
+        server_threads: args.server_threads,
+        nofile,
+    };
+    match tree::run(&setup) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("loadbench: page tree FAILED: {e:#}");
+            false
+        }
+    }
 }
 
 type Results = (Vec<Row>, Memory, Result<String, String>);

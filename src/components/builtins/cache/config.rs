@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::budget::{self, Limits};
 use super::cookies::IgnoredCookies;
+use super::hosts::{self, Hosts};
+use super::layout::Layout;
 use super::path::valid_index;
+use super::twins::{self, Compress};
 use crate::core::config::Component;
 
 /// Bodies larger than this are not stored unless `max_entry_bytes` says otherwise.
@@ -20,15 +24,28 @@ pub(crate) const DEFAULT_MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
-                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt";
+                    status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt, \
+                    layout, host_dirs, host_port, hosts, max_size, max_files, inactive, \
+                    compress, compress_types, compress_min_size";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
     /// Absolute (resolved against the defining file's directory).
     pub cache_dir: PathBuf,
-    /// The Content-Type of every hit.
+    /// The Content-Type of every hit (`text/html` under `content_type = auto`,
+    /// as the type of a page whose own type is unknown).
     pub content_type: String,
+    /// `content_type = auto`: each page keeps the Content-Type it was stored with.
+    pub auto_type: bool,
+    /// How a URL path becomes a file path (`layout`).
+    pub layout: Layout,
+    /// `host_dirs`, `host_port` and `hosts`: which hosts are cached, and where.
+    pub hosts: Hosts,
+    /// `max_size`, `max_files`, `inactive`: the disk budget.
+    pub budget: Limits,
+    /// `compress`, `compress_types`, `compress_min_size`: compressed twins.
+    pub compress: Option<Compress>,
     /// Prefixes a path must be under to be cached (None: every path).
     pub cache_paths: Option<Vec<String>>,
     /// The file name a URL ending in `/` maps to.
@@ -50,9 +67,17 @@ pub(super) struct Settings {
 impl Settings {
     pub(super) fn from_component(c: &Component) -> Result<Settings, SettingError> {
         let mut cache_dir = None;
+        let mut host_port = None;
+        let mut compress_types = None;
+        let mut compress_min_size = None;
         let mut s = Settings {
             cache_dir: PathBuf::new(),
             content_type: "text/html".into(),
+            auto_type: false,
+            layout: Layout::Paths,
+            hosts: Hosts::default(),
+            budget: Limits::default(),
+            compress: None,
             cache_paths: None,
             directory_index: "__index.html".into(),
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
@@ -79,6 +104,7 @@ impl Settings {
                     }
                     cache_dir = Some(dir);
                 }
+                "content_type" if v.eq_ignore_ascii_case("auto") => s.auto_type = true,
                 "content_type" => {
                     if HeaderValue::from_str(v).is_err() || v.is_empty() {
                         return Err(err(format!("`{v}` is not a valid header value")));
@@ -141,6 +167,67 @@ impl Settings {
                 "ignore_cookies" => {
                     s.ignore_cookies = IgnoredCookies::parse(v).map_err(|e| err(e.to_string()))?
                 }
+                "layout" => {
+                    s.layout = Layout::parse(v)
+                        .ok_or_else(|| err(format!("expected `paths` or `dirs`, found `{v}`")))?
+                }
+                "host_dirs" => {
+                    s.hosts.dirs = parse_bool(v)
+                        .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
+                }
+                "host_port" => {
+                    host_port = Some(
+                        parse_bool(v)
+                            .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?,
+                    )
+                }
+                "max_size" => {
+                    s.budget.max_size = Some(parse_bytes(v).filter(|n| *n > 0).ok_or_else(|| {
+                        err(format!(
+                            "expected a number of bytes above 0 (e.g. 512K, 100M, 2G), found `{v}`"
+                        ))
+                    })?)
+                }
+                "max_files" => {
+                    s.budget.max_files =
+                        Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            err(format!("expected a number of pages above 0, found `{v}`"))
+                        })?)
+                }
+                "inactive" => {
+                    s.budget.inactive = Some(budget::parse_duration(v).ok_or_else(|| {
+                        err(format!(
+                            "expected a duration above 0 (seconds, or with s, m, h or d: 10m, 7d), found `{v}`"
+                        ))
+                    })?)
+                }
+                "compress" => {
+                    s.compress = Some(Compress {
+                        encs: twins::parse_encs(v).map_err(err)?,
+                        types: Vec::new(),
+                        min_size: 0,
+                    })
+                }
+                "compress_types" => {
+                    let types: Vec<String> = v
+                        .split([' ', ','])
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_ascii_lowercase)
+                        .collect();
+                    if let Some(bad) = types.iter().find(|t| t.split('/').count() != 2) {
+                        return Err(err(format!("`{bad}` is not a media type (type/subtype)")));
+                    }
+                    if types.is_empty() {
+                        return Err(err("no media types given".into()));
+                    }
+                    compress_types = Some(types);
+                }
+                "compress_min_size" => {
+                    compress_min_size = Some(parse_bytes(v).ok_or_else(|| {
+                        err(format!("expected a number of bytes (e.g. 256 or 1K), found `{v}`"))
+                    })?)
+                }
+                "hosts" => s.hosts.only = Some(hosts::parse_list(v).map_err(err)?),
                 "adopt" => {
                     s.adopt = parse_bool(v)
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
@@ -156,6 +243,39 @@ impl Settings {
                     ))
                 }
             }
+        }
+        match &mut s.compress {
+            Some(c) => {
+                c.types = compress_types.unwrap_or_else(|| {
+                    twins::DEFAULT_TYPES
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect()
+                });
+                c.min_size = compress_min_size.unwrap_or(twins::DEFAULT_MIN_SIZE);
+            }
+            None => {
+                for (key, set) in [
+                    ("compress_types", compress_types.is_some()),
+                    ("compress_min_size", compress_min_size.is_some()),
+                ] {
+                    if set {
+                        return Err(SettingError::key(
+                            key,
+                            "only means something with `compress`",
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(keep) = host_port {
+            if !s.hosts.dirs {
+                return Err(SettingError::key(
+                    "host_port",
+                    "only means something with `host_dirs = true`",
+                ));
+            }
+            s.hosts.port = keep;
         }
         s.cache_dir = cache_dir.ok_or_else(|| {
             SettingError::key("cache_dir", "required (the directory to keep pages in)")

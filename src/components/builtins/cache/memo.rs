@@ -44,6 +44,11 @@ impl Version {
         }
     }
 
+    /// Its modification time (seconds, nanoseconds): what a twin is matched by.
+    pub(super) fn mtime(&self) -> (i64, i64) {
+        self.mtime
+    }
+
     /// The version of `rel` under `root` now, by one `newfstatat` (no symlink
     /// followed), or `None` if it is gone.
     pub(super) fn on_disk(root: BorrowedFd<'_>, rel: &str) -> Option<Version> {
@@ -71,6 +76,8 @@ pub(super) struct Entry {
     /// The hit's headers: `base` (Content-Type and the like), then
     /// Content-Length, Accept-Ranges, ETag, Last-Modified and `mark`.
     pub headers: HeaderMap,
+    /// For a compressed twin: the mtime of the page version it was made from.
+    pub twin_of: Option<(i64, i64)>,
 }
 
 impl Entry {
@@ -107,6 +114,7 @@ impl Entry {
             version: Version::of(meta),
             body,
             headers,
+            twin_of: None,
         }
     }
 }

@@ -14,11 +14,15 @@
 //!   which responses may be stored; `store`: the streaming tee and writer;
 //!   `flight`: single flight; `stats`: the counters.
 
+mod budget;
 mod config;
 mod cookies;
 mod dir;
 mod flight;
+mod hosts;
+mod layout;
 mod memo;
+mod mime_store;
 mod owner;
 pub mod path;
 mod placement;
@@ -26,6 +30,7 @@ pub(crate) mod purge;
 mod rules;
 pub(crate) mod stats;
 mod store;
+mod twins;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
@@ -38,8 +43,10 @@ use self::config::Settings;
 use self::dir::{CacheDir, Lookup};
 use self::flight::{Flights, Join, Outcome};
 use self::memo::{Entry, Memo, Version};
+use self::mime_store::TypeStore;
 use self::path::CachePath;
 use self::stats::{CacheStats, Event};
+use self::twins::{Choice, Compress};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
 use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::config::Component;
@@ -65,8 +72,10 @@ pub const BUILTIN: Builtin = Builtin {
 /// holds the directories of the pipeline built so far.
 fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
     let c = site.component;
-    placement::host_blind(c, site.inner)?;
     let cache = Cache::new(c, site.next)?;
+    if !cache.settings.hosts.dirs {
+        placement::host_blind(c, site.inner)?;
+    }
     let dir = std::fs::canonicalize(&cache.settings.cache_dir)
         .unwrap_or_else(|_| cache.settings.cache_dir.clone());
     placement::claim(site.claims, c, dir, cache.mapping())?;
@@ -83,12 +92,19 @@ pub(crate) struct Cache {
     content_type: HeaderValue,
     /// `content_type` without parameters: the only media type stored.
     media_type: String,
+    /// `content_type = auto`: where page types are kept.
+    types: Option<TypeStore>,
+    /// The disk budget, if any key of it is set.
+    budget: Option<Arc<budget::Budget>>,
+    /// `compress`: the twins' settings.
+    compress: Option<Arc<Compress>>,
     stats: Arc<CacheStats>,
 }
 
 const HIT: HeaderValue = HeaderValue::from_static("HIT");
 const MISS: HeaderValue = HeaderValue::from_static("MISS");
 const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 
 impl Cache {
     pub(crate) fn new(c: &Component, next: Arc<dyn Handler>) -> Result<Cache, SettingError> {
@@ -102,18 +118,50 @@ impl Cache {
         }
         let stats = stats::for_filter(&c.section, &settings.cache_dir.to_string_lossy());
         tracing::debug!(section = %c.section, cache_dir = %shown, "cache: ready");
+        let types = if settings.auto_type {
+            Some(probe_types(&dir, &settings).map_err(|e| {
+                SettingError::key(
+                    "content_type",
+                    format!("cannot test {shown} for extended attributes: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        if types == Some(TypeStore::Extension) {
+            tracing::warn!(
+                "cache: {shown} has no user extended attributes: content_type = auto types each page by its file name's extension"
+            );
+        }
         let memo = Memo::new(
             settings.memory_cache_bytes,
             MAX_MEMORY_ENTRY.min(settings.memory_cache_bytes / 8),
         );
+        let dir = Arc::new(dir);
+        // Counters outlive a reload; the gauges follow the new section's keys.
+        let budgeted = settings.budget.active();
+        stats
+            .budgeted
+            .store(budgeted, std::sync::atomic::Ordering::Relaxed);
+        let budget = budgeted.then(|| {
+            budget::Budget::start(
+                settings.budget.clone(),
+                dir.clone(),
+                stats.clone(),
+                settings.compress.is_some(),
+            )
+        });
         Ok(Cache {
+            compress: settings.compress.clone().map(Arc::new),
+            budget,
             next,
             memo,
             media_type: rules::media_type(&settings.content_type).to_owned(),
             content_type: HeaderValue::from_str(&settings.content_type)
                 .map_err(|_| "content_type: not a valid header value".to_owned())?,
+            types,
             settings,
-            dir: Arc::new(dir),
+            dir,
             flights: Flights::default(),
             stats,
         })
@@ -121,7 +169,25 @@ impl Cache {
 
     /// How this cache maps URLs to files, for comparing sections that share a cache_dir.
     fn mapping(&self) -> String {
-        format!("directory_index = {}", self.settings.directory_index)
+        let s = &self.settings;
+        let mut m = format!("directory_index = {}", s.directory_index);
+        if s.layout != layout::Layout::Paths {
+            m += &format!(", layout = {}", s.layout.name());
+        }
+        if s.hosts.dirs {
+            m += &format!(", host_dirs = true, host_port = {}", s.hosts.port);
+        }
+        if s.compress.is_some() {
+            m += ", compress (`.gz`/`.br` names are twins)";
+        }
+        m
+    }
+
+    /// Where a page of type `content_type` would be served from, under
+    /// `content_type = auto` without xattrs: only a page whose extension
+    /// implies its type may be stored.
+    fn extension_fits(&self, path: &CachePath, content_type: &str) -> bool {
+        rules::media_type(content_type).eq_ignore_ascii_case(mime_store::by_extension(path.name()))
     }
 
     /// The file for `req`, or why the cache stays out of it.
@@ -152,8 +218,38 @@ impl Cache {
         } else {
             [&req.script_name[..], &req.path_info[..]].concat().into()
         };
-        path::map(&full, &req.raw_path, &self.settings.directory_index)
-            .map_err(|_| Event::BypassUnsafePath)
+        let index = &self.settings.directory_index;
+        let page = path::map(&full, &req.raw_path, index).map_err(|_| Event::BypassUnsafePath)?;
+        let page = self
+            .settings
+            .layout
+            .apply(page, index)
+            .map_err(|_| Event::BypassSlash)?;
+        // `/a.gz` would be `/a`'s gzip twin served as a page.
+        if self.compress.is_some() && twins::SUFFIXES.iter().any(|s| page.name().ends_with(s)) {
+            return Err(Event::BypassTwinName);
+        }
+        if !self.settings.hosts.active() {
+            return Ok(page);
+        }
+        match self.settings.hosts.dir_for(&req.headers) {
+            Ok(Some(host)) => Ok(page.under(&host)),
+            Ok(None) => Ok(page),
+            Err(_) => Err(Event::BypassHost),
+        }
+    }
+
+    /// The Content-Type of a hit from `file`: the cache's, or under `auto`
+    /// the page's own (its xattr, else its extension's).
+    fn type_of(&self, path: &CachePath, file: &std::fs::File) -> HeaderValue {
+        match self.types {
+            None => self.content_type.clone(),
+            Some(TypeStore::Xattr) => mime_store::read(file)
+                .unwrap_or_else(|| HeaderValue::from_static(mime_store::by_extension(path.name()))),
+            Some(TypeStore::Extension) => {
+                HeaderValue::from_static(mime_store::by_extension(path.name()))
+            }
+        }
     }
 
     async fn handle(&self, req: Request) -> Response {
@@ -165,6 +261,11 @@ impl Cache {
                 return self.pass(req, BYPASS).await;
             }
         };
+        if let Some(c) = &self.compress {
+            if let Some(resp) = self.twin_hit(&Ask::of(&req), &path, c).await {
+                return resp;
+            }
+        }
         if self.memo.enabled() && plain(&req.headers) {
             if let Some(entry) = self.memo.peek(path.rel()) {
                 // One check against the file per hit: a page the connection may
@@ -181,6 +282,9 @@ impl Cache {
                     (Version::on_disk(self.dir.root().as_fd(), path.rel()), None)
                 };
                 if self.memo.still(path.rel(), &entry, current) {
+                    if let Some(b) = &self.budget {
+                        b.touch(path.rel(), entry.body.len() as u64);
+                    }
                     return self.answer(&Ask::of(&req), &entry, file, Event::Hit);
                 }
             }
@@ -240,6 +344,10 @@ impl Cache {
         event: Event,
     ) -> Response {
         let len = meta.len();
+        if let Some(b) = &self.budget {
+            b.touch(path.rel(), len);
+        }
+        let content_type = self.type_of(path, &file);
         if *req.method == Method::GET && len <= self.memo.max_entry && plain(req.headers) {
             let read = move || {
                 let mut buf = BytesMut::zeroed(len as usize);
@@ -253,7 +361,11 @@ impl Cache {
             match body {
                 Some(Ok(body)) => {
                     let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
-                    let entry = Arc::new(Entry::new(meta, body, &self.content_type, mark));
+                    let mut entry = Entry::new(meta, body, &content_type, mark);
+                    if self.compress.is_some() {
+                        entry.headers.insert(header::VARY, ACCEPT_ENCODING);
+                    }
+                    let entry = Arc::new(entry);
                     self.memo.put(path.rel(), entry.clone());
                     return self.answer(req, &entry, None, event);
                 }
@@ -270,14 +382,113 @@ impl Cache {
                 headers: req.headers,
             },
             &FileOptions {
-                content_type: &self.settings.content_type,
+                content_type: content_type.to_str().unwrap_or(mime_store::DEFAULT_TYPE),
                 ranges: true,
             },
         );
         if resp.status() == StatusCode::NOT_MODIFIED {
             self.stats.count(Event::NotModified);
         }
-        self.mark(resp, HIT)
+        let mut resp = self.mark(resp, HIT);
+        if self.compress.is_some() {
+            resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
+        }
+        resp
+    }
+
+    /// Under `compress`: the twin `req` prefers, if the page and a twin of
+    /// this very version of it are on disk (`None`: the page answers, or a
+    /// miss); a 406 when the page is here but nothing the request accepts is.
+    /// Only plain requests get twins; conditional and range requests get the
+    /// page.
+    async fn twin_hit(&self, ask: &Ask<'_>, path: &CachePath, c: &Compress) -> Option<Response> {
+        let enc = match twins::negotiate(ask.headers, &c.encs) {
+            Choice::Identity => return None,
+            Choice::None => {
+                Version::on_disk(self.dir.root().as_fd(), path.rel())?;
+                let mut resp = crate::core::error_response(StatusCode::NOT_ACCEPTABLE);
+                resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
+                return Some(self.mark(resp, HIT));
+            }
+            Choice::Twin(enc) => enc,
+        };
+        if !plain(ask.headers) {
+            return None;
+        }
+        let twin = path.clone().with_suffix(enc.suffix());
+        if self.memo.enabled() {
+            if let Some(entry) = self.memo.peek(twin.rel()) {
+                let root = self.dir.root();
+                let page = Version::on_disk(root.as_fd(), path.rel())?;
+                if entry.twin_of == Some(page.mtime())
+                    && self.memo.still(
+                        twin.rel(),
+                        &entry,
+                        Version::on_disk(root.as_fd(), twin.rel()),
+                    )
+                {
+                    if let Some(b) = &self.budget {
+                        b.touch(path.rel(), entry.body.len() as u64);
+                    }
+                    return Some(self.answer(ask, &entry, None, Event::Hit));
+                }
+            }
+        }
+        let Lookup::Hit(page_file, page_meta) = self.dir.lookup(path) else {
+            return None;
+        };
+        let page_mtime = Version::of(&page_meta).mtime();
+        let Lookup::Hit(file, meta) = self.dir.lookup(&twin) else {
+            return None;
+        };
+        if !twins::fresh(&meta, page_mtime) {
+            return None;
+        }
+        if let Some(b) = &self.budget {
+            b.touch(path.rel(), page_meta.len());
+        }
+        let content_type = self.type_of(path, &page_file);
+        let len = meta.len();
+        if len <= self.memo.max_entry {
+            let mut buf = BytesMut::zeroed(len as usize);
+            let read = if len <= SMALL_FILE {
+                file.read_exact_at(&mut buf, 0).map(|()| buf.freeze())
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    file.read_exact_at(&mut buf, 0).map(|()| buf.freeze())
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            };
+            let Ok(body) = read else {
+                return Some(self.read_failed(ask));
+            };
+            let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
+            let mut entry = Entry::new(&meta, body, &content_type, mark);
+            entry.headers.insert(header::CONTENT_ENCODING, enc.header());
+            entry.headers.insert(header::VARY, ACCEPT_ENCODING);
+            entry.twin_of = Some(page_mtime);
+            let entry = Arc::new(entry);
+            self.memo.put(twin.rel(), entry.clone());
+            return Some(self.answer(ask, &entry, None, Event::Hit));
+        }
+        self.count_hit(Event::Hit, ask);
+        let mut resp = serve_file(
+            file,
+            &meta,
+            &FileRequest {
+                method: ask.method,
+                headers: ask.headers,
+            },
+            &FileOptions {
+                content_type: content_type.to_str().unwrap_or(mime_store::DEFAULT_TYPE),
+                ranges: false,
+            },
+        );
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, enc.header());
+        resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
+        Some(self.mark(resp, HIT))
     }
 
     /// A 200 (or headers only, for HEAD) from a page in memory, with the
@@ -324,8 +535,16 @@ impl Cache {
         let resp = self.next.call(req).await;
         let (mut parts, body) = resp.into_parts();
         let declared = rules::content_length(&parts.headers);
-        let refusal = rules::refuse(parts.status, &parts.headers, &self.media_type).or_else(|| {
-            if declared.is_some_and(|n| n > self.settings.max_entry_bytes) {
+        let want = self.types.is_none().then_some(self.media_type.as_str());
+        let stored_type = self
+            .types
+            .and_then(|_| rules::single_content_type(&parts.headers));
+        let refusal = rules::refuse(parts.status, &parts.headers, want).or_else(|| {
+            if self.types == Some(TypeStore::Extension)
+                && !stored_type.is_some_and(|t| self.extension_fits(&path, t))
+            {
+                Some(Event::NoStoreTypeMismatch)
+            } else if declared.is_some_and(|n| n > self.settings.max_entry_bytes) {
                 Some(Event::NoStoreTooLarge)
             } else if declared == Some(0) || http_body::Body::is_end_stream(&body) {
                 Some(Event::NoStoreEmpty)
@@ -333,6 +552,7 @@ impl Cache {
                 None
             }
         });
+        let stored = refusal.is_none();
         let body = match refusal {
             Some(event) => {
                 let n = self.stats.count(event);
@@ -355,11 +575,23 @@ impl Cache {
                     fsync: self.settings.fsync,
                     max_bytes: self.settings.max_entry_bytes,
                     declared,
+                    budget: self.budget.clone(),
+                    compress: self.compress.clone(),
+                    twins: self.compress.as_ref().is_some_and(|c| {
+                        c.wants(rules::media_type(stored_type.unwrap_or(&self.media_type)))
+                    }),
+                    mime: match self.types {
+                        Some(TypeStore::Xattr) => stored_type.map(str::to_owned),
+                        _ => None,
+                    },
                 },
             ),
         };
         if let Some(name) = &self.settings.status_header {
             parts.headers.insert(name.clone(), MISS);
+        }
+        if self.compress.is_some() && stored {
+            parts.headers.insert(header::VARY, ACCEPT_ENCODING);
         }
         Response::from_parts(parts, body)
     }
@@ -376,6 +608,18 @@ impl Cache {
         }
         resp
     }
+}
+
+/// Where cache_dir keeps page types: a temporary file is given the attribute
+/// (then removed). `PLUGHOST_CACHE_NO_XATTR=1` forces the extension fallback,
+/// as on a file system without user xattrs (for tests and diagnosis).
+fn probe_types(dir: &CacheDir, s: &Settings) -> std::io::Result<TypeStore> {
+    if std::env::var_os("PLUGHOST_CACHE_NO_XATTR").is_some_and(|v| v == "1") {
+        return Ok(TypeStore::Extension);
+    }
+    let probe = path::map(b"/probe", "/probe", &s.directory_index).expect("a plain segment maps");
+    let mut temp = dir.parent_dir(&probe).and_then(dir::TempFile::create)?;
+    mime_store::probe(temp.file())
 }
 
 /// What a hit needs from the request (borrowed field by field, so it can be

@@ -53,6 +53,29 @@ impl CachePath {
     pub fn name(&self) -> &str {
         &self.rel[self.name_at..]
     }
+
+    /// The page as the directory index inside its own directory (`a/b` →
+    /// `a/b/INDEX`), for `layout = dirs`.
+    pub(crate) fn into_dir(mut self, index: &str) -> CachePath {
+        self.rel.push('/');
+        self.name_at = self.rel.len();
+        self.rel.push_str(index);
+        self
+    }
+
+    /// The file beside this one named with `suffix` added (a compressed twin).
+    pub(crate) fn with_suffix(mut self, suffix: &str) -> CachePath {
+        self.rel.push_str(suffix);
+        self
+    }
+
+    /// The page inside directory `dir` (one checked segment), for `host_dirs`.
+    pub(crate) fn under(self, dir: &str) -> CachePath {
+        CachePath {
+            rel: format!("{dir}/{}", self.rel),
+            name_at: self.name_at + dir.len() + 1,
+        }
+    }
 }
 
 /// Map PATH_INFO (percent-decoded, relative to the mount) to a file. `raw_path`

@@ -15,6 +15,7 @@ use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::owner::{self, OwnerError};
 use super::path::{self, Refusal, MAX_DEPTH};
+use super::twins;
 use crate::components::builtins::url_path;
 use crate::core::builtin::SettingError;
 use crate::core::config::Component;
@@ -37,6 +38,10 @@ pub enum PurgeError {
     IsDirectory { url: String },
     #[error("{url}: {error}")]
     Io { url: String, error: Errno },
+    #[error("{url}: never cached (layout = dirs stores `/a` only, not `/a/`)")]
+    SlashUnderDirs { url: String },
+    #[error("{url}: not a host the cache keeps a directory for (a DNS name or IP literal)")]
+    BadHost { url: String },
     #[error("{url}: contains a NUL byte")]
     Nul { url: String },
 }
@@ -78,24 +83,78 @@ impl Purger {
     }
 
     /// Delete the page for URL path `url` (as the filter sees PATH_INFO, may be
-    /// percent-encoded). With `prefix`, every page at or below it.
+    /// percent-encoded). With `prefix`, every page at or below it. Under
+    /// `host_dirs`, `http://HOST[:PORT]/path` names one host's page and a bare
+    /// path that page under every host.
     pub fn purge(&self, url: &str, prefix: bool) -> Result<Purged, PurgeError> {
-        let decoded = url_path::decode(url);
-        if prefix {
-            return self.purge_prefix(url, &decoded);
+        let (host, path_part) = split_url(url);
+        let mut purged = Purged::default();
+        for base in self.bases(url, host)? {
+            let done = self.purge_in(&base, url, path_part, prefix)?;
+            purged.files += done.files;
         }
-        let p = path::map(&decoded, url, &self.settings.directory_index).map_err(|refusal| {
-            PurgeError::NeverCached {
-                url: url.to_owned(),
-                refusal,
+        Ok(purged)
+    }
+
+    /// The directories pages are purged in: cache_dir itself, or under
+    /// `host_dirs` the named host's (or every host's) directory.
+    fn bases(&self, url: &str, host: Option<&str>) -> Result<Vec<String>, PurgeError> {
+        let hosts = &self.settings.hosts;
+        if !hosts.dirs {
+            return Ok(vec![String::new()]);
+        }
+        if let Some(h) = host {
+            return match hosts.dir_of(&h.to_ascii_lowercase()) {
+                Ok(Some(dir)) => Ok(vec![dir]),
+                _ => Err(PurgeError::BadHost {
+                    url: url.to_owned(),
+                }),
+            };
+        }
+        let mut all = Vec::new();
+        for entry in Dir::read_from(self.dir.root().as_fd()).map_err(|e| io(url, e))? {
+            let entry = entry.map_err(|e| io(url, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type() == FileType::Directory {
+                all.push(name);
             }
-        })?;
+        }
+        Ok(all)
+    }
+
+    /// [`Purger::purge`] inside `base` (`""`: cache_dir).
+    fn purge_in(
+        &self,
+        base: &str,
+        url: &str,
+        path_part: &str,
+        prefix: bool,
+    ) -> Result<Purged, PurgeError> {
+        let decoded = url_path::decode(path_part);
+        if prefix {
+            return self.purge_prefix(base, url, path_part, &decoded);
+        }
+        let index = &self.settings.directory_index;
+        let never = |refusal| PurgeError::NeverCached {
+            url: url.to_owned(),
+            refusal,
+        };
+        let p = path::map(&decoded, path_part, index).map_err(never)?;
+        let p = self
+            .settings
+            .layout
+            .apply(p, index)
+            .map_err(|_| PurgeError::SlashUnderDirs {
+                url: url.to_owned(),
+            })?;
+        let p = if base.is_empty() { p } else { p.under(base) };
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
         let Some(dir) = self.parent(parent).map_err(|source| io(url, source))? else {
             return Ok(Purged::default());
         };
         let root = self.dir.root();
         let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        self.remove_twins(at, name);
         match unlinkat(at, name, AtFlags::empty()) {
             Ok(()) => Ok(Purged { files: 1 }),
             Err(Errno::NOENT) => Ok(Purged::default()),
@@ -103,6 +162,16 @@ impl Purger {
                 url: url.to_owned(),
             }),
             Err(source) => Err(io(url, source)),
+        }
+    }
+
+    /// Under `compress`, the page's twins go with it (first, so no twin is
+    /// ever left without its page).
+    fn remove_twins(&self, at: BorrowedFd<'_>, name: &str) {
+        if self.settings.compress.is_some() {
+            for s in twins::SUFFIXES {
+                let _ = unlinkat(at, format!("{name}{s}").as_str(), AtFlags::empty());
+            }
         }
     }
 
@@ -124,29 +193,41 @@ impl Purger {
         }
     }
 
-    fn purge_prefix(&self, url: &str, decoded: &[u8]) -> Result<Purged, PurgeError> {
+    fn purge_prefix(
+        &self,
+        base: &str,
+        url: &str,
+        path_part: &str,
+        decoded: &[u8],
+    ) -> Result<Purged, PurgeError> {
         let trimmed = decoded.strip_suffix(b"/").unwrap_or(decoded);
         let mut purged = Purged::default();
         if trimmed.is_empty() {
-            remove_contents(self.dir.root().as_fd(), 0, &mut purged)
-                .map_err(|source| io(url, source))?;
+            let Some(dir) = self.parent(base).map_err(|source| io(url, source))? else {
+                return Ok(purged);
+            };
+            let root = self.dir.root();
+            let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+            remove_contents(at, 0, &mut purged).map_err(|source| io(url, source))?;
             return Ok(purged);
         }
         // The prefix itself must be a mappable page path (so it names a file or
         // directory of the tree, never anything outside it).
-        let raw = url.strip_suffix('/').unwrap_or(url);
+        let raw = path_part.strip_suffix('/').unwrap_or(path_part);
         let p = path::map(trimmed, raw, &self.settings.directory_index).map_err(|refusal| {
             PurgeError::NeverCached {
                 url: url.to_owned(),
                 refusal,
             }
         })?;
+        let p = if base.is_empty() { p } else { p.under(base) };
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
         let Some(dir) = self.parent(parent).map_err(|source| io(url, source))? else {
             return Ok(purged);
         };
         let root = self.dir.root();
         let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        self.remove_twins(at, name);
         remove_entry(
             at,
             &CString::new(name).map_err(|_| PurgeError::Nul {
@@ -157,6 +238,20 @@ impl Purger {
         )
         .map_err(|source| io(url, source))?;
         Ok(purged)
+    }
+}
+
+/// `http://HOST/path` (or `https://`) → (Some(HOST), `/path`); a bare path → (None, path).
+fn split_url(url: &str) -> (Option<&str>, &str) {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return (None, url);
+    };
+    match rest.find('/') {
+        Some(i) => (Some(&rest[..i]), &rest[i..]),
+        None => (Some(rest), "/"),
     }
 }
 

@@ -20,8 +20,13 @@ const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 
 /// Why the response head rules out storing, if it does. `media_type` is the
 /// cache's `content_type` without parameters: every hit is served as it, so a
-/// response of any other type is never stored.
-pub(super) fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) -> Option<Event> {
+/// response of any other type is never stored. `None` (`content_type =
+/// auto`): any type, as long as there is exactly one valid Content-Type.
+pub(super) fn refuse(
+    status: StatusCode,
+    headers: &HeaderMap,
+    media_type: Option<&str>,
+) -> Option<Event> {
     if status != StatusCode::OK {
         return Some(Event::NoStoreStatus);
     }
@@ -35,7 +40,11 @@ pub(super) fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) 
     {
         return Some(Event::NoStoreContentEncoding);
     }
-    if !same_media_type(headers, media_type) {
+    let typed = match media_type {
+        Some(want) => same_media_type(headers, want),
+        None => single_content_type(headers).is_some(),
+    };
+    if !typed {
         return Some(Event::NoStoreTypeMismatch);
     }
     if headers
@@ -54,6 +63,15 @@ pub(super) fn refuse(status: StatusCode, headers: &HeaderMap, media_type: &str) 
 /// The media type of a Content-Type value: before any `;`, trimmed.
 pub(super) fn media_type(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// The response's Content-Type, when it has exactly one, visible ASCII with a media type.
+pub(super) fn single_content_type(headers: &HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    v.to_str().ok().filter(|v| media_type(v).contains('/'))
 }
 
 /// Whether the response has exactly one Content-Type whose media type is `want`
@@ -183,14 +201,14 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        refuse(StatusCode::OK, &h, "text/html")
+        refuse(StatusCode::OK, &h, Some("text/html"))
     }
 
     #[test]
     fn header_rules() {
         assert_eq!(check(&[]), None);
         assert_eq!(
-            refuse(StatusCode::NOT_FOUND, &HeaderMap::new(), "text/html"),
+            refuse(StatusCode::NOT_FOUND, &HeaderMap::new(), Some("text/html")),
             Some(Event::NoStoreStatus)
         );
         assert_eq!(
@@ -227,7 +245,7 @@ mod tests {
         let with = |ct: &str, want: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
-            refuse(StatusCode::OK, &h, want)
+            refuse(StatusCode::OK, &h, Some(want))
         };
         assert_eq!(with("text/html; charset=utf-8", "text/html"), None);
         assert_eq!(with("TEXT/HTML", "text/html"), None);
@@ -241,10 +259,32 @@ mod tests {
             Some(Event::NoStoreTypeMismatch)
         );
         assert_eq!(
-            refuse(StatusCode::OK, &HeaderMap::new(), "text/html"),
+            refuse(StatusCode::OK, &HeaderMap::new(), Some("text/html")),
             Some(Event::NoStoreTypeMismatch)
         );
         assert_eq!(media_type("text/html; charset=utf-8"), "text/html");
+    }
+
+    #[test]
+    fn auto_type_needs_exactly_one_content_type() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            refuse(StatusCode::OK, &h, None),
+            Some(Event::NoStoreTypeMismatch)
+        );
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        assert_eq!(refuse(StatusCode::OK, &h, None), None);
+        h.append(header::CONTENT_TYPE, "text/html".parse().unwrap());
+        assert_eq!(
+            refuse(StatusCode::OK, &h, None),
+            Some(Event::NoStoreTypeMismatch)
+        );
+        h.remove(header::CONTENT_TYPE);
+        h.insert(header::CONTENT_TYPE, "nonsense".parse().unwrap());
+        assert_eq!(
+            refuse(StatusCode::OK, &h, None),
+            Some(Event::NoStoreTypeMismatch)
+        );
     }
 
     #[test]

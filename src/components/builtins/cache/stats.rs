@@ -17,6 +17,8 @@ pub(crate) enum Event {
     Miss,
     /// A response written into the tree.
     Store,
+    /// A page removed by the disk budget (`max_size`, `max_files`, `inactive`).
+    Evict,
     /// A waiting request served from the file a concurrent miss stored.
     Coalesced,
     /// A waiting request that called the app itself (nothing was stored, or the wait timed out).
@@ -34,6 +36,13 @@ pub(crate) enum Event {
     BypassScope,
     /// Not a candidate: a path that cannot map safely to a file.
     BypassUnsafePath,
+    /// Not a candidate: a Host `host_dirs` cannot use or `hosts` does not list.
+    BypassHost,
+    /// Not a candidate: a path ending in `/` under `layout = dirs` (it would
+    /// name the same file as the path without the `/`).
+    BypassSlash,
+    /// Not a candidate: under `compress`, a name ending in `.gz` or `.br` (a twin's name).
+    BypassTwinName,
 
     /// A HEAD miss (passed through, never stored).
     NoStoreHead,
@@ -68,6 +77,7 @@ const EVENTS: [Event; N] = [
     Event::NotModified,
     Event::Miss,
     Event::Store,
+    Event::Evict,
     Event::Coalesced,
     Event::CoalesceFallback,
     Event::BypassMethod,
@@ -76,6 +86,9 @@ const EVENTS: [Event; N] = [
     Event::BypassCookie,
     Event::BypassScope,
     Event::BypassUnsafePath,
+    Event::BypassHost,
+    Event::BypassSlash,
+    Event::BypassTwinName,
     Event::NoStoreHead,
     Event::NoStoreStatus,
     Event::NoStoreSetCookie,
@@ -102,6 +115,7 @@ impl Event {
             Event::NotModified => "not_modified",
             Event::Miss => "miss",
             Event::Store => "store",
+            Event::Evict => "evict",
             Event::Coalesced => "coalesced",
             Event::CoalesceFallback => "coalesce_fallback",
             Event::BypassMethod => "bypass.method",
@@ -110,6 +124,9 @@ impl Event {
             Event::BypassCookie => "bypass.cookie",
             Event::BypassScope => "bypass.scope",
             Event::BypassUnsafePath => "bypass.unsafe_path",
+            Event::BypassHost => "bypass.host",
+            Event::BypassSlash => "bypass.slash",
+            Event::BypassTwinName => "bypass.twin_name",
             Event::NoStoreHead => "no_store.head",
             Event::NoStoreStatus => "no_store.status",
             Event::NoStoreSetCookie => "no_store.set_cookie",
@@ -143,6 +160,12 @@ pub(crate) struct CacheStats {
     key: String,
     counts: [AtomicU64; N],
     warned: [AtomicBool; N],
+    /// Whether a disk budget keeps the two gauges below.
+    pub budgeted: AtomicBool,
+    /// Bytes of the pages in the budget's index.
+    pub disk_bytes: AtomicU64,
+    /// Pages in the budget's index.
+    pub disk_files: AtomicU64,
 }
 
 impl CacheStats {
@@ -152,6 +175,9 @@ impl CacheStats {
             key: String::new(),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             warned: std::array::from_fn(|_| AtomicBool::new(false)),
+            budgeted: AtomicBool::new(false),
+            disk_bytes: AtomicU64::new(0),
+            disk_files: AtomicU64::new(0),
         }
     }
 

@@ -31,10 +31,13 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::budget::Budget;
 use super::dir::{classify, CacheDir, TempFile};
 use super::flight::Leader;
+use super::mime_store;
 use super::path::CachePath;
 use super::stats::{CacheStats, Event};
+use super::twins::{self, Compress};
 use crate::core::{body, Body, BodyError};
 
 /// Most bytes the client's body reads back from the file in one frame.
@@ -53,6 +56,14 @@ pub(super) struct Job {
     pub max_bytes: u64,
     /// The response's Content-Length, which the body must match.
     pub declared: Option<u64>,
+    /// The Content-Type to record on the page (`content_type = auto` with xattrs).
+    pub mime: Option<String>,
+    /// The disk budget, told of each page stored (on the storing thread).
+    pub budget: Option<Arc<Budget>>,
+    /// `compress`: old twins are removed before the page is replaced, and
+    /// with `twins` set new ones are written after it.
+    pub compress: Option<Arc<Compress>>,
+    pub twins: bool,
 }
 
 impl Job {
@@ -66,7 +77,27 @@ impl Job {
         );
     }
 
+    /// Write the new page's twins on a blocking thread (the miss is not kept waiting).
+    fn write_twins(&self) {
+        let (Some(c), true) = (&self.compress, self.twins) else {
+            return;
+        };
+        let (c, dir, path, fsync) = (c.clone(), self.dir.clone(), self.path.clone(), self.fsync);
+        let (budget, stats) = (self.budget.clone(), self.stats.clone());
+        tokio::task::spawn_blocking(move || {
+            match twins::write(&dir, &path, &c.encs, c.min_size, fsync) {
+                Ok(bytes) => {
+                    if let Some(b) = budget {
+                        b.add_twins(path.rel(), bytes);
+                    }
+                }
+                Err(e) => stats.problem(classify(&e), path.rel(), &e),
+            }
+        });
+    }
+
     fn stored(self) {
+        self.write_twins();
         let n = self.stats.count(Event::Store);
         tracing::debug!(path = self.path.rel(), count = n, stats = %self.stats, "cache: stored");
         self.leader.stored();
@@ -132,10 +163,22 @@ async fn store_whole(data: Bytes, job: Job) {
         return job.not_stored(Event::NoStoreTooLarge);
     }
     let (dir, path, fsync) = (job.dir.clone(), job.path.clone(), job.fsync);
+    let (mime, budget) = (job.mime.clone(), job.budget.clone());
+    let compress = job.compress.is_some();
     let wrote = blocking(move || {
         let mut temp = dir.parent_dir(&path).and_then(TempFile::create)?;
         temp.file().write_all(&data)?;
-        temp.commit(path.name(), fsync)
+        if let Some(ct) = &mime {
+            mime_store::write(temp.file(), ct)?;
+        }
+        if compress {
+            twins::remove(&dir, path.rel());
+        }
+        temp.commit(path.name(), fsync)?;
+        if let Some(b) = budget {
+            b.stored(path.rel(), data.len() as u64);
+        }
+        Ok(())
     })
     .await;
     match wrote {
@@ -326,8 +369,22 @@ async fn spool(mut body: Body, first: Option<Frame<Bytes>>, job: Job, shared: Ar
         });
         if ended {
             let (temp, fsync, name) = (temp.take(), job.fsync, job.path.name().to_owned());
+            let (mime, budget, rel) = (job.mime.clone(), job.budget.clone(), job.path.clone());
+            let (compress, dir) = (job.compress.is_some(), job.dir.clone());
             let committed = blocking(move || match temp {
-                Some(t) => t.commit(&name, fsync),
+                Some(mut t) => {
+                    if let Some(ct) = &mime {
+                        mime_store::write(t.file(), ct)?;
+                    }
+                    if compress {
+                        twins::remove(&dir, rel.rel());
+                    }
+                    t.commit(&name, fsync)?;
+                    if let Some(b) = budget {
+                        b.stored(rel.rel(), seen);
+                    }
+                    Ok(())
+                }
                 None => Ok(()),
             })
             .await;
