@@ -7,6 +7,7 @@
 
 pub mod nginx;
 pub mod python;
+pub mod wsgi;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

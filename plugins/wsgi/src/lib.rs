@@ -33,6 +33,7 @@ struct WsgiApp {
 
 impl App for WsgiApp {
     fn new(config: &Config) -> Result<Self, Error> {
+        config.expect_keys(APP_KEYS)?;
         interp::ensure().map_err(Error::new)?;
         let dirs = python_path(config);
         Python::with_gil(|py| {
