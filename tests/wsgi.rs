@@ -405,3 +405,72 @@ fn a_flask_app_from_a_venv() {
         serde_json::json!({"fields": {"a": "1", "b": "two"}, "length": 9})
     );
 }
+
+/// A pipeline: native filter `tag`, the Python middleware, then `bottom`.
+fn pipeline(bottom: &str) -> String {
+    let apps = wsgi::apps_dir();
+    format!(
+        "[pipeline:main]\npipeline = tagger stamp bottom\n\n\
+         [filter:tagger]\nuse = egg:tag\ntag = native\n\n\
+         [filter:stamp]\nuse = egg:plughost#wsgi-filter\nfilter = middleware:checked\npython_path = {}\n\n\
+         {bottom}",
+        apps.display()
+    )
+}
+
+#[test]
+fn a_python_filter_wraps_a_native_app_inside_a_native_filter() {
+    let dir = support::tempdir();
+    let host = wsgi::serve(
+        dir.path(),
+        &pipeline("[app:bottom]\nuse = egg:echo\n"),
+        None,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let body = vec![b'b'; 300_000];
+    let r = host.request(
+        "POST",
+        "/seen?x=1",
+        &[("Content-Type", "text/plain")],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
+    let seen = r.json();
+    // The native app got what the Python filter passed on, body included.
+    assert_eq!(seen["headers"]["x-py-filter"], "py", "{seen}");
+    assert_eq!(seen["headers"]["x-tag-chain"], "native", "{seen}");
+    assert_eq!(seen["path_info"], "/seen");
+    assert_eq!(seen["query_string"], "x=1");
+    assert_eq!(seen["body_len"], 300_000);
+    assert_eq!(r.header("x-py-filter-out"), Some("py"));
+    assert_eq!(r.header("x-tag-chain-out"), Some("native"));
+
+    // The Python filter may answer itself.
+    let r = host.get("/py-only");
+    assert_eq!((r.status, r.text().as_str()), (200, "answered in Python"));
+
+    // A large native body streams up through Python.
+    let r = host.request("GET", "/big", &[("X-Echo-Bytes", "5000000")], b"");
+    assert_eq!((r.status, r.body.len()), (200, 5_000_000), "{}", host.log());
+}
+
+#[test]
+fn a_native_filter_and_a_python_filter_wrap_a_python_app() {
+    let dir = support::tempdir();
+    let bottom = format!(
+        "[app:bottom]\nuse = egg:plughost#wsgi\napp = pep3333:app\npython_path = {}\n",
+        wsgi::apps_dir().display()
+    );
+    let host =
+        wsgi::serve(dir.path(), &pipeline(&bottom), None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let r = host.get("/environ");
+    assert_eq!(r.status, 200, "{}", host.log());
+    let env = r.json();
+    assert_eq!(env["HTTP_X_TAG_CHAIN"], "native");
+    assert_eq!(env["HTTP_X_PY_FILTER"], "py");
+    assert_eq!(r.header("x-tag-chain-out"), Some("native"));
+    assert_eq!(r.header("x-py-filter-out"), Some("py"));
+    let r = host.request("POST", "/upload", &[], b"hello world");
+    assert!(r.text().starts_with("11 b94d27b9"), "{}", r.text());
+}

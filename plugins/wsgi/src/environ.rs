@@ -72,3 +72,111 @@ pub(crate) fn build<'py>(py: Python<'py>, mut req: Request) -> PyResult<Bound<'p
     env.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
     Ok(env)
 }
+
+/// The request a Python filter passes on: the environ turned back into an SDK
+/// `Request` (native strings back to their bytes), its body read from
+/// `wsgi.input` as the handlers downstream ask for it.
+pub(crate) fn request_from(py: Python<'_>, env: &Bound<'_, PyDict>) -> PyResult<Request> {
+    let get = |key: &str| -> PyResult<String> {
+        match env.get_item(key)? {
+            Some(v) => Ok(unnative(&v.extract::<String>()?)),
+            None => Ok(String::new()),
+        }
+    };
+    let method = get("REQUEST_METHOD")?;
+    let mut req = Request::new(
+        if method.is_empty() { "GET" } else { &method },
+        &get("PATH_INFO")?,
+    );
+    req.script_name = get("SCRIPT_NAME")?;
+    req.query_string = get("QUERY_STRING")?;
+    req.raw_path = format!("{}{}", req.script_name, req.path_info);
+    if !req.query_string.is_empty() {
+        req.raw_path = format!("{}?{}", req.raw_path, req.query_string);
+    }
+    req.scheme = get("wsgi.url_scheme")?;
+    req.protocol = get("SERVER_PROTOCOL")?;
+    req.server_name = get("SERVER_NAME")?;
+    req.server_port = get("SERVER_PORT")?.parse().unwrap_or(0);
+    req.remote_addr = get("REMOTE_ADDR")?;
+    req.remote_port = get("REMOTE_PORT")?.parse().unwrap_or(0);
+    req.content_length = get("CONTENT_LENGTH")?.trim().parse().ok();
+    for (key, value) in env.iter() {
+        let Ok(key) = key.extract::<String>() else {
+            continue;
+        };
+        let Ok(value) = value.extract::<String>() else {
+            continue;
+        };
+        let value = unnative(&value);
+        if let Some(name) = key.strip_prefix("HTTP_") {
+            req.headers
+                .push((name.to_ascii_lowercase().replace('_', "-"), value));
+        } else if key == "CONTENT_TYPE" {
+            req.headers.push(("content-type".into(), value));
+        } else if !CGI_KEYS.contains(&key.as_str()) && !key.starts_with("wsgi.") {
+            req.extras.push((key, value));
+        }
+    }
+    if let Some(len) = req.content_length {
+        req.headers.push(("content-length".into(), len.to_string()));
+    }
+    if let Some(input) = env.get_item("wsgi.input")? {
+        req.body = plughost_sdk::RequestBody::from_reader(PyReader(input.unbind()));
+    }
+    let _ = py;
+    Ok(req)
+}
+
+/// The environ keys `request_from` maps to `Request` fields.
+const CGI_KEYS: &[&str] = &[
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+    "RAW_URI",
+    "REQUEST_URI",
+];
+
+/// A native string back to its bytes (read as UTF-8, lossily).
+fn unnative(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_owned();
+    }
+    match s
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+    {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// A Python file (`wsgi.input`) as `std::io::Read`, taking the GIL per read.
+struct PyReader(PyObject);
+
+impl std::io::Read for PyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Python::with_gil(|py| {
+            let data = self
+                .0
+                .call_method1(py, "read", (buf.len(),))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let data = data
+                .downcast_bound::<pyo3::types::PyBytes>(py)
+                .map_err(|_| std::io::Error::other("wsgi.input.read() returned no bytes"))?;
+            let bytes = data.as_bytes();
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            Ok(n)
+        })
+    }
+}

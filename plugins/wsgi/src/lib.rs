@@ -12,6 +12,7 @@ mod call;
 mod environ;
 #[allow(unsafe_code)]
 mod ffi;
+mod filter;
 mod input;
 mod interp;
 mod load;
@@ -20,7 +21,7 @@ mod stream;
 
 use std::path::{Path, PathBuf};
 
-use plughost_sdk::{App, Config, Error, Request, Response};
+use plughost_sdk::{App, Config, Error, Filter, Next, Request, Response};
 use pyo3::prelude::*;
 
 /// The keys of `[app:] use = egg:plughost#wsgi`.
@@ -70,6 +71,59 @@ impl App for WsgiApp {
     }
 }
 
+/// The keys of `[filter:] use = egg:plughost#wsgi-filter`.
+const FILTER_KEYS: &[&str] = &["filter", "paste", "python_path"];
+
+/// `egg:plughost#wsgi-filter`: Python middleware around the rest of the pipeline.
+struct WsgiFilter {
+    app: PyObject,
+}
+
+impl Filter for WsgiFilter {
+    fn new(config: &Config) -> Result<Self, Error> {
+        config.expect_keys(FILTER_KEYS)?;
+        interp::ensure().map_err(Error::new)?;
+        let dirs = python_path(config);
+        Python::with_gil(|py| {
+            interp::prepend_path(py, &dirs).map_err(|e| located(py, "python_path", e))?;
+            let downstream =
+                Py::new(py, filter::Downstream).map_err(|e| located(py, "filter", e))?;
+            let app = match (config.get("filter"), config.get("paste")) {
+                (Some(spec), None) => load::object(py, spec)
+                    .and_then(|f| f.call1(py, (downstream,)))
+                    .map_err(|e| located(py, "filter", e))?,
+                (None, Some(uri)) => {
+                    let (global, local) = load::paste_args(py, config, FILTER_KEYS)
+                        .map_err(|e| located(py, "paste", e))?;
+                    let made = match load::entry_point(py, uri, "paste.filter_factory") {
+                        Ok(factory) => factory
+                            .call((global,), Some(&local))
+                            .and_then(|f| f.call1((downstream,))),
+                        Err(_) => load::entry_point(py, uri, "paste.filter_app_factory")
+                            .and_then(|factory| factory.call((downstream, global), Some(&local))),
+                    };
+                    made.map_err(|e| located(py, "paste", e))?.unbind()
+                }
+                (Some(_), Some(_)) => {
+                    return Err(Error::new(
+                        "`filter` and `paste` both name the middleware; keep one",
+                    ))
+                }
+                (None, None) => {
+                    return Err(Error::new(
+                        "missing required key `filter` (package.module:callable taking the app) or `paste` (egg:DIST#ENTRY)",
+                    ))
+                }
+            };
+            Ok(WsgiFilter { app })
+        })
+    }
+
+    fn call(&self, req: Request, next: Next<'_>) -> Result<Response, Error> {
+        filter::serve(&self.app, req, next)
+    }
+}
+
 /// `python_path`: directories (whitespace-separated), relative to `here`.
 fn python_path(config: &Config) -> Vec<PathBuf> {
     let here = config
@@ -91,4 +145,8 @@ fn located(py: Python<'_>, key: &str, err: PyErr) -> Error {
     Error::new(format!("`{key}`: {last}\n{text}"))
 }
 
-plughost_sdk::export_plugin!(name: "plughost-wsgi", apps: { "wsgi" => WsgiApp });
+plughost_sdk::export_plugin!(
+    name: "plughost-wsgi",
+    apps: { "wsgi" => WsgiApp },
+    filters: { "wsgi-filter" => WsgiFilter },
+);
