@@ -474,3 +474,72 @@ fn a_native_filter_and_a_python_filter_wrap_a_python_app() {
     let r = host.request("POST", "/upload", &[], b"hello world");
     assert!(r.text().starts_with("11 b94d27b9"), "{}", r.text());
 }
+
+/// A venv with Pyramid and the tiny project tests/wsgi_apps/tinypyr installed
+/// by pip (from a copy, so the build leaves nothing in the source tree).
+fn pyramid_venv() -> Option<Venv> {
+    let src = wsgi::apps_dir().join("tinypyr");
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for name in ["pyproject.toml", "tinypyr.py"] {
+        for b in std::fs::read(src.join(name)).unwrap() {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let copy = support::target_dir().join(format!("test-venvs/src-tinypyr-{hash:016x}"));
+    std::fs::create_dir_all(&copy).unwrap();
+    for name in ["pyproject.toml", "tinypyr.py"] {
+        std::fs::copy(src.join(name), copy.join(name)).unwrap();
+    }
+    let venv = python::venv("wsgi-pyramid", &["pyramid", copy.to_str().unwrap()]);
+    if venv.is_none() {
+        support::skip_unless_ci(
+            "python3 -m venv with pip (python3-venv) is needed for the Pyramid test",
+        );
+    }
+    venv
+}
+
+#[test]
+fn a_pyramid_development_ini_runs_unchanged_behind_the_cache() {
+    let Some(venv) = pyramid_venv() else { return };
+    let dir = support::tempdir();
+    let ini = std::fs::read_to_string(wsgi::apps_dir().join("tinypyr/development.ini")).unwrap();
+    // `use = egg:tinypyr`: no libtinypyr.so, so its paste.app_factory entry point.
+    let host = wsgi::serve(dir.path(), &ini, Some(&venv), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let first = host.get("/page/ada");
+    assert_eq!(first.status, 200, "{}\n{}", first.text(), host.log());
+    let page = first.json();
+    assert_eq!(page["greeting"], "hello from pyramid");
+    assert_eq!(page["name"], "ada");
+    let again = host.get("/page/ada");
+    assert_eq!(again.header("x-cache"), Some("HIT"), "{:?}", again.headers);
+    assert_eq!(again.body, first.body, "a hit never enters Python");
+    assert_eq!(host.get("/nope").status, 404);
+}
+
+#[test]
+fn paste_entry_points_mount_python_filters_and_apps() {
+    let Some(venv) = pyramid_venv() else { return };
+    let dir = support::tempdir();
+    let config = "[pipeline:main]\npipeline = byuse bykey wrapped app\n\n\
+                  [filter:byuse]\nuse = egg:tinypyr#stamp\nlabel = by-use\n\n\
+                  [filter:bykey]\nuse = egg:plughost#wsgi-filter\npaste = egg:tinypyr#stamp\nlabel = by-key\n\n\
+                  [filter:wrapped]\nuse = egg:tinypyr#wrap\n\n\
+                  [app:app]\nuse = egg:plughost#wsgi\npaste = egg:tinypyr\ngreeting = via paste\n";
+    let host = wsgi::serve(dir.path(), config, Some(&venv), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let r = host.get("/page/x");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
+    assert_eq!(r.json()["greeting"], "via paste");
+    assert_eq!(r.header_all("x-stamp"), ["wrap", "by-key", "by-use"]);
+
+    // Neither a native library nor a Python distribution: the native search error.
+    let err = wsgi::serve(
+        dir.path(),
+        "[app:main]\nuse = egg:no_such_dist\n",
+        Some(&venv),
+        &[],
+    )
+    .err()
+    .expect("nothing provides egg:no_such_dist");
+    assert!(err.contains("libno_such_dist.so"), "{err}");
+}

@@ -34,7 +34,10 @@ struct WsgiApp {
 
 impl App for WsgiApp {
     fn new(config: &Config) -> Result<Self, Error> {
-        config.expect_keys(APP_KEYS)?;
+        // With `paste`, the other keys are the Paste factory's (its local_conf).
+        if config.get("paste").is_none() {
+            config.expect_keys(APP_KEYS)?;
+        }
         interp::ensure().map_err(Error::new)?;
         let dirs = python_path(config);
         Python::with_gil(|py| {
@@ -81,7 +84,9 @@ struct WsgiFilter {
 
 impl Filter for WsgiFilter {
     fn new(config: &Config) -> Result<Self, Error> {
-        config.expect_keys(FILTER_KEYS)?;
+        if config.get("paste").is_none() {
+            config.expect_keys(FILTER_KEYS)?;
+        }
         interp::ensure().map_err(Error::new)?;
         let dirs = python_path(config);
         Python::with_gil(|py| {
