@@ -367,6 +367,21 @@ fn a_venv_of_another_python_version_is_a_start_up_error_naming_both() {
     .expect("a version mismatch stops start-up");
     assert!(err.contains("Python 2.7"), "{err}");
     assert!(err.contains("embeds Python 3."), "{err}");
+
+    // `--python` names it the same way.
+    let err = wsgi::serve_args(
+        dir.path(),
+        &config("pep3333:app", ""),
+        None,
+        &[],
+        &["--python", fake.to_str().unwrap()],
+    )
+    .err()
+    .expect("a version mismatch stops start-up");
+    assert!(
+        err.contains("--python / $PLUGHOST_PYTHON names") && err.contains("Python 2.7"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -38,6 +38,17 @@ pub fn serve(
     venv: Option<&Venv>,
     envs: &[(&str, &str)],
 ) -> Result<Host, String> {
+    serve_args(dir, config, venv, envs, &[])
+}
+
+/// As [`serve`], with more command-line arguments.
+pub fn serve_args(
+    dir: &Path,
+    config: &str,
+    venv: Option<&Venv>,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> Result<Host, String> {
     let path = dir.join("deploy.ini");
     std::fs::write(&path, config).unwrap();
     let plugin_dir = bridge();
@@ -46,6 +57,7 @@ pub fn serve(
         .arg("serve")
         .arg(&path)
         .args(["--port", "0"])
+        .args(args)
         .env("PLUGHOST_PLUGIN_PATH", &plugin_dir)
         .env("RUST_LOG", "info")
         .env_remove("VIRTUAL_ENV")

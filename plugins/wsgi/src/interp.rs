@@ -66,7 +66,7 @@ fn chosen_environment() -> Result<Option<(String, PathBuf)>, String> {
             .map(|p| Some(("$VIRTUAL_ENV".into(), p)));
     }
     if let Some(named) = std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()) {
-        let why = format!("${PYTHON_ENV}");
+        let why = format!("--python / ${PYTHON_ENV}");
         return interpreter_of(Path::new(&named), &why).map(|p| Some((why, p)));
     }
     Ok(None)
