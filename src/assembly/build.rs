@@ -18,6 +18,8 @@ use crate::components::plugin::{CreateError, Instance, Library, LoadError, Regis
 
 /// The WSGI bridge plugin (plugins/wsgi), which `egg:NAME` falls back to.
 const PYTHON_BRIDGE: &str = "plughost-wsgi";
+/// The bridge library, its entry, and the local_conf with `paste` added.
+type PythonEgg = (Arc<Library>, &'static str, Vec<(String, String)>);
 /// What the bridge says when the Python environment has no such distribution.
 const PYTHON_DIST_MISSING: &str = "no Python distribution";
 use crate::core::builtin::{Builtin, DirClaims, FilterSite, Make, SettingError};
@@ -327,10 +329,7 @@ impl Builder<'_> {
 
     /// `egg:NAME#ENTRY` through the WSGI bridge, as the Python entry point
     /// `paste = egg:NAME#ENTRY`, when the bridge library is on the plugin path.
-    fn python_egg(
-        &self,
-        c: &Component,
-    ) -> Option<(Arc<Library>, &'static str, Vec<(String, String)>)> {
+    fn python_egg(&self, c: &Component) -> Option<PythonEgg> {
         let Source::Egg { dist, entry } = &c.source else {
             return None;
         };
