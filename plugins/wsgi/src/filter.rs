@@ -19,7 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 /// What the Python thread of one request says to its calling thread.
 enum Message {
     /// The middleware called the app below it.
-    Downstream(Request, mpsc::Sender<Result<Response, Error>>),
+    Downstream(Box<Request>, mpsc::Sender<Result<Response, Error>>),
     /// The middleware's own response.
     Done(Result<Response, Error>),
 }
@@ -45,7 +45,7 @@ pub(crate) fn serve(app: &PyObject, req: Request, next: Next<'_>) -> Result<Resp
             match message {
                 Message::Downstream(req, reply) => {
                     let answer = match next.take() {
-                        Some(next) => next.call(req),
+                        Some(next) => next.call(*req),
                         None => Err(Error::new(
                             "the Python filter called the rest of the pipeline twice",
                         )),
@@ -80,7 +80,7 @@ impl Downstream {
         })?;
         let req = crate::environ::request_from(py, environ)?;
         let (reply, answer) = mpsc::channel();
-        link.send(Message::Downstream(req, reply))
+        link.send(Message::Downstream(Box::new(req), reply))
             .map_err(|_| PyRuntimeError::new_err("the request is gone"))?;
         let answer = py
             .allow_threads(move || answer.recv())
