@@ -530,6 +530,14 @@ fn a_pyramid_development_ini_runs_unchanged_behind_the_cache() {
     assert_eq!(again.header("x-cache"), Some("HIT"), "{:?}", again.headers);
     assert_eq!(again.body, first.body, "a hit never enters Python");
     assert_eq!(host.get("/nope").status, 404);
+    // The log says where the app came from.
+    let log = host.log();
+    assert!(
+        log.contains(
+            "paste.app_factory entry point tinypyr:main of Python distribution tinypyr 0.1, from"
+        ) && log.contains("tinypyr.py"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -52,7 +52,9 @@ pub(crate) fn entry_point<'py>(
         if ep.getattr("group")?.extract::<String>()? == group
             && ep.getattr("name")?.extract::<String>()? == entry.trim()
         {
-            return ep.call_method0("load");
+            let loaded = ep.call_method0("load")?;
+            log_origin(py, uri, group, &found, &ep);
+            return Ok(loaded);
         }
     }
     Err(pyo3::exceptions::PyLookupError::new_err(format!(
@@ -77,4 +79,32 @@ pub(crate) fn paste_args<'py>(
         }
     }
     Ok((global, local))
+}
+
+/// Say where an entry point came from: distribution, version, `module:attr`, file.
+fn log_origin(
+    py: Python<'_>,
+    uri: &str,
+    group: &str,
+    dist: &Bound<'_, PyAny>,
+    ep: &Bound<'_, PyAny>,
+) {
+    let text = |obj: PyResult<Bound<'_, PyAny>>| {
+        obj.and_then(|o| o.str().map(|s| s.to_string()))
+            .unwrap_or_else(|_| "?".into())
+    };
+    let value = text(ep.getattr("value"));
+    let module = value.split(':').next().unwrap_or_default().to_owned();
+    let file = text(
+        py.import("sys")
+            .and_then(|sys| sys.getattr("modules")?.get_item(module.as_str()))
+            .and_then(|m| m.getattr("__file__")),
+    );
+    let name = text(dist.getattr("name"));
+    let version = text(dist.getattr("version"));
+    plughost_sdk::log(
+        plughost_sdk::Level::Info,
+        crate::stream::TARGET,
+        &format!("{uri}: {group} entry point {value} of Python distribution {name} {version}, from {file}"),
+    );
 }
