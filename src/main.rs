@@ -86,6 +86,20 @@ struct ConfigArgs {
     /// Variables (`name=value`) for global_conf and `%(name)s`.
     #[arg(value_name = "NAME=VALUE")]
     vars: Vec<String>,
+    /// The Python environment of WSGI apps (a virtualenv or an interpreter),
+    /// when `$VIRTUAL_ENV` is not set; the same as `PLUGHOST_PYTHON`.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+}
+
+/// `--python`: the WSGI bridge plugin reads it from the environment.
+fn set_python(command: &Command) {
+    if let Command::Serve { config, .. } | Command::Check { config, .. } = command {
+        if let Some(python) = &config.python {
+            // Before any thread exists: nothing reads the environment concurrently.
+            std::env::set_var("PLUGHOST_PYTHON", python);
+        }
+    }
 }
 
 /// `file.ini#name` into its parts.
@@ -107,6 +121,7 @@ fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>> {
 
 fn main() {
     let cli = Cli::parse();
+    set_python(&cli.command);
     let result = match cli.command {
         Command::Serve {
             config,

@@ -14,7 +14,14 @@ use tokio::runtime::Handle;
 
 use super::plugin_node::PluginNode;
 use super::WorkerPool;
-use crate::components::plugin::{CreateError, Instance, LoadError, Registry};
+use crate::components::plugin::{CreateError, Instance, Library, LoadError, Registry};
+
+/// The WSGI bridge plugin (plugins/wsgi), which `egg:NAME` falls back to.
+const PYTHON_BRIDGE: &str = "plughost-wsgi";
+/// The bridge library, its entry, and the local_conf with `paste` added.
+type PythonEgg = (Arc<Library>, &'static str, Vec<(String, String)>);
+/// What the bridge says when the Python environment has no such distribution.
+const PYTHON_DIST_MISSING: &str = "no Python distribution";
 use crate::core::builtin::{Builtin, DirClaims, FilterSite, Make, SettingError};
 use crate::core::config::{Component, Deployment, Kind, Mount, Node, Source};
 use crate::core::location::{Location, Warning};
@@ -320,14 +327,41 @@ impl Builder<'_> {
         Some(old.remove(at).1)
     }
 
+    /// `egg:NAME#ENTRY` through the WSGI bridge, as the Python entry point
+    /// `paste = egg:NAME#ENTRY`, when the bridge library is on the plugin path.
+    fn python_egg(&self, c: &Component) -> Option<PythonEgg> {
+        let Source::Egg { dist, entry } = &c.source else {
+            return None;
+        };
+        let library = self
+            .registry
+            .egg(PYTHON_BRIDGE, &self.deployment.plugin_dirs)
+            .ok()?;
+        let bridge_entry = match c.kind {
+            Kind::App => "wsgi",
+            Kind::Filter => "wsgi-filter",
+        };
+        let mut local_conf = c.local_conf.clone();
+        local_conf.push(("paste".to_owned(), format!("egg:{dist}#{entry}")));
+        Some((library, bridge_entry, local_conf))
+    }
+
     fn instance(&self, c: &Component) -> Result<Arc<Instance>, BuildError> {
         let at = || c.location().for_key("use");
-        let library = match &c.source {
+        let loaded = match &c.source {
             Source::Egg { dist, .. } => self.registry.egg(dist, &self.deployment.plugin_dirs),
             Source::Lib { path, .. } => self.registry.open(path),
             Source::Builtin(b) => unreachable!("built-in {b:?} is not a plugin"),
-        }
-        .map_err(|e| BuildError::new(at(), e))?;
+        };
+        // No native libNAME.so: a Python distribution NAME may have the entry point.
+        let (library, entry, local_conf, native_missing) = match loaded {
+            Ok(library) => (library, c.source.entry(), c.local_conf.clone(), None),
+            Err(missing @ LoadError::NotFound { .. }) => match self.python_egg(c) {
+                Some((library, entry, local_conf)) => (library, entry, local_conf, Some(missing)),
+                None => return Err(BuildError::new(at(), missing)),
+            },
+            Err(e) => return Err(BuildError::new(at(), e)),
+        };
         let mut libraries = self.libraries.borrow_mut();
         if !libraries.contains(&library.path) {
             libraries.push(library.path.clone());
@@ -346,13 +380,12 @@ impl Builder<'_> {
             Kind::App => abi::PH_KIND_APP,
             Kind::Filter => abi::PH_KIND_FILTER,
         };
-        let entry = c.source.entry();
         let key = InstanceKey {
             library: library.content_hash,
             entry: entry.to_owned(),
             kind,
             global_conf: c.global_conf.clone(),
-            local_conf: c.local_conf.clone(),
+            local_conf: local_conf.clone(),
         };
         if let Some(instance) = self.take_reusable(&key, &c.section) {
             tracing::debug!(plugin = instance.label(), section = %c.section, "instance kept");
@@ -375,10 +408,16 @@ impl Builder<'_> {
             entry,
             kind,
             &c.global_conf,
-            &c.local_conf,
+            &local_conf,
             label,
         )
         .map_err(|error| {
+            // Neither a native library nor a Python distribution: the native error.
+            if let Some(missing) = native_missing {
+                if error.to_string().contains(PYTHON_DIST_MISSING) {
+                    return BuildError::new(at(), missing);
+                }
+            }
             // A factory refusing one of its keys points at that key's own line.
             let at = error
                 .unknown_key()

@@ -8,6 +8,7 @@
 pub mod nginx;
 pub mod page_tree;
 pub mod python;
+pub mod wsgi;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -79,6 +79,9 @@ pub(super) fn parse(
                 return Ok(Reference::Code(Source::Builtin(builtin)));
             }
             if dist.eq_ignore_ascii_case("plughost") {
+                if let Some(bridge) = python_bridge(name) {
+                    return Ok(bridge);
+                }
                 return Err(ReferenceError::NoSuchBuiltin {
                     value: value.to_owned(),
                     name: name.to_owned(),
@@ -119,6 +122,20 @@ pub(super) fn parse(
             scheme,
         }),
     }
+}
+
+/// The library of the WSGI bridge plugin (plugins/wsgi): `libplughost_wsgi.so`.
+const PYTHON_BRIDGE: &str = "plughost-wsgi";
+
+/// `egg:plughost#wsgi` and `egg:plughost#wsgi-filter` are not built in: they
+/// are the Python bridge plugin's entries, so the host never links libpython.
+fn python_bridge(entry: &str) -> Option<Reference> {
+    ["wsgi", "wsgi-filter"].contains(&entry).then(|| {
+        Reference::Code(Source::Egg {
+            dist: PYTHON_BRIDGE.to_owned(),
+            entry: entry.to_owned(),
+        })
+    })
 }
 
 fn incomplete(value: &str, scheme: &'static str, form: &'static str) -> ReferenceError {
@@ -209,6 +226,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown scheme `app`"));
+        assert_eq!(
+            parse("egg:plughost#wsgi", base).unwrap(),
+            Reference::Code(Source::Egg {
+                dist: "plughost-wsgi".into(),
+                entry: "wsgi".into()
+            })
+        );
+        assert_eq!(
+            parse("egg:PlugHost#wsgi-filter", base).unwrap(),
+            Reference::Code(Source::Egg {
+                dist: "plughost-wsgi".into(),
+                entry: "wsgi-filter".into()
+            })
+        );
         assert!(parse("egg:plughost#nope", base)
             .unwrap_err()
             .to_string()
