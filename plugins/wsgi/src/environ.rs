@@ -76,7 +76,7 @@ pub(crate) fn build<'py>(py: Python<'py>, mut req: Request) -> PyResult<Bound<'p
 /// The request a Python filter passes on: the environ turned back into an SDK
 /// `Request` (native strings back to their bytes), its body read from
 /// `wsgi.input` as the handlers downstream ask for it.
-pub(crate) fn request_from(py: Python<'_>, env: &Bound<'_, PyDict>) -> PyResult<Request> {
+pub(crate) fn request_from(py: Python<'_>, env: &Bound<'_, PyDict>) -> PyResult<Request<'static>> {
     let get = |key: &str| -> PyResult<String> {
         match env.get_item(key)? {
             Some(v) => Ok(unnative(&v.extract::<String>()?)),
@@ -88,17 +88,17 @@ pub(crate) fn request_from(py: Python<'_>, env: &Bound<'_, PyDict>) -> PyResult<
         if method.is_empty() { "GET" } else { &method },
         &get("PATH_INFO")?,
     );
-    req.script_name = get("SCRIPT_NAME")?;
-    req.query_string = get("QUERY_STRING")?;
-    req.raw_path = format!("{}{}", req.script_name, req.path_info);
+    req.script_name = get("SCRIPT_NAME")?.into();
+    req.query_string = get("QUERY_STRING")?.into();
+    req.raw_path = format!("{}{}", req.script_name, req.path_info).into();
     if !req.query_string.is_empty() {
-        req.raw_path = format!("{}?{}", req.raw_path, req.query_string);
+        req.raw_path = format!("{}?{}", req.raw_path, req.query_string).into();
     }
-    req.scheme = get("wsgi.url_scheme")?;
-    req.protocol = get("SERVER_PROTOCOL")?;
-    req.server_name = get("SERVER_NAME")?;
+    req.scheme = get("wsgi.url_scheme")?.into();
+    req.protocol = get("SERVER_PROTOCOL")?.into();
+    req.server_name = get("SERVER_NAME")?.into();
     req.server_port = get("SERVER_PORT")?.parse().unwrap_or(0);
-    req.remote_addr = get("REMOTE_ADDR")?;
+    req.remote_addr = get("REMOTE_ADDR")?.into();
     req.remote_port = get("REMOTE_PORT")?.parse().unwrap_or(0);
     req.content_length = get("CONTENT_LENGTH")?.trim().parse().ok();
     for (key, value) in env.iter() {
@@ -110,16 +110,19 @@ pub(crate) fn request_from(py: Python<'_>, env: &Bound<'_, PyDict>) -> PyResult<
         };
         let value = unnative(&value);
         if let Some(name) = key.strip_prefix("HTTP_") {
-            req.headers
-                .push((name.to_ascii_lowercase().replace('_', "-"), value));
+            req.headers.push((
+                name.to_ascii_lowercase().replace('_', "-").into(),
+                value.into(),
+            ));
         } else if key == "CONTENT_TYPE" {
-            req.headers.push(("content-type".into(), value));
+            req.headers.push(("content-type".into(), value.into()));
         } else if !CGI_KEYS.contains(&key.as_str()) && !key.starts_with("wsgi.") {
-            req.extras.push((key, value));
+            req.extras.push((key.into(), value.into()));
         }
     }
     if let Some(len) = req.content_length {
-        req.headers.push(("content-length".into(), len.to_string()));
+        req.headers
+            .push(("content-length".into(), len.to_string().into()));
     }
     if let Some(input) = env.get_item("wsgi.input")? {
         req.body = plughost_sdk::RequestBody::from_reader(PyReader(input.unbind()));

@@ -19,7 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 /// What the Python thread of one request says to its calling thread.
 enum Message {
     /// The middleware called the app below it.
-    Downstream(Box<Request>, mpsc::Sender<Result<Response, Error>>),
+    Downstream(Box<Request<'static>>, mpsc::Sender<Result<Response, Error>>),
     /// The middleware's own response.
     Done(Result<Response, Error>),
 }
