@@ -4,6 +4,7 @@
 pub(crate) mod cache;
 pub(crate) mod file_response;
 pub(crate) mod metrics;
+pub(crate) mod proxy;
 pub(crate) mod static_files;
 pub(crate) mod translogger;
 pub(crate) mod url_path;
@@ -21,6 +22,7 @@ pub(crate) static ALL: &[Builtin] = &[
     cache::BUILTIN,
     translogger::BUILTIN,
     metrics::BUILTIN,
+    proxy::BUILTIN,
     HTTP,
 ];
 
