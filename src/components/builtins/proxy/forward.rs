@@ -78,7 +78,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// suppressed ones, with `Host` the backend's and the `X-Forwarded-*` trio.
 /// `X-Forwarded-For` appends REMOTE_ADDR to the chain that reached the
 /// pipeline (the server's `trusted_proxy` keys decide what chain that is).
-pub(crate) fn request_headers(req: &mut Request, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
+pub(crate) fn request_headers(
+    req: &mut Request,
+    host: &HeaderValue,
+    suppress: &[String],
+) -> HeaderMap {
     let mut headers = std::mem::take(&mut req.headers);
     strip_hop_by_hop(&mut headers);
     for name in suppress {

@@ -93,23 +93,23 @@ impl Proxy {
             }
             return resp;
         }
-        let target = forward::target(
-            &self.settings.base_path,
-            &req.path_info,
-            &req.query_string,
-        );
+        let target = forward::target(&self.settings.base_path, &req.path_info, &req.query_string);
         let uri = match http::Uri::try_from(format!(
             "http://{}{target}",
             self.host.to_str().unwrap_or("localhost")
         )) {
             Ok(uri) => uri,
             Err(e) => {
-                tracing::warn!("proxy {}: cannot form a backend URI for {target:?}: {e}", self.backend);
+                tracing::warn!(
+                    "proxy {}: cannot form a backend URI for {target:?}: {e}",
+                    self.backend
+                );
                 return error_response(StatusCode::BAD_REQUEST);
             }
         };
         let headers = forward::request_headers(&mut req, &self.host, &self.settings.suppress);
-        let mut out = http::Request::new(std::mem::replace(&mut req.body, crate::core::body::empty()));
+        let mut out =
+            http::Request::new(std::mem::replace(&mut req.body, crate::core::body::empty()));
         *out.method_mut() = req.method.clone();
         *out.uri_mut() = uri;
         *out.headers_mut() = headers;

@@ -94,9 +94,7 @@ impl Settings {
             }
         }
         let address = address.ok_or_else(|| {
-            SettingError::new(
-                "address is required (http://host:port/base or unix:/path/to.sock)",
-            )
+            SettingError::new("address is required (http://host:port/base or unix:/path/to.sock)")
         })?;
         let (target, base_path) =
             parse_address(&address).map_err(|why| SettingError::key("address", why))?;
@@ -144,7 +142,9 @@ fn parse_address(address: &str) -> Result<(Target, String), String> {
         None => (rest, ""),
     };
     if path.contains(['?', '#']) {
-        return Err(format!("the address may not carry a query or fragment: {address:?}"));
+        return Err(format!(
+            "the address may not carry a query or fragment: {address:?}"
+        ));
     }
     let hp = crate::core::hostport::split_host_port(authority)
         .map_err(|_| format!("not a host[:port]: {authority:?}"))?;
