@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod file_response;
+pub(crate) mod gzip;
 pub(crate) mod metrics;
 pub(crate) mod proxy;
 pub(crate) mod static_files;
@@ -23,6 +24,7 @@ pub(crate) static ALL: &[Builtin] = &[
     translogger::BUILTIN,
     metrics::BUILTIN,
     proxy::BUILTIN,
+    gzip::BUILTIN,
     HTTP,
 ];
 
