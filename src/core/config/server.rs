@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::ini::Section;
+use super::trusted_proxy::TrustedProxy;
 use super::{ConfigError, ErrorKind};
 
 /// Server settings, with defaults a public server can use.
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Most connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// waitress's `trusted_proxy*` and `clear_untrusted_proxy_headers`.
+    pub trusted_proxy: TrustedProxy,
 }
 
 /// How long a large request body may take before `min_body_rate` applies.
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             send_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            trusted_proxy: TrustedProxy::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl ServerConfig {
         let mut cfg = ServerConfig::default();
         let mut host = None;
         let mut port = None;
+        let (mut count_set, mut headers_set) = (false, false);
         for (key, value, line) in values {
             let err = |message: String| {
                 ConfigError::new(ErrorKind::BadValue, file, message)
@@ -157,19 +162,42 @@ impl ServerConfig {
                 "max_connections" => {
                     cfg.max_connections = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?
                 }
+                "trusted_proxy" => {
+                    let v = value.trim();
+                    cfg.trusted_proxy.proxy = (!v.is_empty()).then(|| v.to_owned());
+                }
+                "trusted_proxy_count" => {
+                    cfg.trusted_proxy.count = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?;
+                    count_set = true;
+                }
+                "trusted_proxy_headers" => {
+                    cfg.trusted_proxy.headers = TrustedProxy::parse_headers(value).map_err(err)?;
+                    headers_set = true;
+                }
+                "clear_untrusted_proxy_headers" => {
+                    cfg.trusted_proxy.clear_untrusted = boolean(value).ok_or_else(|| err(format!("expected true or false, found {value:?}")))?
+                }
                 _ => {
                     return Err(ConfigError::new(
                         ErrorKind::UnknownKey,
                         file,
                         "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
                          max_header_bytes, max_body_bytes, request_buffer_bytes, min_body_rate, header_timeout, \
-                         body_timeout, send_timeout, request_timeout, max_connections, shutdown_timeout",
+                         body_timeout, send_timeout, request_timeout, max_connections, shutdown_timeout, \
+                         trusted_proxy, trusted_proxy_count, trusted_proxy_headers, clear_untrusted_proxy_headers",
                     )
                     .at(*line)
                     .in_section(&section.header)
                     .for_key(key))
                 }
             }
+        }
+        if let Err((key, why)) = cfg.trusted_proxy.finish(count_set, headers_set) {
+            let line = values.iter().find(|(k, _, _)| k == key).map_or(section.line, |(_, _, l)| *l);
+            return Err(ConfigError::new(ErrorKind::BadValue, file, why)
+                .at(line)
+                .in_section(&section.header)
+                .for_key(key));
         }
         if host.is_some() || port.is_some() {
             cfg.listen = vec![(
@@ -183,6 +211,15 @@ impl ServerConfig {
 
 fn positive(value: &str) -> Option<usize> {
     value.parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+/// Python's truthy words, as waitress's `asbool` reads them.
+fn boolean(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "t" | "1" => Some(true),
+        "false" | "no" | "off" | "n" | "f" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 fn seconds(value: &str) -> Option<Duration> {

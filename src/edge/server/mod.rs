@@ -5,6 +5,7 @@ pub mod environ;
 mod framing;
 mod head;
 mod limit;
+mod proxy_headers;
 mod request_body;
 pub(crate) mod sendfile;
 
@@ -212,7 +213,7 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
     if http_body::Body::is_end_stream(&incoming) {
         // No body (most GETs): nothing to limit or time, no allocation.
         let request = environ::environ(parts, crate::core::body::empty(), peer, env);
-        return handler.call(request).await;
+        return call(handler, request, cfg, peer).await;
     }
     let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes, cfg.body_timeout);
     // Read the whole body first: no plugin worker waits on a client's bytes.
@@ -224,5 +225,14 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
         }
     };
     let request = environ::environ(parts, body, peer, env);
+    call(handler, request, cfg, peer).await
+}
+
+/// Apply the trusted proxy headers, then hand the request to the pipeline.
+async fn call(handler: &Arc<dyn Handler>, mut request: crate::core::Request, cfg: &ServerConfig, peer: &Peer) -> Response {
+    if let Err(e) = proxy_headers::apply(&mut request, &cfg.trusted_proxy, &peer.ip) {
+        tracing::info!(peer = %peer.addr, "{e}");
+        return error_response(StatusCode::BAD_REQUEST);
+    }
     handler.call(request).await
 }
