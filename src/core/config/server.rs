@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// waitress's `trusted_proxy*` and `clear_untrusted_proxy_headers`.
     pub trusted_proxy: TrustedProxy,
+    /// waitress's `unix_socket`: also (with no `host`/`port`/`listen`: only)
+    /// serve on this unix socket.
+    pub unix_socket: Option<std::path::PathBuf>,
+    /// waitress's `unix_socket_perms`: the socket file's mode.
+    pub unix_socket_perms: u32,
 }
 
 /// How long a large request body may take before `min_body_rate` applies.
@@ -73,6 +78,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             trusted_proxy: TrustedProxy::default(),
+            unix_socket: None,
+            unix_socket_perms: 0o600,
         }
     }
 }
@@ -97,6 +104,7 @@ impl ServerConfig {
         let mut host = None;
         let mut port = None;
         let (mut count_set, mut headers_set) = (false, false);
+        let mut listen_set = false;
         for (key, value, line) in values {
             let err = |message: String| {
                 ConfigError::new(ErrorKind::BadValue, file, message)
@@ -116,6 +124,7 @@ impl ServerConfig {
                 "host" => host = Some(value.clone()),
                 "port" => port = Some(value.parse::<u16>().map_err(|_| err(format!("not a port number: {value:?}")))?),
                 "listen" => {
+                    listen_set = true;
                     cfg.listen = value
                         .split_whitespace()
                         .map(|item| parse_listen(item).ok_or_else(|| err(format!("expected HOST:PORT, found {item:?}"))))
@@ -174,6 +183,20 @@ impl ServerConfig {
                     cfg.trusted_proxy.headers = TrustedProxy::parse_headers(value).map_err(err)?;
                     headers_set = true;
                 }
+                "unix_socket" => {
+                    let v = value.trim();
+                    if v.is_empty() {
+                        return Err(err("empty".into()));
+                    }
+                    let dir = file.parent().unwrap_or(Path::new("/"));
+                    cfg.unix_socket = Some(dir.join(v));
+                }
+                "unix_socket_perms" => {
+                    cfg.unix_socket_perms = u32::from_str_radix(value.trim().trim_start_matches("0o"), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| err(format!("expected an octal file mode such as 600, found {value:?}")))?
+                }
                 "clear_untrusted_proxy_headers" => {
                     cfg.trusted_proxy.clear_untrusted = boolean(value).ok_or_else(|| err(format!("expected true or false, found {value:?}")))?
                 }
@@ -184,7 +207,8 @@ impl ServerConfig {
                         "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
                          max_header_bytes, max_body_bytes, request_buffer_bytes, min_body_rate, header_timeout, \
                          body_timeout, send_timeout, request_timeout, max_connections, shutdown_timeout, \
-                         trusted_proxy, trusted_proxy_count, trusted_proxy_headers, clear_untrusted_proxy_headers",
+                         trusted_proxy, trusted_proxy_count, trusted_proxy_headers, clear_untrusted_proxy_headers, \
+                         unix_socket, unix_socket_perms",
                     )
                     .at(*line)
                     .in_section(&section.header)
@@ -204,6 +228,9 @@ impl ServerConfig {
                 host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
                 port.unwrap_or(DEFAULT_PORT),
             )];
+        } else if cfg.unix_socket.is_some() && !listen_set {
+            // waitress: a unix socket instead of the default TCP address.
+            cfg.listen.clear();
         }
         Ok(cfg)
     }
