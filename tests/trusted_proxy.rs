@@ -42,7 +42,10 @@ fn a_trusted_nginx_sets_the_client_scheme_and_host_and_spoofs_are_cleared() {
         return;
     };
     let dir = tempdir();
-    let host = Host::start_in(dir.path(), &format!("[app:main]\nuse = egg:echo\n\n{SERVER}"));
+    let host = Host::start_in(
+        dir.path(),
+        &format!("[app:main]\nuse = egg:echo\n\n{SERVER}"),
+    );
     let port = nginx::free_port();
     let _nginx = nginx::Nginx::start(&bin, dir.path(), &nginx_conf(port, host.port), port);
 
@@ -83,7 +86,13 @@ fn a_trusted_nginx_sets_the_client_scheme_and_host_and_spoofs_are_cleared() {
     assert_eq!(echo["scheme"], "http");
     assert_eq!(echo["server_name"], "localhost");
     assert_eq!(echo["server_port"], host.port);
-    for h in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "forwarded"] {
+    for h in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "forwarded",
+    ] {
         assert!(echo["headers"].get(h).is_none(), "{h} kept: {echo}");
     }
 }
@@ -124,14 +133,32 @@ fn forwarded_and_counts_from_a_trusted_peer() {
 fn trusted_proxy_settings_are_checked_with_their_key() {
     let dir = tempdir();
     for (server, key, why) in [
-        ("trusted_proxy_count = 2\n", "trusted_proxy_count", "without trusted_proxy"),
-        ("trusted_proxy = *\ntrusted_proxy_headers = forwarded x-forwarded-for\n", "trusted_proxy_headers", "mutually exclusive"),
-        ("trusted_proxy = *\ntrusted_proxy_headers = x-real-ip\n", "trusted_proxy_headers", "unknown proxy header"),
-        ("clear_untrusted_proxy_headers = maybe\n", "clear_untrusted_proxy_headers", "expected true or false"),
+        (
+            "trusted_proxy_count = 2\n",
+            "trusted_proxy_count",
+            "without trusted_proxy",
+        ),
+        (
+            "trusted_proxy = *\ntrusted_proxy_headers = forwarded x-forwarded-for\n",
+            "trusted_proxy_headers",
+            "mutually exclusive",
+        ),
+        (
+            "trusted_proxy = *\ntrusted_proxy_headers = x-real-ip\n",
+            "trusted_proxy_headers",
+            "unknown proxy header",
+        ),
+        (
+            "clear_untrusted_proxy_headers = maybe\n",
+            "clear_untrusted_proxy_headers",
+            "expected true or false",
+        ),
     ] {
         let err = Host::try_start_in(
             dir.path(),
-            &format!("[app:main]\nuse = egg:echo\n\n[server:main]\nuse = egg:waitress#main\n{server}"),
+            &format!(
+                "[app:main]\nuse = egg:echo\n\n[server:main]\nuse = egg:waitress#main\n{server}"
+            ),
             &[],
         )
         .err()

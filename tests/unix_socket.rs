@@ -71,18 +71,28 @@ fn a_socket_only_server_opens_no_tcp_port_and_refuses_to_clobber_a_file() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sock = std::fs::canonicalize(dir.path()).unwrap().join("app.sock");
     let listen = text.lines().find(|l| l.starts_with("server:")).unwrap();
     assert!(
         listen.contains(&format!("listen unix:{} threads", sock.display()))
-            || listen.contains(&format!("listen unix:{} threads", dir.path().join("app.sock").display())),
+            || listen.contains(&format!(
+                "listen unix:{} threads",
+                dir.path().join("app.sock").display()
+            )),
         "{listen}"
     );
 
     std::fs::write(dir.path().join("app.sock"), "not a socket").unwrap();
     let err = Host::serve_path(&ini, &[]).err().expect("refused");
-    assert!(err.contains("a file that is not a socket is in the way"), "{err}");
+    assert!(
+        err.contains("a file that is not a socket is in the way"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("app.sock")).unwrap(),
         "not a socket"

@@ -127,7 +127,12 @@ pub fn deployment_json(d: &Deployment, more: &[Warning]) -> Value {
         .iter()
         .map(|(h, p)| format!("{h}:{p}"))
         .collect();
-    listen.extend(d.server.unix_socket.iter().map(|p| format!("unix:{}", p.display())));
+    listen.extend(
+        d.server
+            .unix_socket
+            .iter()
+            .map(|p| format!("unix:{}", p.display())),
+    );
     json!({
         "ok": true,
         "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
@@ -152,7 +157,12 @@ pub fn deployment_text(d: &Deployment) -> String {
         .iter()
         .map(|(h, p)| format!("{h}:{p}"))
         .collect();
-    listen.extend(d.server.unix_socket.iter().map(|p| format!("unix:{}", p.display())));
+    listen.extend(
+        d.server
+            .unix_socket
+            .iter()
+            .map(|p| format!("unix:{}", p.display())),
+    );
     out.push_str(&format!(
         "server: listen {} threads {}\n",
         listen.join(" "),

@@ -36,6 +36,11 @@ pub fn catalog() -> Catalog {
 /// `egg:plughost#http`: the HTTP server, only in `[server:]` sections (the edge runs it).
 const HTTP: Builtin = Builtin {
     name: "http",
-    aliases: &[("Paste", "http"), ("waitress", "main")],
+    aliases: &[
+        ("Paste", "http"),
+        ("waitress", "main"),
+        ("gunicorn", "main"),
+        ("pyramid", "wsgiref"),
+    ],
     make: Make::Server,
 };

@@ -114,10 +114,11 @@ impl ServerConfig {
             };
             match key.as_str() {
                 "use" => {
-                    if !SERVER_USES.iter().any(|u| u.eq_ignore_ascii_case(value)) {
+                    let known = SERVER_USES.iter().chain(super::server_alias::USES);
+                    if !known.clone().any(|u| u.eq_ignore_ascii_case(value)) {
                         return Err(err(format!(
                             "unknown server {value:?}; plughost serves HTTP itself: use one of {}",
-                            SERVER_USES.join(", ")
+                            known.copied().collect::<Vec<_>>().join(", ")
                         )));
                     }
                 }
@@ -217,7 +218,10 @@ impl ServerConfig {
             }
         }
         if let Err((key, why)) = cfg.trusted_proxy.finish(count_set, headers_set) {
-            let line = values.iter().find(|(k, _, _)| k == key).map_or(section.line, |(_, _, l)| *l);
+            let line = values
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map_or(section.line, |(_, _, l)| *l);
             return Err(ConfigError::new(ErrorKind::BadValue, file, why)
                 .at(line)
                 .in_section(&section.header)

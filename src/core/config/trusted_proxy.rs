@@ -83,10 +83,16 @@ impl TrustedProxy {
     ) -> Result<(), (&'static str, String)> {
         if self.proxy.is_none() {
             if count_set {
-                return Err(("trusted_proxy_count", "has no effect without trusted_proxy".into()));
+                return Err((
+                    "trusted_proxy_count",
+                    "has no effect without trusted_proxy".into(),
+                ));
             }
             if headers_set {
-                return Err(("trusted_proxy_headers", "has no effect without trusted_proxy".into()));
+                return Err((
+                    "trusted_proxy_headers",
+                    "has no effect without trusted_proxy".into(),
+                ));
             }
             return Ok(());
         }

@@ -293,7 +293,12 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
 }
 
 /// Apply the trusted proxy headers, then hand the request to the pipeline.
-async fn call(handler: &Arc<dyn Handler>, mut request: crate::core::Request, cfg: &ServerConfig, peer: &Peer) -> Response {
+async fn call(
+    handler: &Arc<dyn Handler>,
+    mut request: crate::core::Request,
+    cfg: &ServerConfig,
+    peer: &Peer,
+) -> Response {
     if let Err(e) = proxy_headers::apply(&mut request, &cfg.trusted_proxy, &peer.ip) {
         tracing::info!(peer = %peer.addr, "{e}");
         return error_response(StatusCode::BAD_REQUEST);

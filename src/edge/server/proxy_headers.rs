@@ -44,13 +44,18 @@ pub(crate) fn apply(req: &mut Request, cfg: &TrustedProxy, peer: &str) -> Result
         return Ok(());
     }
     if cfg.clear_untrusted {
-        for h in ProxyHeader::ALL.into_iter().filter(|h| !cfg.headers.contains(h)) {
+        for h in ProxyHeader::ALL
+            .into_iter()
+            .filter(|h| !cfg.headers.contains(h))
+        {
             req.headers.remove(h.name());
         }
     }
     let mut fwd = Forwarded::default();
     for &h in &cfg.headers {
-        let Some(value) = joined(req, h.name()) else { continue };
+        let Some(value) = joined(req, h.name()) else {
+            continue;
+        };
         match h {
             ProxyHeader::XForwardedFor => fwd.client = Some(pick(&value, cfg.count)),
             ProxyHeader::XForwardedHost => fwd.host = Some(pick(&value, cfg.count)),
@@ -73,7 +78,12 @@ pub(crate) fn apply(req: &mut Request, cfg: &TrustedProxy, peer: &str) -> Result
         let scheme = match proto.as_str() {
             "http" | "ws" => "http",
             "https" | "wss" => "https",
-            _ => return Err(malformed(ProxyHeader::XForwardedProto, format!("unknown scheme {proto:?}"))),
+            _ => {
+                return Err(malformed(
+                    ProxyHeader::XForwardedProto,
+                    format!("unknown scheme {proto:?}"),
+                ))
+            }
         };
         req.scheme = scheme.into();
         if port.is_none() {
@@ -139,7 +149,10 @@ fn forwarded(value: &str, count: usize) -> Result<Forwarded, Malformed> {
             "proto" => out.proto = Some(v),
             "by" => {}
             other => {
-                return Err(malformed(ProxyHeader::Forwarded, format!("unknown parameter {other:?}")))
+                return Err(malformed(
+                    ProxyHeader::Forwarded,
+                    format!("unknown parameter {other:?}"),
+                ))
             }
         }
     }
@@ -150,7 +163,10 @@ fn forwarded(value: &str, count: usize) -> Result<Forwarded, Malformed> {
 fn split_client(client: &str) -> (String, Option<u16>) {
     if let Some(rest) = client.strip_prefix('[') {
         if let Some((addr, tail)) = rest.split_once(']') {
-            return (addr.to_owned(), tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+            return (
+                addr.to_owned(),
+                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
         }
     }
     match client.split_once(':') {
@@ -172,12 +188,19 @@ mod tests {
 
     #[test]
     fn forwarded_elements_and_clients() {
-        let f = forwarded("for=1.1.1.1, for=\"[2001:db8::1]:4711\";proto=https;host=ex.org", 1).unwrap();
+        let f = forwarded(
+            "for=1.1.1.1, for=\"[2001:db8::1]:4711\";proto=https;host=ex.org",
+            1,
+        )
+        .unwrap();
         assert_eq!(f.client.as_deref(), Some("[2001:db8::1]:4711"));
         assert_eq!(f.proto.as_deref(), Some("https"));
         assert_eq!(f.host.as_deref(), Some("ex.org"));
         assert!(forwarded("for", 1).is_err());
-        assert_eq!(split_client("[2001:db8::1]:4711"), ("2001:db8::1".into(), Some(4711)));
+        assert_eq!(
+            split_client("[2001:db8::1]:4711"),
+            ("2001:db8::1".into(), Some(4711))
+        );
         assert_eq!(split_client("10.0.0.1:99"), ("10.0.0.1".into(), Some(99)));
         assert_eq!(split_client("::1"), ("::1".into(), None));
     }

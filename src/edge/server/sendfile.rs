@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use super::socket::Sock;
 use bytes::Bytes;
 use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use super::socket::Sock;
 use tokio::time::{Instant, Sleep};
 
 use crate::core::metrics::METRICS;
@@ -271,8 +271,8 @@ impl ConnStream {
 
 #[cfg(test)]
 mod tests {
-    use tokio::net::TcpStream;
     use std::io::Write;
+    use tokio::net::TcpStream;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

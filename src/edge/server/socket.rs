@@ -83,7 +83,11 @@ impl AsyncRead for Sock {
 }
 
 impl AsyncWrite for Sock {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         each!(self, s => s.poll_write(cx, buf))
     }
 

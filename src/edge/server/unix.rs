@@ -17,7 +17,10 @@ pub(crate) struct Listener {
 impl Listener {
     pub(crate) fn bind(path: &Path, perms: u32) -> io::Result<Listener> {
         let fail = |e: io::Error| {
-            io::Error::new(e.kind(), format!("cannot listen on unix:{}: {e}", path.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on unix:{}: {e}", path.display()),
+            )
         };
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(fail)?,
