@@ -120,12 +120,15 @@ fn compressing_drops_content_length_and_weakens_strong_etags() {
     assert_eq!(plain.header("content-length"), Some("5000"));
 }
 
+/// Request headers of one case.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 #[test]
 fn what_must_not_be_compressed_passes_untouched() {
     let (host, _dir) = Host::start(CONFIG);
     let big = "y".repeat(4000);
     let gz = ("Accept-Encoding", "gzip, br");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(&str, &str, Headers)> = vec![
         (
             "already encoded",
             "GET",

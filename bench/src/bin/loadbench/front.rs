@@ -121,8 +121,11 @@ pub fn run(
     let page = html(32 * 1024);
     fs::write(dir.join("site/page.html"), &page)?;
 
-    let (_backend, backend) =
-        servers::start_baseline(&bins.baseline, &dir.join("backend.body"), &dir.join("backend.log"))?;
+    let (_backend, backend) = servers::start_baseline(
+        &bins.baseline,
+        &dir.join("backend.body"),
+        &dir.join("backend.log"),
+    )?;
     let ini = dir.join("front.ini");
     fs::write(&ini, plughost_conf(&dir, backend, s.server_threads))?;
     let (mut plughost, p_addr) = servers::start_plughost(
@@ -136,7 +139,12 @@ pub fn run(
     let conf = dir.join("nginx.conf");
     fs::write(&conf, nginx_conf(&dir, port, &backend.to_string()))?;
     let mut cmd = std::process::Command::new(&tools.nginx);
-    cmd.arg("-p").arg(&dir).arg("-e").arg(dir.join("front-nginx-error.log")).arg("-c").arg(&conf);
+    cmd.arg("-p")
+        .arg(&dir)
+        .arg("-e")
+        .arg(dir.join("front-nginx-error.log"))
+        .arg("-c")
+        .arg(&conf);
     let mut nginx = Proc::spawn("nginx (front)", cmd, &dir.join("nginx-stderr.log"), false)?;
     let n_addr = SocketAddr::from(([127, 0, 0, 1], port));
     nginx.wait_port(n_addr, std::time::Duration::from_secs(20))?;
@@ -145,7 +153,11 @@ pub fn run(
     for addr in [p_addr, n_addr] {
         let r = http::get(addr, "/proxy/")?;
         if r.status != 200 || r.body != small.as_bytes() {
-            bail!("{addr} /proxy/: status {} and {} bytes, not the backend's page", r.status, r.body.len());
+            bail!(
+                "{addr} /proxy/: status {} and {} bytes, not the backend's page",
+                r.status,
+                r.body.len()
+            );
         }
         let mut c = http::Conn::open(addr)?;
         let r = c.request("GET", "/page.html", &[("Accept-Encoding", "gzip")])?;
@@ -162,13 +174,23 @@ pub fn run(
     let script = dir.join("gzip.lua");
     fs::write(&script, "wrk.headers[\"Accept-Encoding\"] = \"gzip\"\n")?;
     let mut rows = Vec::new();
-    for (key, path, gz) in [("proxy-2k", "/proxy/", false), ("gzip-32k", "/page.html", true)] {
+    for (key, path, gz) in [
+        ("proxy-2k", "/proxy/", false),
+        ("gzip-32k", "/page.html", true),
+    ] {
         if !scenarios.is_empty() && !scenarios.iter().any(|k| k == key) {
             continue;
         }
         let mut pair = [("plughost", p_addr), ("nginx", n_addr)].map(|(server, addr)| {
             (
-                Row { key, server, rps: vec![], p50: vec![], p99: vec![], errors: 0 },
+                Row {
+                    key,
+                    server,
+                    rps: vec![],
+                    p50: vec![],
+                    p99: vec![],
+                    errors: 0,
+                },
                 addr,
             )
         });
@@ -221,7 +243,10 @@ pub fn run(
                 median(&r.p99),
                 r.errors,
                 if i == 0 {
-                    format!("{ratio:.2}x (target >= 1.0x: {})", if ratio >= 1.0 { "PASS" } else { "MISS" })
+                    format!(
+                        "{ratio:.2}x (target >= 1.0x: {})",
+                        if ratio >= 1.0 { "PASS" } else { "MISS" }
+                    )
                 } else {
                     String::new()
                 }

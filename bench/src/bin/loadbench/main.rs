@@ -241,7 +241,10 @@ fn run(args: Args) -> Result<i32> {
                     connections: args.connections,
                     server_threads: args.server_threads,
                 };
-                println!("{}", front::run(&settings, &tools, &bins, dir, &args.scenarios)?);
+                println!(
+                    "{}",
+                    front::run(&settings, &tools, &bins, dir, &args.scenarios)?
+                );
             }
             let out = args
                 .out

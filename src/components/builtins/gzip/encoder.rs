@@ -14,7 +14,7 @@ use super::negotiate::Coding;
 const BROTLI_LGWIN: u32 = 20;
 
 pub(crate) enum Encoder {
-    Gzip(GzEncoder<Vec<u8>>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
 }
 
@@ -22,7 +22,10 @@ impl Encoder {
     /// `level` is 0-9 (gzip's levels; brotli's quality of the same number).
     pub(crate) fn new(coding: Coding, level: u32) -> Encoder {
         match coding {
-            Coding::Gzip => Encoder::Gzip(GzEncoder::new(Vec::new(), Compression::new(level))),
+            Coding::Gzip => Encoder::Gzip(Box::new(GzEncoder::new(
+                Vec::new(),
+                Compression::new(level),
+            ))),
             Coding::Br => Encoder::Br(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 16 * 1024,
@@ -53,7 +56,7 @@ impl Encoder {
     /// The rest of the stream, with its trailer.
     pub(crate) fn finish(self) -> std::io::Result<Bytes> {
         Ok(Bytes::from(match self {
-            Encoder::Gzip(e) => e.finish()?,
+            Encoder::Gzip(e) => (*e).finish()?,
             Encoder::Br(e) => e.into_inner(),
         }))
     }

@@ -88,6 +88,8 @@ pub(crate) fn request_headers(
     for name in suppress {
         headers.remove(name.as_str());
     }
+    // The server has read the whole body already: nothing to continue.
+    headers.remove(header::EXPECT);
     let original_host = headers.remove(header::HOST);
     headers.insert(header::HOST, host.clone());
     let chain: Vec<&[u8]> = headers
