@@ -272,3 +272,58 @@ fn the_cache_in_front_of_the_proxy_stores_the_backend_pages() {
     let hits = request(g.port(), "GET", "/hits", &[], b"").unwrap().json();
     assert_eq!(hits["page"], 1, "the backend answered a cached page again");
 }
+
+/// A real nginx as the backend: its chunked, gzipped answer passes through
+/// as it was sent (the client's Accept-Encoding reached it), and so do its
+/// 404s.
+#[test]
+fn an_nginx_backend_and_its_chunked_gzipped_pages() {
+    let Some(bin) = nginx::binary() else {
+        skip_unless_ci("nginx not installed");
+        return;
+    };
+    let dir = tempdir();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let page: String = (0..3000).map(|i| format!("<p>line {i}</p>\n")).collect();
+    std::fs::write(site.join("page.html"), &page).unwrap();
+    let port = nginx::free_port();
+    let conf = format!(
+        "events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {{logs}}/body; proxy_temp_path {{logs}}/proxy;\n\
+           fastcgi_temp_path {{logs}}/fcgi; uwsgi_temp_path {{logs}}/uwsgi; scgi_temp_path {{logs}}/scgi;\n\
+           types {{ text/html html; }}\n\
+           server {{\n\
+             listen 127.0.0.1:{port};\n\
+             root {};\n\
+             gzip on; gzip_types text/html;\n\
+           }}\n\
+         }}\n",
+        site.display()
+    );
+    let _nginx = nginx::Nginx::start(&bin, dir.path(), &conf, port);
+    let host = Host::start_in(
+        dir.path(),
+        &format!("[app:main]\nuse = egg:plughost#proxy\naddress = http://127.0.0.1:{port}/\n"),
+    );
+    let gz = host.request("GET", "/page.html", &[("Accept-Encoding", "gzip")], b"");
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("transfer-encoding"), Some("chunked"));
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut plain)
+        .unwrap();
+    assert!(
+        plain == page.as_bytes(),
+        "the gzipped page decodes differently"
+    );
+    let identity = host.get("/page.html");
+    assert_eq!(
+        identity.header("content-length"),
+        Some(&*page.len().to_string())
+    );
+    assert!(identity.body == page.as_bytes());
+    assert_eq!(host.get("/missing.html").status, 404);
+}
