@@ -205,8 +205,8 @@ fn serve(
         let shutdown = shutdown_signal();
         let hup = reloader.clone().on_sighup();
         let mut out = std::io::stdout().lock();
-        for l in &listeners {
-            writeln!(out, "plughost: listening on http://{}", l.local_addr()?)?;
+        for address in listeners.addresses()? {
+            writeln!(out, "plughost: listening on {address}")?;
         }
         out.flush()?;
         drop(out);

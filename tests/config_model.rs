@@ -570,8 +570,8 @@ fn server_name_and_server_keys() {
     assert_eq!(t["server"]["listen"], serde_json::json!(["127.0.0.1:9100"]));
     assert_eq!(t["server"]["threads"], 3);
     assert_eq!(
-        error(&[("d.ini", "[app:main]\nuse = egg:echo\n[server:main]\nuse = egg:gunicorn#main\n")]),
-        "DIR/d.ini:4: [server:main] use: unknown server \"egg:gunicorn#main\"; plughost serves HTTP itself: use one of egg:plughost#http, egg:plughost, egg:Paste#http, egg:waitress#main, egg:waitress"
+        error(&[("d.ini", "[app:main]\nuse = egg:echo\n[server:main]\nuse = egg:uvicorn#main\n")]),
+        "DIR/d.ini:4: [server:main] use: unknown server \"egg:uvicorn#main\"; plughost serves HTTP itself: use one of egg:plughost#http, egg:plughost, egg:Paste#http, egg:waitress#main, egg:waitress, egg:gunicorn#main, egg:gunicorn, egg:pyramid#wsgiref"
     );
 }
 

@@ -43,7 +43,13 @@ impl LoadSpec {
             builtins::catalog(),
         )?;
         if self.host.is_some() || self.port.is_some() {
-            let (h, p) = d.server.listen.first().cloned().unwrap_or_default();
+            let (h, p) = d.server.listen.first().cloned().unwrap_or_else(|| {
+                // Only a unix socket configured: the command line adds TCP.
+                (
+                    config::server::DEFAULT_HOST.to_owned(),
+                    config::server::DEFAULT_PORT,
+                )
+            });
             d.server.listen = vec![(self.host.clone().unwrap_or(h), self.port.unwrap_or(p))];
         }
         Ok(d)

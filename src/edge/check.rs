@@ -121,12 +121,18 @@ pub fn failure_json(errors: &[(Location, String)], warnings: &[&Warning]) -> Val
 /// `more` (those found while loading its code).
 pub fn deployment_json(d: &Deployment, more: &[Warning]) -> Value {
     let warnings: Vec<&Warning> = d.warnings.iter().chain(more).collect();
-    let listen: Vec<String> = d
+    let mut listen: Vec<String> = d
         .server
         .listen
         .iter()
         .map(|(h, p)| format!("{h}:{p}"))
         .collect();
+    listen.extend(
+        d.server
+            .unix_socket
+            .iter()
+            .map(|p| format!("unix:{}", p.display())),
+    );
     json!({
         "ok": true,
         "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
@@ -145,12 +151,18 @@ pub fn deployment_json(d: &Deployment, more: &[Warning]) -> Value {
 pub fn deployment_text(d: &Deployment) -> String {
     let mut out = String::new();
     text(&node_json(&d.app, &d.plugin_dirs), 0, &mut out);
-    let listen: Vec<String> = d
+    let mut listen: Vec<String> = d
         .server
         .listen
         .iter()
         .map(|(h, p)| format!("{h}:{p}"))
         .collect();
+    listen.extend(
+        d.server
+            .unix_socket
+            .iter()
+            .map(|p| format!("unix:{}", p.display())),
+    );
     out.push_str(&format!(
         "server: listen {} threads {}\n",
         listen.join(" "),

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod gunicorn;
 pub mod nginx;
 pub mod page_tree;
 pub mod python;

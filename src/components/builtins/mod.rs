@@ -3,7 +3,9 @@
 
 pub(crate) mod cache;
 pub(crate) mod file_response;
+pub(crate) mod gzip;
 pub(crate) mod metrics;
+pub(crate) mod proxy;
 pub(crate) mod static_files;
 pub(crate) mod translogger;
 pub(crate) mod url_path;
@@ -21,6 +23,8 @@ pub(crate) static ALL: &[Builtin] = &[
     cache::BUILTIN,
     translogger::BUILTIN,
     metrics::BUILTIN,
+    proxy::BUILTIN,
+    gzip::BUILTIN,
     HTTP,
 ];
 
@@ -32,6 +36,11 @@ pub fn catalog() -> Catalog {
 /// `egg:plughost#http`: the HTTP server, only in `[server:]` sections (the edge runs it).
 const HTTP: Builtin = Builtin {
     name: "http",
-    aliases: &[("Paste", "http"), ("waitress", "main")],
+    aliases: &[
+        ("Paste", "http"),
+        ("waitress", "main"),
+        ("gunicorn", "main"),
+        ("pyramid", "wsgiref"),
+    ],
     make: Make::Server,
 };

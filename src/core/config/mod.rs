@@ -17,6 +17,8 @@ pub(crate) mod main_file;
 mod reference;
 mod resolve;
 pub(crate) mod server;
+pub(crate) mod server_alias;
+pub(crate) mod trusted_proxy;
 pub(crate) mod urlmap;
 
 use std::path::PathBuf;

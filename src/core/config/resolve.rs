@@ -772,6 +772,8 @@ impl Resolver {
             })?;
             values.push((e.key.clone(), v, e.line));
         }
+        let (values, mut notes) = super::server_alias::translate(&ctx.path, section, values)?;
+        self.warnings.append(&mut notes);
         ServerConfig::from_section(&ctx.path, section, &values)
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::ini::Section;
+use super::trusted_proxy::TrustedProxy;
 use super::{ConfigError, ErrorKind};
 
 /// Server settings, with defaults a public server can use.
@@ -44,6 +45,13 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Most connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// waitress's `trusted_proxy*` and `clear_untrusted_proxy_headers`.
+    pub trusted_proxy: TrustedProxy,
+    /// waitress's `unix_socket`: also (with no `host`/`port`/`listen`: only)
+    /// serve on this unix socket.
+    pub unix_socket: Option<std::path::PathBuf>,
+    /// waitress's `unix_socket_perms`: the socket file's mode.
+    pub unix_socket_perms: u32,
 }
 
 /// How long a large request body may take before `min_body_rate` applies.
@@ -69,6 +77,9 @@ impl Default for ServerConfig {
             send_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            trusted_proxy: TrustedProxy::default(),
+            unix_socket: None,
+            unix_socket_perms: 0o600,
         }
     }
 }
@@ -92,6 +103,8 @@ impl ServerConfig {
         let mut cfg = ServerConfig::default();
         let mut host = None;
         let mut port = None;
+        let (mut count_set, mut headers_set) = (false, false);
+        let mut listen_set = false;
         for (key, value, line) in values {
             let err = |message: String| {
                 ConfigError::new(ErrorKind::BadValue, file, message)
@@ -101,16 +114,18 @@ impl ServerConfig {
             };
             match key.as_str() {
                 "use" => {
-                    if !SERVER_USES.iter().any(|u| u.eq_ignore_ascii_case(value)) {
+                    let known = SERVER_USES.iter().chain(super::server_alias::USES);
+                    if !known.clone().any(|u| u.eq_ignore_ascii_case(value)) {
                         return Err(err(format!(
                             "unknown server {value:?}; plughost serves HTTP itself: use one of {}",
-                            SERVER_USES.join(", ")
+                            known.copied().collect::<Vec<_>>().join(", ")
                         )));
                     }
                 }
                 "host" => host = Some(value.clone()),
                 "port" => port = Some(value.parse::<u16>().map_err(|_| err(format!("not a port number: {value:?}")))?),
                 "listen" => {
+                    listen_set = true;
                     cfg.listen = value
                         .split_whitespace()
                         .map(|item| parse_listen(item).ok_or_else(|| err(format!("expected HOST:PORT, found {item:?}"))))
@@ -157,13 +172,44 @@ impl ServerConfig {
                 "max_connections" => {
                     cfg.max_connections = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?
                 }
+                "trusted_proxy" => {
+                    let v = value.trim();
+                    cfg.trusted_proxy.proxy = (!v.is_empty()).then(|| v.to_owned());
+                }
+                "trusted_proxy_count" => {
+                    cfg.trusted_proxy.count = positive(value).ok_or_else(|| err(format!("expected a positive number, found {value:?}")))?;
+                    count_set = true;
+                }
+                "trusted_proxy_headers" => {
+                    cfg.trusted_proxy.headers = TrustedProxy::parse_headers(value).map_err(err)?;
+                    headers_set = true;
+                }
+                "unix_socket" => {
+                    let v = value.trim();
+                    if v.is_empty() {
+                        return Err(err("empty".into()));
+                    }
+                    let dir = file.parent().unwrap_or(Path::new("/"));
+                    cfg.unix_socket = Some(dir.join(v));
+                }
+                "unix_socket_perms" => {
+                    cfg.unix_socket_perms = u32::from_str_radix(value.trim().trim_start_matches("0o"), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| err(format!("expected an octal file mode such as 600, found {value:?}")))?
+                }
+                "clear_untrusted_proxy_headers" => {
+                    cfg.trusted_proxy.clear_untrusted = boolean(value).ok_or_else(|| err(format!("expected true or false, found {value:?}")))?
+                }
                 _ => {
                     return Err(ConfigError::new(
                         ErrorKind::UnknownKey,
                         file,
                         "unknown server key; known keys: use, host, port, listen, threads, url_scheme, url_prefix, \
                          max_header_bytes, max_body_bytes, request_buffer_bytes, min_body_rate, header_timeout, \
-                         body_timeout, send_timeout, request_timeout, max_connections, shutdown_timeout",
+                         body_timeout, send_timeout, request_timeout, max_connections, shutdown_timeout, \
+                         trusted_proxy, trusted_proxy_count, trusted_proxy_headers, clear_untrusted_proxy_headers, \
+                         unix_socket, unix_socket_perms",
                     )
                     .at(*line)
                     .in_section(&section.header)
@@ -171,11 +217,24 @@ impl ServerConfig {
                 }
             }
         }
+        if let Err((key, why)) = cfg.trusted_proxy.finish(count_set, headers_set) {
+            let line = values
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map_or(section.line, |(_, _, l)| *l);
+            return Err(ConfigError::new(ErrorKind::BadValue, file, why)
+                .at(line)
+                .in_section(&section.header)
+                .for_key(key));
+        }
         if host.is_some() || port.is_some() {
             cfg.listen = vec![(
                 host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
                 port.unwrap_or(DEFAULT_PORT),
             )];
+        } else if cfg.unix_socket.is_some() && !listen_set {
+            // waitress: a unix socket instead of the default TCP address.
+            cfg.listen.clear();
         }
         Ok(cfg)
     }
@@ -183,6 +242,15 @@ impl ServerConfig {
 
 fn positive(value: &str) -> Option<usize> {
     value.parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+/// Python's truthy words, as waitress's `asbool` reads them.
+fn boolean(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "t" | "1" => Some(true),
+        "false" | "no" | "off" | "n" | "f" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 fn seconds(value: &str) -> Option<Duration> {

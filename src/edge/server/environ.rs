@@ -31,6 +31,15 @@ impl Peer {
             ip: addr.ip().to_string().into(),
         }
     }
+
+    /// A unix-socket client: REMOTE_ADDR `localhost`, as waitress has it (so
+    /// `trusted_proxy = localhost` trusts a proxy on the socket).
+    pub fn unix() -> Peer {
+        Peer {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ip: "localhost".into(),
+        }
+    }
 }
 
 /// Build the environ from the request head; `body` is the (limited) request body.

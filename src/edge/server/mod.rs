@@ -5,8 +5,11 @@ pub mod environ;
 mod framing;
 mod head;
 mod limit;
+mod proxy_headers;
 mod request_body;
 pub(crate) mod sendfile;
+mod socket;
+mod unix;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,24 +31,48 @@ use crate::core::config::ServerConfig;
 use crate::core::metrics::METRICS;
 use crate::core::{error_response, Handler, Response};
 
-/// Bind every `listen` address of the config.
-pub async fn bind(cfg: &ServerConfig) -> std::io::Result<Vec<TcpListener>> {
-    let mut listeners = Vec::new();
+/// Every socket the server listens on.
+pub struct Listeners {
+    tcp: Vec<TcpListener>,
+    unix: Option<unix::Listener>,
+}
+
+impl Listeners {
+    /// What the host announces: `http://ADDR` per TCP listener, `unix:PATH`.
+    pub fn addresses(&self) -> std::io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for l in &self.tcp {
+            out.push(format!("http://{}", l.local_addr()?));
+        }
+        if let Some(u) = &self.unix {
+            out.push(format!("unix:{}", u.path.display()));
+        }
+        Ok(out)
+    }
+}
+
+/// Bind every `listen` address of the config, and its `unix_socket`.
+pub async fn bind(cfg: &ServerConfig) -> std::io::Result<Listeners> {
+    let mut tcp = Vec::new();
     for (host, port) in &cfg.listen {
         let listener = TcpListener::bind((host.as_str(), *port))
             .await
             .map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
             })?;
-        listeners.push(listener);
+        tcp.push(listener);
     }
-    Ok(listeners)
+    let unix = match &cfg.unix_socket {
+        Some(path) => Some(unix::Listener::bind(path, cfg.unix_socket_perms)?),
+        None => None,
+    };
+    Ok(Listeners { tcp, unix })
 }
 
 /// Serve `handler` on `listeners` until `shutdown` resolves, then drain requests
 /// in flight for up to the configured shutdown timeout.
 pub async fn serve(
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     handler: Arc<dyn Handler>,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -54,17 +81,33 @@ pub async fn serve(
     let cfg = Arc::new(cfg);
     let mut accept_loops = tokio::task::JoinSet::new();
     let connections = Arc::new(Semaphore::new(cfg.max_connections));
-    for listener in listeners {
-        let local = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let env = Arc::new(ServerEnv {
+    let env_of = |local| {
+        Arc::new(ServerEnv {
             url_scheme: cfg.url_scheme.as_str().into(),
             url_prefix: cfg.url_prefix.clone(),
             local,
-        });
+        })
+    };
+    let Listeners { tcp, unix } = listeners;
+    if let Some(unix) = unix {
+        // waitress's environ for a unix socket: SERVER_NAME localhost, no port.
+        let env = env_of(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         accept_loops.spawn(accept_loop(
-            listener,
+            Accept::Unix(unix),
+            handler.clone(),
+            cfg.clone(),
+            env,
+            graceful.clone(),
+            connections.clone(),
+        ));
+    }
+    for listener in tcp {
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let env = env_of(local);
+        accept_loops.spawn(accept_loop(
+            Accept::Tcp(listener),
             handler.clone(),
             cfg.clone(),
             env,
@@ -86,8 +129,31 @@ pub async fn serve(
     }
 }
 
+/// A listening socket of either kind.
+enum Accept {
+    Tcp(TcpListener),
+    Unix(unix::Listener),
+}
+
+impl Accept {
+    /// The next client: its socket and its peer as the environ shows it.
+    async fn accept(&self) -> std::io::Result<(socket::Sock, Peer)> {
+        match self {
+            Accept::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((stream.into(), Peer::new(peer)))
+            }
+            Accept::Unix(l) => {
+                let stream = l.accept().await?;
+                Ok((stream.into(), Peer::unix()))
+            }
+        }
+    }
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Accept,
     handler: Arc<dyn Handler>,
     cfg: Arc<ServerConfig>,
     env: Arc<ServerEnv>,
@@ -111,13 +177,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let offers = sendfile::Offers::default();
         let shared = Arc::new(Connection {
             handler: handler.clone(),
             cfg: cfg.clone(),
             env: env.clone(),
-            peer: Peer::new(peer),
+            peer,
             offers: offers.clone(),
         });
         let per_request = shared.clone();
@@ -212,7 +277,7 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
     if http_body::Body::is_end_stream(&incoming) {
         // No body (most GETs): nothing to limit or time, no allocation.
         let request = environ::environ(parts, crate::core::body::empty(), peer, env);
-        return handler.call(request).await;
+        return call(handler, request, cfg, peer).await;
     }
     let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes, cfg.body_timeout);
     // Read the whole body first: no plugin worker waits on a client's bytes.
@@ -224,5 +289,19 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
         }
     };
     let request = environ::environ(parts, body, peer, env);
+    call(handler, request, cfg, peer).await
+}
+
+/// Apply the trusted proxy headers, then hand the request to the pipeline.
+async fn call(
+    handler: &Arc<dyn Handler>,
+    mut request: crate::core::Request,
+    cfg: &ServerConfig,
+    peer: &Peer,
+) -> Response {
+    if let Err(e) = proxy_headers::apply(&mut request, &cfg.trusted_proxy, &peer.ip) {
+        tracing::info!(peer = %peer.addr, "{e}");
+        return error_response(StatusCode::BAD_REQUEST);
+    }
     handler.call(request).await
 }

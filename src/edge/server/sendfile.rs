@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use super::socket::Sock;
 use bytes::Bytes;
 use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::core::metrics::METRICS;
@@ -92,7 +92,7 @@ impl Offers {
     /// Send `buf` into `out` from the file of the offer holding it. `Ok(0)` when
     /// no offer holds it or the file came up short: the caller writes it from
     /// memory. An offer sent in full, or short, is dropped.
-    fn send(&self, out: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    fn send(&self, out: &Sock, buf: &[u8]) -> io::Result<usize> {
         let mut list = self.list();
         let Some((index, mut at)) = list
             .iter()
@@ -110,11 +110,11 @@ impl Offers {
     }
 }
 
-/// A TCP connection that sends offered bytes with `sendfile`, and fails a
+/// A client connection (TCP or unix socket) that sends offered bytes with `sendfile`, and fails a
 /// write that makes no progress for `send_timeout` (a client that stopped
 /// reading), so hyper drops the connection.
 pub(crate) struct ConnStream {
-    tcp: TcpStream,
+    tcp: Sock,
     offers: Offers,
     send_timeout: Duration,
     /// Armed only when a write returns `Pending`; disarmed by any progress.
@@ -123,9 +123,9 @@ pub(crate) struct ConnStream {
 }
 
 impl ConnStream {
-    pub(crate) fn new(tcp: TcpStream, offers: Offers, send_timeout: Duration) -> ConnStream {
+    pub(crate) fn new(tcp: impl Into<Sock>, offers: Offers, send_timeout: Duration) -> ConnStream {
         ConnStream {
-            tcp,
+            tcp: tcp.into(),
             offers,
             send_timeout,
             stall: None,
@@ -176,7 +176,7 @@ impl ConnStream {
     fn write_with(
         &self,
         cx: &mut Context<'_>,
-        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+        mut op: impl FnMut(&Sock) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
@@ -272,6 +272,7 @@ impl ConnStream {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use tokio::net::TcpStream;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

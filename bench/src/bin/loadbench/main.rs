@@ -10,6 +10,7 @@
 //! checks that a purged page is not served stale, prints a table, writes
 //! bench/results/latest.csv and latest.svg, and stops everything it started.
 
+mod front;
 mod http;
 mod procs;
 mod report;
@@ -52,7 +53,8 @@ struct Args {
     /// plughost's `threads` (plugin workers), as in deploy.ini.
     #[arg(long, default_value_t = 8)]
     server_threads: u32,
-    /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store, tree.
+    /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store,
+    /// the page-tree rows (tree), and the front rows proxy-2k, gzip-32k.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Do not run `cargo build --release` first; use what is in target/release.
@@ -169,7 +171,9 @@ fn run(args: Args) -> Result<i32> {
     ensure!(args.duration >= 1, "--duration must be at least 1");
     for s in &args.scenarios {
         ensure!(
-            s == tree::KEY || SCENARIOS.iter().any(|x| x.key == s),
+            s == tree::KEY
+                || SCENARIOS.iter().any(|x| x.key == s)
+                || front::KEYS.contains(&s.as_str()),
             "unknown scenario {s:?}; known: {}",
             SCENARIOS
                 .iter()
@@ -232,6 +236,19 @@ fn run(args: Args) -> Result<i32> {
             let table = report::table(&rows, &mem, &targets);
             println!("\n{}\n", machine.describe());
             println!("{table}");
+            if front::wanted(&args.scenarios) {
+                let settings = front::Settings {
+                    rounds: args.rounds,
+                    duration: args.duration,
+                    threads: args.threads,
+                    connections: args.connections,
+                    server_threads: args.server_threads,
+                };
+                println!(
+                    "{}",
+                    front::run(&settings, &tools, &bins, dir, &args.scenarios)?
+                );
+            }
             let out = args
                 .out
                 .clone()
