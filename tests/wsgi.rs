@@ -566,3 +566,43 @@ fn paste_entry_points_mount_python_filters_and_apps() {
     .expect("nothing provides egg:no_such_dist");
     assert!(err.contains("libno_such_dist.so"), "{err}");
 }
+
+/// The original Python middleware this host's cache reproduces: wsgi_cache 0.2.3
+/// from PyPI, unmodified, mounted through its own `paste.filter_app_factory` in
+/// front of a native app (with `cPickle.py` in tests/wsgi_apps supplying the two
+/// Python 2 names it uses).
+#[test]
+fn the_original_wsgi_cache_middleware_caches_a_native_app() {
+    let Some(venv) = python::venv("wsgi-cache-orig", &["wsgi_cache==0.2.3"]) else {
+        support::skip_unless_ci("python3 -m venv with pip is needed for wsgi_cache");
+        return;
+    };
+    let dir = support::tempdir();
+    let config = format!(
+        "[app:main]\nuse = egg:echo\nfilter-with = pycache\n\n\
+         [filter:pycache]\nuse = egg:plughost#wsgi-filter\npaste = egg:wsgi_cache#middleware\n\
+         cache_dir = pycache\npython_path = {}\n",
+        wsgi::apps_dir().display()
+    );
+    let host = wsgi::serve(dir.path(), &config, Some(&venv), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let first = host.get("/docs/page.html");
+    assert_eq!(first.status, 200, "{}\n{}", first.text(), host.log());
+    // The miss was stored by the Python middleware under its cache_dir (relative
+    // to `here`), as the native app answered it.
+    let stored = std::fs::read(dir.path().join("pycache/docs/page.html"))
+        .unwrap_or_else(|e| panic!("wsgi_cache stored nothing: {e}\n{}", host.log()));
+    let report: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(
+        (report["path_info"].as_str(), report["counter"].as_u64()),
+        (Some("/docs/page.html"), Some(1))
+    );
+    // The next request is a hit: the stored bytes, typed as wsgi_cache types every
+    // hit, and the app is not called (its counter would say 2).
+    let hit = host.get("/docs/page.html");
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.body, stored);
+    assert_eq!(hit.header("content-type"), Some("text/html"));
+    // A query string always goes to the app, never to the cache.
+    let direct = host.get("/docs/page.html?x=1").json();
+    assert_eq!(direct["counter"], 2, "{direct}");
+}
