@@ -327,3 +327,74 @@ fn an_nginx_backend_and_its_chunked_gzipped_pages() {
     assert!(identity.body == page.as_bytes());
     assert_eq!(host.get("/missing.html").status, 404);
 }
+
+/// A backend that keeps each connection open after its first answer (keep-alive)
+/// and then closes it when the next request arrives, unanswered: the race of a
+/// backend's keep-alive timeout firing just as a pooled connection is reused.
+/// Returns the port and the number of connections accepted so far.
+fn closes_reused_connections() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                for answered in 0.. {
+                    // Read one request head (these requests have no body).
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if answered == 1 {
+                        return; // the second request: close without an answer
+                    }
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+                    );
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn a_reused_connection_the_backend_closed_is_retried_for_idempotent_requests() {
+    let (port, accepted) = closes_reused_connections();
+    let (host, _dir) = Host::start(&format!(
+        "[app:main]\nuse = egg:plughost#proxy\naddress = http://127.0.0.1:{port}\n"
+    ));
+    for i in 0..5 {
+        let r = host.get(&format!("/again/{i}"));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "ok"),
+            "GET {i}\n{}",
+            host.log()
+        );
+    }
+    // Each GET after the first found its pooled connection closed and went out
+    // again on a new one.
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 5,
+        "the pooled connections were not reused"
+    );
+    // A request with a body is not sent twice: the client sees the failure.
+    let warm = host.get("/warm");
+    assert_eq!(warm.status, 200);
+    let post = host.request("POST", "/once", &[], b"payload");
+    assert_eq!(post.status, 502, "{}", host.log());
+}

@@ -108,15 +108,36 @@ impl Proxy {
             }
         };
         let headers = forward::request_headers(&mut req, &self.host, &self.settings.suppress);
-        let mut out =
-            http::Request::new(std::mem::replace(&mut req.body, crate::core::body::empty()));
-        *out.method_mut() = req.method.clone();
-        *out.uri_mut() = uri;
-        *out.headers_mut() = headers;
+        // A request that can be sent twice: idempotent and without a body. If its
+        // pooled connection was closed by the backend just as it went out (an idle
+        // keep-alive timing out on the other side), it is sent once more on a new
+        // connection instead of failing the client with a 502.
+        let retry = req.method.is_idempotent() && http_body::Body::is_end_stream(&req.body);
+        let build = |body: Body| {
+            let mut out = http::Request::new(body);
+            *out.method_mut() = req.method.clone();
+            *out.uri_mut() = uri.clone();
+            *out.headers_mut() = headers.clone();
+            out
+        };
+        let out = build(std::mem::replace(&mut req.body, crate::core::body::empty()));
         let timeout = self.settings.timeout;
         let sent = async {
             let permit = self.slots.clone().acquire_owned().await.ok()?;
-            Some((self.client.request(out).await, permit))
+            let mut result = self.client.request(out).await;
+            if retry {
+                if let Err(e) = &result {
+                    if !timed_out(e) {
+                        tracing::debug!(
+                            "proxy {}: retrying once after: {}",
+                            self.backend,
+                            chain(e)
+                        );
+                        result = self.client.request(build(crate::core::body::empty())).await;
+                    }
+                }
+            }
+            Some((result, permit))
         };
         let (result, permit) = match tokio::time::timeout(timeout, sent).await {
             Err(_) => {
