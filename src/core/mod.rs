@@ -13,6 +13,7 @@ pub(crate) mod location;
 pub(crate) mod metrics;
 pub(crate) mod read_ahead;
 pub(crate) mod request;
+pub(crate) mod socket;
 pub(crate) mod timefmt;
 
 pub use body::{Body, BodyError};

@@ -8,7 +8,6 @@ mod limit;
 mod proxy_headers;
 mod request_body;
 pub(crate) mod sendfile;
-mod socket;
 mod unix;
 
 use std::convert::Infallible;
@@ -29,6 +28,7 @@ pub(crate) use environ::{Peer, ServerEnv};
 
 use crate::core::config::ServerConfig;
 use crate::core::metrics::METRICS;
+use crate::core::socket::Sock;
 use crate::core::{error_response, Handler, Response};
 
 /// Every socket the server listens on.
@@ -137,7 +137,7 @@ enum Accept {
 
 impl Accept {
     /// The next client: its socket and its peer as the environ shows it.
-    async fn accept(&self) -> std::io::Result<(socket::Sock, Peer)> {
+    async fn accept(&self) -> std::io::Result<(Sock, Peer)> {
         match self {
             Accept::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;

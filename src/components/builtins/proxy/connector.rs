@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::settings::Target;
+use crate::core::socket::Sock;
 
 /// Dials the one backend a proxy forwards to, whatever URI the client asks for.
 #[derive(Clone)]
@@ -43,9 +43,9 @@ impl Dialer {
 }
 
 impl tower_service::Service<http::Uri> for Dialer {
-    type Response = TokioIo<Stream>;
+    type Response = TokioIo<Sock>;
     type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<Stream>>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<Sock>>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
@@ -59,9 +59,9 @@ impl tower_service::Service<http::Uri> for Dialer {
                     Dial::Tcp(host, port) => {
                         let s = TcpStream::connect((host.as_str(), *port)).await?;
                         s.set_nodelay(true)?;
-                        Ok(Stream::Tcp(s))
+                        Ok(Sock::Tcp(s))
                     }
-                    Dial::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+                    Dial::Unix(path) => Ok(Sock::Unix(UnixStream::connect(path).await?)),
                 }
             };
             match tokio::time::timeout(timeout, dial).await {
@@ -75,69 +75,8 @@ impl tower_service::Service<http::Uri> for Dialer {
     }
 }
 
-/// A connection to the backend.
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Connection for Stream {
+impl Connection for Sock {
     fn connected(&self) -> Connected {
         Connected::new()
-    }
-}
-
-macro_rules! each {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self.get_mut() {
-            Stream::Tcp($s) => {
-                let $s = Pin::new($s);
-                $e
-            }
-            Stream::Unix($s) => {
-                let $s = Pin::new($s);
-                $e
-            }
-        }
-    };
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        each!(self, s => s.poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        each!(self, s => s.poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        each!(self, s => s.poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self, s => s.poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self, s => s.poll_shutdown(cx))
     }
 }

@@ -1,6 +1,6 @@
-//! A client connection's socket: TCP, or a unix socket (`unix_socket`), with
-//! the few operations the connection stream needs, so sendfile and the
-//! `send_timeout` watch work the same on both.
+//! A connected socket, TCP or unix: the server's client connections
+//! (`unix_socket`), where sendfile and the `send_timeout` watch work the same on
+//! both, and the proxy's backend connections (`address = unix:...`).
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-/// A connected client socket.
+/// A connected stream socket.
 pub(crate) enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
