@@ -267,34 +267,29 @@ fn host_port_false_keeps_one_tree_per_name() {
 
 #[test]
 fn bad_page_tree_keys_name_file_line_section_and_key() {
-    for (line, want) in [
-        (
-            "layout = tree",
-            "layout: expected `paths` or `dirs`, found `tree`",
-        ),
-        ("host_dirs = maybe", "host_dirs: expected true or false"),
-        (
-            "host_port = false",
-            "host_port: only means something with `host_dirs = true`",
-        ),
-        (
-            "hosts = a.example:80",
-            "hosts: `a.example:80`: list hosts without a port",
-        ),
-        (
-            "hosts = a/b",
-            "hosts: `a/b` is not a DNS name or IP literal",
-        ),
-    ] {
-        let dir = tempdir();
-        let err = Host::try_start_in(dir.path(), &format!("{ECHO}{line}\n"), &[])
-            .err()
-            .unwrap_or_else(|| panic!("{line} was accepted"));
-        assert!(
-            err.contains(&format!("deploy.ini:9: [filter:cache] {want}")),
-            "{line}: {err}"
-        );
-    }
+    page_tree::refused_at(
+        ECHO,
+        "deploy.ini:9: [filter:cache]",
+        &[
+            (
+                "layout = tree",
+                "layout: expected `paths` or `dirs`, found `tree`",
+            ),
+            ("host_dirs = maybe", "host_dirs: expected true or false"),
+            (
+                "host_port = false",
+                "host_port: only means something with `host_dirs = true`",
+            ),
+            (
+                "hosts = a.example:80",
+                "hosts: `a.example:80`: list hosts without a port",
+            ),
+            (
+                "hosts = a/b",
+                "hosts: `a/b` is not a DNS name or IP literal",
+            ),
+        ],
+    );
 }
 
 #[test]

@@ -288,21 +288,15 @@ fn an_nginx_backend_and_its_chunked_gzipped_pages() {
     let page: String = (0..3000).map(|i| format!("<p>line {i}</p>\n")).collect();
     std::fs::write(site.join("page.html"), &page).unwrap();
     let port = nginx::free_port();
-    let conf = format!(
-        "events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {{logs}}/body; proxy_temp_path {{logs}}/proxy;\n\
-           fastcgi_temp_path {{logs}}/fcgi; uwsgi_temp_path {{logs}}/uwsgi; scgi_temp_path {{logs}}/scgi;\n\
-           types {{ text/html html; }}\n\
-           server {{\n\
-             listen 127.0.0.1:{port};\n\
-             root {};\n\
-             gzip on; gzip_types text/html;\n\
-           }}\n\
-         }}\n",
+    let conf = nginx::http_conf(&format!(
+        "types {{ text/html html; }}\n\
+         server {{\n\
+           listen 127.0.0.1:{port};\n\
+           root {};\n\
+           gzip on; gzip_types text/html;\n\
+         }}",
         site.display()
-    );
+    ));
     let _nginx = nginx::Nginx::start(&bin, dir.path(), &conf, port);
     let host = Host::start_in(
         dir.path(),

@@ -14,25 +14,19 @@ const SERVER: &str = "[server:main]\nuse = egg:waitress#main\ntrusted_proxy = 12
     clear_untrusted_proxy_headers = true\n";
 
 fn nginx_conf(port: u16, upstream: u16) -> String {
-    format!(
-        "events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {{logs}}/body; proxy_temp_path {{logs}}/proxy;\n\
-           fastcgi_temp_path {{logs}}/fcgi; uwsgi_temp_path {{logs}}/uwsgi; scgi_temp_path {{logs}}/scgi;\n\
-           server {{\n\
-             listen 127.0.0.1:{port};\n\
-             location / {{\n\
-               proxy_pass http://127.0.0.1:{upstream};\n\
-               proxy_bind 127.0.0.3;\n\
-               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-               proxy_set_header X-Forwarded-Proto https;\n\
-               proxy_set_header X-Forwarded-Host $host;\n\
-               proxy_set_header X-Forwarded-Port 8443;\n\
-             }}\n\
+    nginx::http_conf(&format!(
+        "server {{\n\
+           listen 127.0.0.1:{port};\n\
+           location / {{\n\
+             proxy_pass http://127.0.0.1:{upstream};\n\
+             proxy_bind 127.0.0.3;\n\
+             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+             proxy_set_header X-Forwarded-Proto https;\n\
+             proxy_set_header X-Forwarded-Host $host;\n\
+             proxy_set_header X-Forwarded-Port 8443;\n\
            }}\n\
-         }}\n"
-    )
+         }}"
+    ))
 }
 
 #[test]

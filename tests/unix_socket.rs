@@ -26,23 +26,17 @@ fn nginx_serves_plughost_over_a_unix_socket() {
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
     let port = nginx::free_port();
-    let conf = format!(
-        "events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {{logs}}/body; proxy_temp_path {{logs}}/proxy;\n\
-           fastcgi_temp_path {{logs}}/fcgi; uwsgi_temp_path {{logs}}/uwsgi; scgi_temp_path {{logs}}/scgi;\n\
-           server {{\n\
-             listen 127.0.0.1:{port};\n\
-             location / {{\n\
-               proxy_pass http://unix:{}:;\n\
-               proxy_set_header X-Forwarded-For 192.0.2.44;\n\
-               proxy_set_header X-Forwarded-Proto https;\n\
-             }}\n\
+    let conf = nginx::http_conf(&format!(
+        "server {{\n\
+           listen 127.0.0.1:{port};\n\
+           location / {{\n\
+             proxy_pass http://unix:{}:;\n\
+             proxy_set_header X-Forwarded-For 192.0.2.44;\n\
+             proxy_set_header X-Forwarded-Proto https;\n\
            }}\n\
-         }}\n",
+         }}",
         sock.display()
-    );
+    ));
     let _nginx = nginx::Nginx::start(&bin, dir.path(), &conf, port);
     let reply = request(port, "GET", "/through/nginx?q=1", &[], b"").unwrap();
     assert_eq!(reply.status, 200, "{}\n{}", reply.text(), host.log());

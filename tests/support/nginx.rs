@@ -91,3 +91,18 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// A whole nginx.conf around `servers` (the `server { }` blocks): no access log,
+/// and every temp path under the log directory, so a test's nginx writes only
+/// inside its own directory.
+pub fn http_conf(servers: &str) -> String {
+    format!(
+        "events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {{logs}}/body; proxy_temp_path {{logs}}/proxy;\n\
+           fastcgi_temp_path {{logs}}/fcgi; uwsgi_temp_path {{logs}}/uwsgi; scgi_temp_path {{logs}}/scgi;\n\
+           {servers}\n\
+         }}\n"
+    )
+}

@@ -61,3 +61,18 @@ pub fn mime_xattr(path: &Path) -> Option<String> {
     let n = rustix::fs::getxattr(path, "user.mime_type", &mut buf[..]).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+/// Each `(line, message)`: `config` with `line` appended is refused at start-up,
+/// and the error names `file_line` (`deploy.ini:9: [filter:cache]`) and the message.
+pub fn refused_at(config: &str, file_line: &str, cases: &[(&str, &str)]) {
+    for (line, want) in cases {
+        let dir = super::tempdir();
+        let err = Host::try_start_in(dir.path(), &format!("{config}{line}\n"), &[])
+            .err()
+            .unwrap_or_else(|| panic!("{line} was accepted"));
+        assert!(
+            err.contains(&format!("{file_line} {want}")),
+            "{line}: {err}"
+        );
+    }
+}
