@@ -42,6 +42,7 @@ pub mod config {
 /// and its purge (for `plughost cache purge`).
 pub mod cache {
     pub use crate::components::builtins::cache::purge::Purger;
+    pub use crate::components::builtins::cache::report::{Outcome, Report, REFRESH, REPORT};
     pub use crate::components::builtins::cache::{path, BUILTIN};
 }
 

@@ -27,6 +27,7 @@ mod owner;
 pub mod path;
 mod placement;
 pub(crate) mod purge;
+pub(crate) mod report;
 mod rules;
 pub(crate) mod stats;
 mod store;
