@@ -39,14 +39,13 @@ impl Report {
     /// Wait for the outcome. Read the response body first (or concurrently):
     /// a store in progress ends with the body.
     pub async fn outcome(mut self) -> Outcome {
-        match self.0.wait_for(Option::is_some).await {
-            Ok(o) => o.clone().unwrap_or(Outcome::Failed("no outcome".into())),
-            Err(_) => self
-                .0
-                .borrow()
-                .clone()
-                .unwrap_or(Outcome::Failed("the store was abandoned".into())),
-        }
+        let decided = match self.0.wait_for(Option::is_some).await {
+            Ok(o) => o.clone(),
+            Err(_) => None,
+        };
+        decided
+            .or_else(|| self.0.borrow().clone())
+            .unwrap_or(Outcome::Failed("the store was abandoned".into()))
     }
 
     /// The outcome if it is known already.
