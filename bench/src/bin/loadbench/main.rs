@@ -13,6 +13,7 @@
 mod front;
 mod http;
 mod procs;
+mod purge;
 mod report;
 mod servers;
 mod svg;
@@ -54,7 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     server_threads: u32,
     /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store,
-    /// the page-tree rows (tree), and the front rows proxy-2k, gzip-32k.
+    /// the page-tree rows (tree), the front rows proxy-2k, gzip-32k, and the purge rows (purge).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Do not run `cargo build --release` first; use what is in target/release.
@@ -172,6 +173,7 @@ fn run(args: Args) -> Result<i32> {
     for s in &args.scenarios {
         ensure!(
             s == tree::KEY
+                || s == purge::KEY
                 || SCENARIOS.iter().any(|x| x.key == s)
                 || front::KEYS.contains(&s.as_str()),
             "unknown scenario {s:?}; known: {}",
@@ -265,8 +267,11 @@ fn run(args: Args) -> Result<i32> {
             let tree_ok = !(args.scenarios.is_empty()
                 || args.scenarios.iter().any(|k| k == tree::KEY))
                 || tree_rows(&args, &tools, &bins, dir, &small, nofile);
+            let purge_ok = !(args.scenarios.is_empty()
+                || args.scenarios.iter().any(|k| k == purge::KEY))
+                || purge_rows(&args, &tools, &bins, dir, &small, nofile);
             println!("total time {:.0} s", started.elapsed().as_secs_f64());
-            if !tree_ok || targets.iter().any(|t| t.correctness && !t.pass) {
+            if !tree_ok || !purge_ok || targets.iter().any(|t| t.correctness && !t.pass) {
                 eprintln!("loadbench: a correctness check failed (see FAIL above)");
                 1
             } else {
@@ -298,7 +303,26 @@ fn tree_rows(
     small: &str,
     nofile: u64,
 ) -> bool {
-    let setup = tree::Setup {
+    let setup = setup(args, tools, bins, dir, small, nofile);
+    match tree::run(&setup) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("loadbench: page tree FAILED: {e:#}");
+            false
+        }
+    }
+}
+
+/// What the page-tree and purge rows need from the run.
+fn setup<'a>(
+    args: &Args,
+    tools: &'a tools::Tools,
+    bins: &'a tools::Binaries,
+    dir: &'a Path,
+    small: &'a str,
+    nofile: u64,
+) -> tree::Setup<'a> {
+    tree::Setup {
         tools,
         bins,
         dir,
@@ -309,11 +333,26 @@ fn tree_rows(
         connections: args.connections,
         server_threads: args.server_threads,
         nofile,
-    };
-    match tree::run(&setup) {
-        Ok(()) => true,
+    }
+}
+
+/// The purge rows (purge.rs); false when one of its checks failed.
+fn purge_rows(
+    args: &Args,
+    tools: &tools::Tools,
+    bins: &tools::Binaries,
+    dir: &Path,
+    small: &str,
+    nofile: u64,
+) -> bool {
+    let setup = setup(args, tools, bins, dir, small, nofile);
+    match purge::run(&setup) {
+        Ok(table) => {
+            println!("{table}");
+            true
+        }
         Err(e) => {
-            eprintln!("loadbench: page tree FAILED: {e:#}");
+            eprintln!("loadbench: purge rows FAILED: {e:#}");
             false
         }
     }

@@ -58,7 +58,8 @@ pub fn run(s: &Setup) -> Result<()> {
     Ok(())
 }
 
-fn plughost(s: &Setup, name: &str, keys: &str, cache: &Path) -> Result<(Proc, SocketAddr)> {
+/// plughost serving the hello app behind a cache on `cache` with `keys` added.
+pub fn plughost(s: &Setup, name: &str, keys: &str, cache: &Path) -> Result<(Proc, SocketAddr)> {
     let ini = s.dir.join(format!("{name}.ini"));
     fs::write(
         &ini,
