@@ -76,6 +76,34 @@ enum CacheCommand {
         #[arg(long)]
         prefix: bool,
     },
+    /// Request pages through the pipeline in-process (nothing listens) so the
+    /// cache stores them before the first visitor asks; prints what was stored,
+    /// already cached, skipped (and why) and failed. Exit code 1 if any failed.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["paths", "from", "sitemap"])))]
+    Warm {
+        /// The config file, optionally with `#NAME` to pick the app.
+        #[arg(value_name = "CONFIG[#NAME]")]
+        config: String,
+        /// URL paths to warm, e.g. `/about` or `/blog/`.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// A file of URL paths (one a line) or an Apache/nginx access log
+        /// (its GETs answered 2xx/3xx, most requested first).
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// A sitemap.xml (or a sitemap index of local files): every <loc>'s path.
+        #[arg(long, value_name = "FILE")]
+        sitemap: Option<PathBuf>,
+        /// Requests in flight at once.
+        #[arg(long, value_name = "N", default_value = "4")]
+        concurrency: std::num::NonZeroUsize,
+        /// The Host header to send (default: the server section's host:port).
+        #[arg(long)]
+        host: Option<String>,
+        /// Print each path's outcome as it is done.
+        #[arg(long, short)]
+        verbose: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -140,6 +168,25 @@ fn main() {
             paths,
             prefix,
         }) => purge(&config, &paths, prefix),
+        Command::Cache(CacheCommand::Warm {
+            config,
+            paths,
+            from,
+            sitemap,
+            concurrency,
+            host,
+            verbose,
+        }) => {
+            let options = plughost::warm::Options {
+                paths,
+                from,
+                sitemap,
+                concurrency: concurrency.get(),
+                host,
+                verbose,
+            };
+            warm(&config, &options)
+        }
     };
     if let Err(e) = result {
         eprintln!("plughost: error: {e:#}");
@@ -365,6 +412,27 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
         }
     }
     if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn warm(config: &str, options: &plughost::warm::Options) -> Result<()> {
+    let (path, name) = split_config(config);
+    let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
+    setup_logging(&deployment.main)?;
+    let rt = runtime()?;
+    let summary = match plughost::warm::run(&deployment, options, &rt) {
+        Ok(summary) => summary,
+        Err(e) if e.is_usage() => {
+            // A usage error, as clap's are.
+            eprintln!("plughost: error: {e}");
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    write_stdout(&summary.to_string())?;
+    if summary.failed() > 0 {
         std::process::exit(1);
     }
     Ok(())
