@@ -24,7 +24,7 @@
 //! (`not-a-path`).
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 /// Why an entry was not requested.
@@ -32,8 +32,7 @@ pub(crate) const QUERY: &str = "query-string";
 /// Why an entry was not requested.
 pub(crate) const NOT_A_PATH: &str = "not-a-path";
 
-/// Largest file read (a sitemap may hold 50 MB uncompressed; logs are capped
-/// the same way so a mistaken `--from /dev/zero` ends).
+/// Largest sitemap read (the protocol allows 50 MB uncompressed).
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// How deep sitemap indexes may nest.
 const MAX_INDEX_DEPTH: usize = 2;
@@ -112,34 +111,102 @@ pub(crate) fn target(text: &str) -> Item {
     Item::Path(rest.to_owned())
 }
 
-/// `--from FILE`: a list of paths or an access log.
+/// `--from FILE`: a list of paths or an access log, read a line at a time
+/// (a log of any size: only its distinct targets are kept).
 pub(crate) fn from_file(path: &Path) -> Result<Found, SourceError> {
-    let text = read_text(path)?;
-    Ok(from_text(&text))
+    let reader = open(path)?;
+    from_reader(std::io::BufReader::new(reader)).map_err(|error| SourceError::Read {
+        path: path.to_owned(),
+        error,
+    })
 }
 
 /// As [`from_file`], from the file's text.
+#[cfg(test)]
 pub(crate) fn from_text(text: &str) -> Found {
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'));
-    match first {
-        Some(l) if !l.starts_with('/') && l.contains('"') => access_log(text),
-        _ => list(text),
-    }
+    from_reader(text.as_bytes()).unwrap()
 }
 
-fn list(text: &str) -> Found {
-    let mut found = Found::default();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
+/// The first meaningful line decides: a quoted request line means a log.
+fn from_reader(mut r: impl BufRead) -> std::io::Result<Found> {
+    let mut state = None;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        // Logs may hold stray bytes (a client's invalid UTF-8 is escaped by
+        // Apache, not always by others): a lossy line keeps every other one.
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if line.is_empty() {
             continue;
         }
-        found.items.push(target(line));
+        let state = state.get_or_insert_with(|| {
+            if !line.starts_with('/') && !line.starts_with('#') && line.contains('"') {
+                Lines::Log(Log::default())
+            } else {
+                Lines::List(Found::default())
+            }
+        });
+        match state {
+            Lines::List(found) if !line.starts_with('#') => found.items.push(target(line)),
+            Lines::List(_) => {}
+            Lines::Log(log) => log.line(line),
+        }
     }
-    found.items = dedup(found.items);
-    found
+    Ok(match state {
+        None => Found::default(),
+        Some(Lines::List(mut found)) => {
+            found.items = dedup(found.items);
+            found
+        }
+        Some(Lines::Log(log)) => log.finish(),
+    })
+}
+
+enum Lines {
+    List(Found),
+    Log(Log),
+}
+
+/// An access log's counts so far.
+#[derive(Default)]
+struct Log {
+    /// Per target: requests, and the line it was first seen on.
+    counts: HashMap<String, (usize, usize)>,
+    ignored: HashMap<&'static str, usize>,
+    lines: usize,
+}
+
+impl Log {
+    fn line(&mut self, line: &str) {
+        self.lines += 1;
+        match log_line(line) {
+            Ok(t) => match self.counts.get_mut(t) {
+                Some((n, _)) => *n += 1,
+                None => {
+                    self.counts.insert(t.to_owned(), (1, self.lines));
+                }
+            },
+            Err(why) => *self.ignored.entry(why).or_default() += 1,
+        }
+    }
+
+    fn finish(self) -> Found {
+        let mut ranked: Vec<(String, (usize, usize))> = self.counts.into_iter().collect();
+        ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
+        let items = ranked.iter().map(|(t, _)| target(t)).collect();
+        let mut ignored: Vec<(usize, &'static str)> =
+            self.ignored.into_iter().map(|(why, n)| (n, why)).collect();
+        ignored.sort_by_key(|&(_, why)| why);
+        Found {
+            // Two targets can name one path (`/a` and `http://h/a`).
+            items: dedup(items),
+            ignored,
+        }
+    }
 }
 
 /// One access-log line: the request target of a GET answered 2xx/3xx, or
@@ -180,33 +247,6 @@ pub(crate) fn log_line(line: &str) -> Result<&str, &'static str> {
         return Err("not-2xx-3xx");
     }
     Ok(target)
-}
-
-fn access_log(text: &str) -> Found {
-    // Count per target, remembering the first line each was seen on.
-    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
-    let mut ignored: HashMap<&'static str, usize> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        match log_line(line) {
-            Ok(t) => counts.entry(t).or_insert((0, n)).0 += 1,
-            Err(why) => *ignored.entry(why).or_default() += 1,
-        }
-    }
-    let mut ranked: Vec<(&str, (usize, usize))> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
-    let items = ranked.into_iter().map(|(t, _)| target(t)).collect();
-    let mut ignored: Vec<(usize, &'static str)> =
-        ignored.into_iter().map(|(why, n)| (n, why)).collect();
-    ignored.sort_by_key(|&(_, why)| why);
-    Found {
-        // Two targets can name one path (`/a` and `http://h/a`).
-        items: dedup(items),
-        ignored,
-    }
 }
 
 /// Keep the first of equal items.
@@ -397,33 +437,36 @@ pub(crate) fn decode(raw: &str) -> String {
     out
 }
 
-/// A whole file as text (gzip-decompressed when it ends in `.gz`), bounded.
-fn read_text(path: &Path) -> Result<String, SourceError> {
-    let err = |error| SourceError::Read {
+/// A file, gzip-decompressed when its name ends in `.gz`.
+fn open(path: &Path) -> Result<Box<dyn Read>, SourceError> {
+    let file = std::fs::File::open(path).map_err(|error| SourceError::Read {
         path: path.to_owned(),
         error,
-    };
-    let file = std::fs::File::open(path).map_err(err)?;
-    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+    })?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::GzDecoder::new(file))
     } else {
         Box::new(file)
-    };
+    })
+}
+
+/// A whole file as text (a sitemap), bounded.
+fn read_text(path: &Path) -> Result<String, SourceError> {
     let mut bytes = Vec::new();
-    (&mut reader)
+    open(path)?
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(err)?;
+        .map_err(|error| SourceError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(SourceError::TooLarge {
             path: path.to_owned(),
         });
     }
-    // Logs may hold stray bytes (a client's invalid UTF-8 is escaped by
-    // Apache, not always by others): a lossy read keeps every other line.
     Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +547,24 @@ garbage
                 (1, "not-get")
             ]
         );
+    }
+
+    #[test]
+    fn a_gzipped_log_is_read_a_line_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("access.log.1.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, LOG.as_bytes()).unwrap();
+        // A stray byte that is not UTF-8 costs only its own line.
+        std::io::Write::write_all(&mut gz, b"h - - [x] \"GET /\xff HTTP/1.1\" 200 1\n").unwrap();
+        std::fs::write(&file, gz.finish().unwrap()).unwrap();
+        let found = from_file(&file).unwrap();
+        assert_eq!(found.items[..2], [p("/b"), p("/a")]);
+        assert_eq!(found.items.len(), 5);
+        assert!(matches!(
+            from_file(&dir.path().join("none")),
+            Err(SourceError::Read { .. })
+        ));
     }
 
     #[test]
