@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue};
 use super::budget::{self, Limits};
 use super::cookies::IgnoredCookies;
 use super::hosts::{self, Hosts};
+use super::invalidate::Invalidation;
 use super::layout::Layout;
 use super::path::valid_index;
 use super::twins::{self, Compress};
@@ -26,7 +27,8 @@ pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_entry_bytes, \
                     status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt, \
                     layout, host_dirs, host_port, hosts, max_size, max_files, inactive, \
-                    compress, compress_types, compress_min_size";
+                    compress, compress_types, compress_min_size, purge_on, purge_parent, \
+                    purge_allow, purge_token, expose_tags, refresh_concurrency, stale_max";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub(super) struct Settings {
     pub ignore_cookies: IgnoredCookies,
     /// Take over a non-empty cache_dir without the marker (see `owner`).
     pub adopt: bool,
+    /// `purge_on`, `PURGE`, tags and soft purges (see `invalidate`).
+    pub inval: Invalidation,
 }
 
 impl Settings {
@@ -87,6 +91,7 @@ impl Settings {
             memory_cache_bytes: DEFAULT_MEMORY_CACHE_BYTES,
             ignore_cookies: IgnoredCookies::default(),
             adopt: false,
+            inval: Invalidation::default(),
         };
         for (key, value) in &c.local_conf {
             let err = |m: String| SettingError::key(key, m);
@@ -237,10 +242,16 @@ impl Settings {
                         .ok_or_else(|| err(format!("expected true or false, found `{v}`")))?
                 }
                 _ => {
-                    return Err(SettingError::key(
-                        key,
-                        format!("unknown key `{key}`; the cache filter's keys are {KEYS}"),
-                    ))
+                    if !s
+                        .inval
+                        .take(key, v, parse_bool, budget::parse_duration)
+                        .map_err(err)?
+                    {
+                        return Err(SettingError::key(
+                            key,
+                            format!("unknown key `{key}`; the cache filter's keys are {KEYS}"),
+                        ));
+                    }
                 }
             }
         }

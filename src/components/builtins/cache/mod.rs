@@ -20,6 +20,7 @@ mod cookies;
 mod dir;
 mod flight;
 mod hosts;
+mod invalidate;
 mod layout;
 mod memo;
 mod mime_store;
@@ -35,7 +36,7 @@ mod twins;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::BytesMut;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -43,9 +44,14 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use self::config::Settings;
 use self::dir::{CacheDir, Lookup};
 use self::flight::{Flights, Join, Outcome};
+use self::invalidate::guard::Guard;
+use self::invalidate::refresh::{self, Refresher};
+use self::invalidate::tags;
 use self::memo::{Entry, Memo, Version};
 use self::mime_store::TypeStore;
 use self::path::CachePath;
+use self::purge::Purger;
+use self::report::{Reporter, Wanted};
 use self::stats::{CacheStats, Event};
 use self::twins::{Choice, Compress};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
@@ -73,14 +79,18 @@ pub const BUILTIN: Builtin = Builtin {
 /// holds the directories of the pipeline built so far.
 fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
     let c = site.component;
-    let cache = Cache::new(c, site.next)?;
+    let mut cache = Cache::new(c, site.next)?;
     if !cache.settings.hosts.dirs {
         placement::host_blind(c, site.inner)?;
     }
     let dir = std::fs::canonicalize(&cache.settings.cache_dir)
         .unwrap_or_else(|_| cache.settings.cache_dir.clone());
     placement::claim(site.claims, c, dir, cache.mapping())?;
-    Ok(Arc::new(cache))
+    // Soft purges refresh pages from tasks of their own, which hold the filter.
+    Ok(Arc::new_cyclic(|me| {
+        cache.me = me.clone();
+        cache
+    }))
 }
 
 /// The filter.
@@ -100,6 +110,15 @@ pub(crate) struct Cache {
     /// `compress`: the twins' settings.
     compress: Option<Arc<Compress>>,
     stats: Arc<CacheStats>,
+    /// Purges in this process, against stores in flight.
+    guard: Arc<Guard>,
+    /// Purges made here (`PURGE`, `purge_on`, expired refreshes).
+    purger: Arc<Purger>,
+    /// Soft purges in progress.
+    refresher: Refresher,
+    /// This filter, for the refresh tasks (dangling for a cache made outside
+    /// a pipeline, which then refreshes nothing in the background).
+    me: Weak<Cache>,
 }
 
 const HIT: HeaderValue = HeaderValue::from_static("HIT");
@@ -139,6 +158,8 @@ impl Cache {
             MAX_MEMORY_ENTRY.min(settings.memory_cache_bytes / 8),
         );
         let dir = Arc::new(dir);
+        let guard = Arc::new(Guard::default());
+        let purger = Arc::new(Purger::of(dir.clone(), settings.clone(), guard.clone()));
         // Counters outlive a reload; the gauges follow the new section's keys.
         let budgeted = settings.budget.active();
         stats
@@ -152,6 +173,7 @@ impl Cache {
                 settings.compress.is_some(),
             )
         });
+        let settings_concurrency = settings.inval.refresh_concurrency;
         Ok(Cache {
             compress: settings.compress.clone().map(Arc::new),
             budget,
@@ -165,6 +187,10 @@ impl Cache {
             dir,
             flights: Flights::default(),
             stats,
+            guard,
+            purger,
+            refresher: Refresher::new(settings_concurrency),
+            me: Weak::new(),
         })
     }
 
@@ -211,7 +237,13 @@ impl Cache {
                 return Err(Event::BypassScope);
             }
         }
-        // ...while the page is keyed on the whole path (SCRIPT_NAME +
+        self.page_for(req)
+    }
+
+    /// The page a request's path names, whatever its method: the file a GET
+    /// would be stored in (also what `purge_on` and refreshes purge).
+    fn page_for(&self, req: &Request) -> Result<CachePath, Event> {
+        // The page is keyed on the whole path (SCRIPT_NAME +
         // PATH_INFO): what a front end serving the tree sees, and distinct for
         // every mount of an urlmap below the cache.
         let full: std::borrow::Cow<'_, [u8]> = if req.script_name.is_empty() {
@@ -219,8 +251,13 @@ impl Cache {
         } else {
             [&req.script_name[..], &req.path_info[..]].concat().into()
         };
+        self.page_at(&full, &req.raw_path, &req.headers)
+    }
+
+    /// The page for the whole path `full` (decoded; `raw` as received).
+    fn page_at(&self, full: &[u8], raw: &str, headers: &HeaderMap) -> Result<CachePath, Event> {
         let index = &self.settings.directory_index;
-        let page = path::map(&full, &req.raw_path, index).map_err(|_| Event::BypassUnsafePath)?;
+        let page = path::map(full, raw, index).map_err(|_| Event::BypassUnsafePath)?;
         let page = self
             .settings
             .layout
@@ -233,7 +270,7 @@ impl Cache {
         if !self.settings.hosts.active() {
             return Ok(page);
         }
-        match self.settings.hosts.dir_for(&req.headers) {
+        match self.settings.hosts.dir_for(headers) {
             Ok(Some(host)) => Ok(page.under(&host)),
             Ok(None) => Ok(page),
             Err(_) => Err(Event::BypassHost),
@@ -254,16 +291,40 @@ impl Cache {
     }
 
     async fn handle(&self, req: Request) -> Response {
+        if req.method.as_str() == "PURGE" {
+            return invalidate::http::purge(self, req).await;
+        }
+        let Some(wanted) = report::wanted(&req.extras) else {
+            return self.serve(req, Reporter::none()).await;
+        };
+        let (mut resp, report) = match wanted {
+            Wanted::Refresh => self.refresh(req).await,
+            Wanted::Report => {
+                let (reporter, report) = Reporter::new();
+                (self.serve(req, reporter).await, report)
+            }
+        };
+        resp.extensions_mut().insert(report);
+        resp
+    }
+
+    /// Answer `req`, telling `reporter` what the cache did.
+    async fn serve(&self, req: Request, reporter: Reporter) -> Response {
         let path = match self.candidate(&req) {
             Ok(p) => p,
             Err(event) => {
+                if event == Event::BypassMethod && self.settings.inval.purges_on(&req.method) {
+                    return self.write_through(req).await;
+                }
                 let n = self.stats.count(event);
                 tracing::debug!(path = %req.raw_path, event = event.name(), count = n, "cache: bypass");
+                reporter.decide(report::Outcome::Bypass(event.name()));
                 return self.pass(req, BYPASS).await;
             }
         };
         if let Some(c) = &self.compress {
             if let Some(resp) = self.twin_hit(&Ask::of(&req), &path, c).await {
+                reporter.decide(report::Outcome::Hit);
                 return resp;
             }
         }
@@ -286,20 +347,23 @@ impl Cache {
                     if let Some(b) = &self.budget {
                         b.touch(path.rel(), entry.body.len() as u64);
                     }
+                    reporter.decide(report::Outcome::Hit);
                     return self.answer(&Ask::of(&req), &entry, file, Event::Hit);
                 }
             }
         }
         match self.dir.lookup(&path) {
             Lookup::Hit(file, meta) => {
+                reporter.decide(report::Outcome::Hit);
                 return self
                     .hit(&Ask::of(&req), &path, file, &meta, Event::Hit)
-                    .await
+                    .await;
             }
             Lookup::Miss => {}
             Lookup::Blocked(event, e) => {
                 self.stats.count(Event::Miss);
                 self.stats.problem(event, path.rel(), &e);
+                reporter.decide(report::Outcome::Failed(e.to_string()));
                 return self.pass(req, MISS).await;
             }
         }
@@ -307,6 +371,7 @@ impl Cache {
         tracing::debug!(path = path.rel(), count = n, "cache: miss");
         if req.method == Method::HEAD {
             self.stats.count(Event::NoStoreHead);
+            reporter.decide(report::Outcome::NotStored(Event::NoStoreHead.name()));
             return self.pass(req, MISS).await;
         }
         let leader = match self.flights.join(path.rel()) {
@@ -314,23 +379,132 @@ impl Cache {
             Join::Waiter(waiter) => {
                 if waiter.wait(self.settings.lock_timeout).await == Outcome::Stored {
                     if let Lookup::Hit(file, meta) = self.dir.lookup(&path) {
+                        reporter.decide(report::Outcome::Hit);
                         return self
                             .hit(&Ask::of(&req), &path, file, &meta, Event::Coalesced)
                             .await;
                     }
                 }
                 self.stats.count(Event::CoalesceFallback);
+                reporter.decide(report::Outcome::NotStored(Event::CoalesceFallback.name()));
                 return self.pass(req, MISS).await;
             }
         };
         // The previous flight may have stored the file since the lookup above.
         if let Lookup::Hit(file, meta) = self.dir.lookup(&path) {
             leader.stored();
+            reporter.decide(report::Outcome::Hit);
             return self
                 .hit(&Ask::of(&req), &path, file, &meta, Event::Hit)
                 .await;
         }
-        self.miss(req, path, leader).await
+        self.miss(req, path, leader, reporter, false).await
+    }
+
+    /// A write `purge_on` names: the app answers, and a 2xx purges the page
+    /// at the request's path (and with `purge_parent` its parent's) before
+    /// the answer goes out, so the client's next GET sees the change.
+    async fn write_through(&self, req: Request) -> Response {
+        let mut pages: Vec<CachePath> = self.page_for(&req).into_iter().collect();
+        if self.settings.inval.purge_parent {
+            pages.extend(self.parent_pages(&req));
+        }
+        let resp = self.pass(req, BYPASS).await;
+        if resp.status().is_success() && !pages.is_empty() {
+            let purger = self.purger.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                pages
+                    .iter()
+                    .filter(|p| purger.remove_page(p).unwrap_or(false))
+                    .count()
+            })
+            .await
+            .unwrap_or(0);
+            self.stats.count(Event::PurgeOnWrite);
+            for _ in 0..removed {
+                self.stats.count(Event::Purged);
+            }
+        }
+        resp
+    }
+
+    /// The pages of the request path's parent directory: `/items/7` →
+    /// `/items` and `/items/` (whichever the layout stores).
+    fn parent_pages(&self, req: &Request) -> Vec<CachePath> {
+        let full = [&req.script_name[..], &req.path_info[..]].concat();
+        let trimmed = full.strip_suffix(b"/").unwrap_or(&full);
+        let raw = req.raw_path.strip_suffix('/').unwrap_or(&req.raw_path);
+        let (Some(cut), Some(raw_cut)) = (trimmed.iter().rposition(|b| *b == b'/'), raw.rfind('/'))
+        else {
+            return Vec::new();
+        };
+        let (parent, raw_parent) = (&trimmed[..=cut], &raw[..=raw_cut]);
+        let mut pages = Vec::new();
+        for (p, r) in [
+            (parent, raw_parent),
+            (&parent[..cut.max(1)], &raw_parent[..raw_cut.max(1)]),
+        ] {
+            if let Ok(page) = self.page_at(p, r, &req.headers) {
+                if !pages.contains(&page) {
+                    pages.push(page);
+                }
+            }
+        }
+        pages
+    }
+
+    /// A soft purge's refresh of the page `req` names: the app is asked
+    /// whether or not the page is cached; a storable answer replaces it, any
+    /// other removes it, and a page whose refresh has not landed within
+    /// `stale_max` is removed too. The report tells the outcome.
+    async fn refresh(&self, req: Request) -> (Response, report::Report) {
+        let (reporter, report) = Reporter::new();
+        let path = match self.page_for(&req) {
+            Ok(p) if req.method == Method::GET => p,
+            Ok(_) => {
+                reporter.decide(report::Outcome::Bypass(Event::BypassMethod.name()));
+                return (self.pass(req, BYPASS).await, report);
+            }
+            Err(event) => {
+                reporter.decide(report::Outcome::Bypass(event.name()));
+                return (self.pass(req, BYPASS).await, report);
+            }
+        };
+        let leader = match self.flights.join(path.rel()) {
+            Join::Leader(leader) => leader,
+            Join::Waiter(waiter) => {
+                // A miss of this very page is asking the app right now.
+                let stored = waiter.wait(self.settings.lock_timeout).await == Outcome::Stored;
+                reporter.decide(if stored {
+                    report::Outcome::Stored
+                } else {
+                    report::Outcome::NotStored(Event::CoalesceFallback.name())
+                });
+                return (self.pass(req, MISS).await, report);
+            }
+        };
+        let watch = (report.clone(), self.purger.clone(), self.stats.clone());
+        let (stale_max, page) = (self.settings.inval.stale_max, path.clone());
+        tokio::spawn(async move {
+            let (report, purger, stats) = watch;
+            match tokio::time::timeout(stale_max, report.outcome()).await {
+                Ok(o) if refresh::landed(&o) => {
+                    if o == report::Outcome::Stored {
+                        stats.count(Event::Refreshed);
+                    }
+                }
+                _ => {
+                    tracing::info!(
+                        path = page.rel(),
+                        "cache: a soft-purged page was not refreshed within stale_max; removed"
+                    );
+                    let _ = tokio::task::spawn_blocking(move || purger.remove_page(&page)).await;
+                    stats.count(Event::RefreshExpired);
+                    stats.count(Event::Purged);
+                }
+            }
+        });
+        (self.miss(req, path, leader, reporter, true).await, report)
     }
 
     /// Answer from a cached file: a plain GET of a page small enough is read
@@ -531,10 +705,29 @@ impl Cache {
         crate::core::error_response(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// Call the app as the leader of a miss, storing the response if it may be.
-    async fn miss(&self, req: Request, path: CachePath, leader: flight::Leader) -> Response {
+    /// Call the app as the leader of a miss, storing the response if it may
+    /// be. `refresh`: the page is there and being refreshed; an answer that
+    /// may not be stored removes it.
+    async fn miss(
+        &self,
+        req: Request,
+        path: CachePath,
+        leader: flight::Leader,
+        reporter: Reporter,
+        refresh: bool,
+    ) -> Response {
+        let ticket = self.guard.ticket();
         let resp = self.next.call(req).await;
         let (mut parts, body) = resp.into_parts();
+        let tags = if tags::present(&parts.headers) {
+            let t = tags::of_response(&parts.headers);
+            if !self.settings.inval.expose_tags {
+                tags::strip(&mut parts.headers);
+            }
+            t
+        } else {
+            Vec::new()
+        };
         let declared = rules::content_length(&parts.headers);
         let want = self.types.is_none().then_some(self.media_type.as_str());
         let stored_type = self
@@ -563,6 +756,14 @@ impl Cache {
                     count = n,
                     "cache: not stored"
                 );
+                if refresh {
+                    let purger = self.purger.clone();
+                    let page = path.clone();
+                    let _ = tokio::task::spawn_blocking(move || purger.remove_page(&page)).await;
+                    self.stats.count(Event::RefreshRemoved);
+                    self.stats.count(Event::Purged);
+                }
+                reporter.decide(report::Outcome::NotStored(event.name()));
                 drop(leader);
                 body
             }
@@ -585,6 +786,10 @@ impl Cache {
                         Some(TypeStore::Xattr) => stored_type.map(str::to_owned),
                         _ => None,
                     },
+                    ticket,
+                    guard: self.guard.clone(),
+                    tags,
+                    reporter,
                 },
             ),
         };
@@ -597,9 +802,13 @@ impl Cache {
         Response::from_parts(parts, body)
     }
 
-    /// Let the app answer, untouched but for the status header.
+    /// Let the app answer, untouched but for the status header (and the tag
+    /// headers, which clients see only with `expose_tags`).
     async fn pass(&self, req: Request, mark: HeaderValue) -> Response {
-        let resp = self.next.call(req).await;
+        let mut resp = self.next.call(req).await;
+        if !self.settings.inval.expose_tags && tags::present(resp.headers()) {
+            tags::strip(resp.headers_mut());
+        }
         self.mark(resp, mark)
     }
 

@@ -69,6 +69,13 @@ impl CachePath {
         self
     }
 
+    /// A page found in the tree (by a listing or the tag index): `rel` is a
+    /// relative path the cache wrote, used only to name files beneath cache_dir.
+    pub(crate) fn from_rel(rel: String) -> CachePath {
+        let name_at = rel.rfind('/').map_or(0, |i| i + 1);
+        CachePath { rel, name_at }
+    }
+
     /// The page inside directory `dir` (one checked segment), for `host_dirs`.
     pub(crate) fn under(self, dir: &str) -> CachePath {
         CachePath {

@@ -7,14 +7,17 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
+use super::invalidate::guard::{Guard, Scope};
+use super::invalidate::tags::Index;
 use super::owner::{self, OwnerError};
-use super::path::{self, Refusal, MAX_DEPTH};
+use super::path::{self, CachePath, Refusal, MAX_DEPTH};
 use super::twins;
 use crate::components::builtins::url_path;
 use crate::core::builtin::SettingError;
@@ -44,6 +47,8 @@ pub enum PurgeError {
     BadHost { url: String },
     #[error("{url}: contains a NUL byte")]
     Nul { url: String },
+    #[error("the tag index: {0}")]
+    Tags(std::io::Error),
 }
 
 /// What one purge did.
@@ -54,8 +59,11 @@ pub struct Purged {
 
 /// A cache section to purge from.
 pub struct Purger {
-    dir: CacheDir,
+    dir: Arc<CacheDir>,
     settings: Settings,
+    /// Told of every purge before anything is deleted, so a store in flight
+    /// cannot put a purged page back (see `invalidate::guard`).
+    guard: Arc<Guard>,
 }
 
 impl Purger {
@@ -68,13 +76,26 @@ impl Purger {
                 if !settings.adopt && !owner::is_marked(dir.root().as_fd()) {
                     return Err(OwnerError::NotOwned(settings.cache_dir.clone()).into());
                 }
-                Ok(Some(Purger { dir, settings }))
+                Ok(Some(Purger {
+                    dir: Arc::new(dir),
+                    settings,
+                    guard: Arc::default(),
+                }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(PurgeError::Open {
                 path: settings.cache_dir.clone(),
                 error,
             }),
+        }
+    }
+
+    /// The purger of a running cache filter (sharing its directory and guard).
+    pub(super) fn of(dir: Arc<CacheDir>, settings: Settings, guard: Arc<Guard>) -> Purger {
+        Purger {
+            dir,
+            settings,
+            guard,
         }
     }
 
@@ -148,21 +169,122 @@ impl Purger {
                 url: url.to_owned(),
             })?;
         let p = if base.is_empty() { p } else { p.under(base) };
-        let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
-        let Some(dir) = self.parent(parent).map_err(|source| io(url, source))? else {
-            return Ok(Purged::default());
-        };
-        let root = self.dir.root();
-        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
-        self.remove_twins(at, name);
-        match unlinkat(at, name, AtFlags::empty()) {
-            Ok(()) => Ok(Purged { files: 1 }),
-            Err(Errno::NOENT) => Ok(Purged::default()),
+        match self.remove_page(&p) {
+            Ok(true) => Ok(Purged { files: 1 }),
+            Ok(false) => Ok(Purged::default()),
             Err(Errno::ISDIR) => Err(PurgeError::IsDirectory {
                 url: url.to_owned(),
             }),
             Err(source) => Err(io(url, source)),
         }
+    }
+
+    /// Remove one page and its twins (`false`: it was not there).
+    pub(super) fn remove_page(&self, p: &CachePath) -> rustix::io::Result<bool> {
+        self.guard.purging([Scope::Page(p.rel().to_owned())]);
+        let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
+        let Some(dir) = self.parent(parent)? else {
+            return Ok(false);
+        };
+        let root = self.dir.root();
+        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+        self.remove_twins(at, name);
+        match unlinkat(at, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete every page tagged with any of `tags` (see `invalidate::tags`).
+    pub fn purge_tags(&self, tags: &[String]) -> Result<Purged, PurgeError> {
+        self.guard
+            .purging(tags.iter().map(|t| Scope::Tag(t.clone())));
+        let mut purged = Purged::default();
+        for rel in self.tagged(tags)? {
+            let p = CachePath::from_rel(rel);
+            if self.remove_page(&p).map_err(|e| io(p.rel(), e))? {
+                purged.files += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    /// The pages tagged with any of `tags`.
+    pub(super) fn tagged(&self, tags: &[String]) -> Result<Vec<String>, PurgeError> {
+        Index::pages_with(self.dir.root().as_fd(), tags).map_err(PurgeError::Tags)
+    }
+
+    /// The pages a purge of `url` (with `prefix`: its subtree) would delete,
+    /// without deleting them (for soft purges).
+    pub(super) fn pages(&self, url: &str, prefix: bool) -> Result<Vec<CachePath>, PurgeError> {
+        let (host, path_part) = split_url(url);
+        let mut found = Vec::new();
+        for base in self.bases(url, host)? {
+            let decoded = url_path::decode(path_part);
+            let index = &self.settings.directory_index;
+            let never = |refusal| PurgeError::NeverCached {
+                url: url.to_owned(),
+                refusal,
+            };
+            if prefix {
+                let trimmed = decoded.strip_suffix(b"/").unwrap_or(&decoded);
+                let start = if trimmed.is_empty() {
+                    base.clone()
+                } else {
+                    let raw = path_part.strip_suffix('/').unwrap_or(path_part);
+                    let p = path::map(trimmed, raw, index).map_err(never)?;
+                    if base.is_empty() {
+                        p.rel().to_owned()
+                    } else {
+                        p.under(&base).rel().to_owned()
+                    }
+                };
+                self.list(&start, &mut found).map_err(|e| io(url, e))?;
+                continue;
+            }
+            let p = path::map(&decoded, path_part, index).map_err(never)?;
+            let p =
+                self.settings
+                    .layout
+                    .apply(p, index)
+                    .map_err(|_| PurgeError::SlashUnderDirs {
+                        url: url.to_owned(),
+                    })?;
+            let p = if base.is_empty() { p } else { p.under(&base) };
+            if let Ok(fd) = open_beneath(self.dir.root().as_fd(), p.rel(), OFlags::RDONLY) {
+                if rustix::fs::fstat(&fd)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The pages at or below `rel` (a file or a directory; `""`: all).
+    fn list(&self, rel: &str, out: &mut Vec<CachePath>) -> rustix::io::Result<()> {
+        let root = self.dir.root();
+        let fd = if rel.is_empty() {
+            rustix::io::dup(root.as_fd())?
+        } else {
+            match open_beneath(root.as_fd(), rel, OFlags::RDONLY) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        };
+        let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+        if kind == FileType::RegularFile {
+            out.push(CachePath::from_rel(rel.to_owned()));
+            return Ok(());
+        }
+        if kind != FileType::Directory {
+            return Ok(());
+        }
+        let twins = self.settings.compress.is_some();
+        list_dir(fd.as_fd(), rel, 0, twins, out)
     }
 
     /// Under `compress`, the page's twins go with it (first, so no twin is
@@ -203,6 +325,7 @@ impl Purger {
         let trimmed = decoded.strip_suffix(b"/").unwrap_or(decoded);
         let mut purged = Purged::default();
         if trimmed.is_empty() {
+            self.guard.purging([Scope::Tree(base.to_owned())]);
             let Some(dir) = self.parent(base).map_err(|source| io(url, source))? else {
                 return Ok(purged);
             };
@@ -221,6 +344,7 @@ impl Purger {
             }
         })?;
         let p = if base.is_empty() { p } else { p.under(base) };
+        self.guard.purging([Scope::Tree(p.rel().to_owned())]);
         let (parent, name) = p.rel().rsplit_once('/').unwrap_or(("", p.rel()));
         let Some(dir) = self.parent(parent).map_err(|source| io(url, source))? else {
             return Ok(purged);
@@ -292,6 +416,49 @@ fn remove_entry(
         }
         Ok(())
     }
+}
+
+/// The pages (regular files; not dot-named, not twins under `compress`) in
+/// `dir` (at `rel`) and below.
+fn list_dir(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    depth: usize,
+    twins: bool,
+    out: &mut Vec<CachePath>,
+) -> rustix::io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name.starts_with('.') || (twins && twins::SUFFIXES.iter().any(|s| name.ends_with(s))) {
+            continue;
+        }
+        entries.push((entry.file_name().to_owned(), name.to_owned()));
+    }
+    for (c, name) in entries {
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        match statat(dir, c.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                out.push(CachePath::from_rel(child));
+            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                let sub = openat(dir, c.as_c_str(), DIR_FLAGS, Mode::empty())?;
+                list_dir(sub.as_fd(), &child, depth + 1, twins, out)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Remove everything in `dir` but dot-named entries (the marker, temporary

@@ -52,17 +52,10 @@ impl Report {
     pub fn now(&self) -> Option<Outcome> {
         self.0.borrow().clone()
     }
-
-    /// A report that is already decided.
-    pub(super) fn decided(outcome: Outcome) -> Report {
-        let (tx, rx) = watch::channel(Some(outcome));
-        drop(tx);
-        Report(rx)
-    }
 }
 
-/// The sending half, carried by the store job. Dropped undecided, it reports
-/// the store as abandoned.
+/// The sending half, carried by the store job. The first decision stands;
+/// dropped undecided, it reports the store as abandoned.
 pub(super) struct Reporter(Option<watch::Sender<Option<Outcome>>>);
 
 impl Reporter {
@@ -76,9 +69,15 @@ impl Reporter {
         Reporter(None)
     }
 
-    pub(super) fn decide(&mut self, outcome: Outcome) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(Some(outcome));
+    pub(super) fn decide(&self, outcome: Outcome) {
+        if let Some(tx) = &self.0 {
+            tx.send_if_modified(|v| {
+                let first = v.is_none();
+                if first {
+                    *v = Some(outcome);
+                }
+                first
+            });
         }
     }
 }
@@ -125,7 +124,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_decision_stands() {
-        let (mut r, report) = Reporter::new();
+        let (r, report) = Reporter::new();
         r.decide(Outcome::Stored);
         r.decide(Outcome::NotStored("x"));
         assert_eq!(report.outcome().await, Outcome::Stored);
@@ -134,7 +133,12 @@ mod tests {
     #[test]
     fn only_the_keys_ask() {
         assert_eq!(wanted(&[]), None);
-        let e = |k: &str| vec![("x".to_owned(), "1".to_owned()), (k.to_owned(), "1".to_owned())];
+        let e = |k: &str| {
+            vec![
+                ("x".to_owned(), "1".to_owned()),
+                (k.to_owned(), "1".to_owned()),
+            ]
+        };
         assert_eq!(wanted(&e(REPORT)), Some(Wanted::Report));
         assert_eq!(wanted(&e(REFRESH)), Some(Wanted::Refresh));
         assert_eq!(wanted(&e("plughost.other")), None);

@@ -58,6 +58,29 @@ pub(crate) enum Event {
     NoStoreTooLarge,
     /// The body failed, the client hung up, or it did not match its Content-Length.
     NoStoreIncomplete,
+    /// A purge covered the page while its answer was being stored (the
+    /// answer predates the purge: see `invalidate::guard`).
+    NoStorePurged,
+
+    /// Pages removed by purges in this process (HTTP, `purge_on`, tags,
+    /// expired soft purges; `plughost cache purge` counts in its own process).
+    Purged,
+    /// `PURGE` requests accepted.
+    PurgeHttp,
+    /// `PURGE` requests refused (address or token).
+    PurgeRefused,
+    /// Writes (`purge_on`) that purged their page.
+    PurgeOnWrite,
+    /// Purges by tag.
+    PurgeTag,
+    /// Pages a soft purge asked to refresh.
+    SoftPurge,
+    /// Refreshed pages stored in place of the old one.
+    Refreshed,
+    /// Refreshed pages removed because the new answer was not storable.
+    RefreshRemoved,
+    /// Soft-purged pages removed because no refresh landed within `stale_max`.
+    RefreshExpired,
 
     /// A file where a directory is needed, or the reverse (also special files).
     ErrorCollision,
@@ -99,6 +122,16 @@ const EVENTS: [Event; N] = [
     Event::NoStoreEmpty,
     Event::NoStoreTooLarge,
     Event::NoStoreIncomplete,
+    Event::NoStorePurged,
+    Event::Purged,
+    Event::PurgeHttp,
+    Event::PurgeRefused,
+    Event::PurgeOnWrite,
+    Event::PurgeTag,
+    Event::SoftPurge,
+    Event::Refreshed,
+    Event::RefreshRemoved,
+    Event::RefreshExpired,
     Event::ErrorCollision,
     Event::ErrorSymlink,
     Event::ErrorPermission,
@@ -137,6 +170,16 @@ impl Event {
             Event::NoStoreEmpty => "no_store.empty",
             Event::NoStoreTooLarge => "no_store.too_large",
             Event::NoStoreIncomplete => "no_store.incomplete",
+            Event::NoStorePurged => "no_store.purged",
+            Event::Purged => "purge.pages",
+            Event::PurgeHttp => "purge.http",
+            Event::PurgeRefused => "purge.refused",
+            Event::PurgeOnWrite => "purge.on_write",
+            Event::PurgeTag => "purge.tag",
+            Event::SoftPurge => "purge.soft",
+            Event::Refreshed => "refresh.stored",
+            Event::RefreshRemoved => "refresh.removed",
+            Event::RefreshExpired => "refresh.expired",
             Event::ErrorCollision => "store_error.collision",
             Event::ErrorSymlink => "store_error.symlink",
             Event::ErrorPermission => "store_error.permission",

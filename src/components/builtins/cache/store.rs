@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,8 +35,11 @@ use http_body_util::BodyExt;
 use super::budget::Budget;
 use super::dir::{classify, CacheDir, TempFile};
 use super::flight::Leader;
+use super::invalidate::guard::{Guard, Ticket};
+use super::invalidate::tags::{self, Index};
 use super::mime_store;
 use super::path::CachePath;
+use super::report::{Outcome, Reporter};
 use super::stats::{CacheStats, Event};
 use super::twins::{self, Compress};
 use crate::core::{body, Body, BodyError};
@@ -64,10 +68,100 @@ pub(super) struct Job {
     /// with `twins` set new ones are written after it.
     pub compress: Option<Arc<Compress>>,
     pub twins: bool,
+    /// When the app was asked, and the record of purges since: a page purged
+    /// meanwhile is not put back.
+    pub ticket: Ticket,
+    pub guard: Arc<Guard>,
+    /// The response's tags (`Surrogate-Key`, `Cache-Tag`), kept on the page
+    /// and in the tag index.
+    pub tags: Vec<String>,
+    /// Told the outcome (for `cache warm` and refreshes).
+    pub reporter: Reporter,
+}
+
+/// The parts of a [`Job`] the commit needs on its blocking thread.
+struct Commit {
+    dir: Arc<CacheDir>,
+    path: CachePath,
+    fsync: bool,
+    mime: Option<String>,
+    budget: Option<Arc<Budget>>,
+    compress: bool,
+    ticket: Ticket,
+    guard: Arc<Guard>,
+    tags: Vec<String>,
+}
+
+impl Commit {
+    /// Label the temporary file, then rename it into place unless a purge
+    /// since the ticket covers the page (`Ok(false)`), and record its tags.
+    fn run(self, mut temp: TempFile, len: u64) -> io::Result<bool> {
+        if let Some(ct) = &self.mime {
+            mime_store::write(temp.file(), ct)?;
+        }
+        if !self.tags.is_empty() {
+            tags::write_attr(temp.file(), &self.tags)?;
+        }
+        let name = self.path.name().to_owned();
+        let fsync = self.fsync;
+        let (dir, rel, compress) = (&self.dir, self.path.rel(), self.compress);
+        let done = self.guard.commit(self.ticket, rel, &self.tags, move || {
+            if compress {
+                twins::remove(dir, rel);
+            }
+            temp.commit(&name, fsync)
+        });
+        match done {
+            None => return Ok(false),
+            Some(r) => r?,
+        }
+        if let Some(b) = &self.budget {
+            b.stored(rel, len);
+        }
+        if !self.tags.is_empty() {
+            if let Err(e) = Index::record(self.dir.root().as_fd(), rel, &self.tags) {
+                tracing::warn!(
+                    path = rel,
+                    "cache: cannot record the page's tags in the tag index: {e}"
+                );
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl Job {
+    fn commit_parts(&self) -> Commit {
+        Commit {
+            dir: self.dir.clone(),
+            path: self.path.clone(),
+            fsync: self.fsync,
+            mime: self.mime.clone(),
+            budget: self.budget.clone(),
+            compress: self.compress.is_some(),
+            ticket: self.ticket,
+            guard: self.guard.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    /// Storing failed on the disk.
+    fn failed(&self, e: &io::Error) {
+        self.stats.problem(classify(e), self.path.rel(), e);
+        self.reporter.decide(Outcome::Failed(e.to_string()));
+    }
+
+    /// The commit's answer: stored, or dropped for a purge meanwhile.
+    fn committed(self, r: io::Result<bool>) {
+        match r {
+            Ok(true) => self.stored(),
+            Ok(false) => self.not_stored(Event::NoStorePurged),
+            Err(e) => self.failed(&e),
+        }
+    }
+
     fn not_stored(&self, event: Event) {
+        self.reporter.decide(Outcome::NotStored(event.name()));
         let n = self.stats.count(event);
         tracing::debug!(
             path = self.path.rel(),
@@ -100,6 +194,7 @@ impl Job {
         self.write_twins();
         let n = self.stats.count(Event::Store);
         tracing::debug!(path = self.path.rel(), count = n, stats = %self.stats, "cache: stored");
+        self.reporter.decide(Outcome::Stored);
         self.leader.stored();
     }
 }
@@ -162,29 +257,17 @@ async fn store_whole(data: Bytes, job: Job) {
     if data.len() as u64 > job.max_bytes {
         return job.not_stored(Event::NoStoreTooLarge);
     }
-    let (dir, path, fsync) = (job.dir.clone(), job.path.clone(), job.fsync);
-    let (mime, budget) = (job.mime.clone(), job.budget.clone());
-    let compress = job.compress.is_some();
+    let commit = job.commit_parts();
     let wrote = blocking(move || {
-        let mut temp = dir.parent_dir(&path).and_then(TempFile::create)?;
+        let mut temp = commit
+            .dir
+            .parent_dir(&commit.path)
+            .and_then(TempFile::create)?;
         temp.file().write_all(&data)?;
-        if let Some(ct) = &mime {
-            mime_store::write(temp.file(), ct)?;
-        }
-        if compress {
-            twins::remove(&dir, path.rel());
-        }
-        temp.commit(path.name(), fsync)?;
-        if let Some(b) = budget {
-            b.stored(path.rel(), data.len() as u64);
-        }
-        Ok(())
+        commit.run(temp, data.len() as u64)
     })
     .await;
-    match wrote {
-        Ok(()) => job.stored(),
-        Err(e) => job.stats.problem(classify(&e), job.path.rel(), &e),
-    }
+    job.committed(wrote);
 }
 
 /// What the writer has done, as the client's body sees it.
@@ -353,8 +436,7 @@ async fn spool(mut body: Body, first: Option<Frame<Bytes>>, job: Job, shared: Ar
                     _ => None,
                 };
                 hand_over(&shared, batch, trailers, (!ended).then_some(body));
-                job.stats.problem(classify(&e), job.path.rel(), &e);
-                return;
+                return job.failed(&e);
             }
         };
         temp = Some(t);
@@ -368,30 +450,13 @@ async fn spool(mut body: Body, first: Option<Frame<Bytes>>, job: Job, shared: Ar
             }
         });
         if ended {
-            let (temp, fsync, name) = (temp.take(), job.fsync, job.path.name().to_owned());
-            let (mime, budget, rel) = (job.mime.clone(), job.budget.clone(), job.path.clone());
-            let (compress, dir) = (job.compress.is_some(), job.dir.clone());
+            let (temp, commit) = (temp.take(), job.commit_parts());
             let committed = blocking(move || match temp {
-                Some(mut t) => {
-                    if let Some(ct) = &mime {
-                        mime_store::write(t.file(), ct)?;
-                    }
-                    if compress {
-                        twins::remove(&dir, rel.rel());
-                    }
-                    t.commit(&name, fsync)?;
-                    if let Some(b) = budget {
-                        b.stored(rel.rel(), seen);
-                    }
-                    Ok(())
-                }
-                None => Ok(()),
+                Some(t) => commit.run(t, seen),
+                None => Ok(true),
             })
             .await;
-            return match committed {
-                Ok(()) => job.stored(),
-                Err(e) => job.stats.problem(classify(&e), job.path.rel(), &e),
-            };
+            return job.committed(committed);
         }
     }
 }
