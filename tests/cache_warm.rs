@@ -249,8 +249,21 @@ fn a_path_the_app_answers_404_is_skipped_with_the_caches_reason() {
     let out = ok(&warm(dir.path(), &["/missing.html", "/a.html"]));
     assert_line(&out, "stored: 1");
     assert_line(&out, "skipped: 1");
-    assert_line(&out, "NotStored(no-store-status): 1");
+    // The cache's own counter name.
+    assert_line(&out, "NotStored(no_store.status): 1");
     assert!(!dir.path().join("cache/missing.html").exists());
+}
+
+#[test]
+fn a_path_the_cache_stays_out_of_is_skipped_as_a_bypass() {
+    let dir = tempdir();
+    site(dir.path(), "cache_paths = /docs\n");
+    let out = ok(&warm(dir.path(), &["/a.html", "/docs/", "--verbose"]));
+    assert_line(&out, "stored: 1");
+    assert_line(&out, "Bypass(bypass.scope): 1");
+    assert_line(&out, "skipped /a.html Bypass(bypass.scope)");
+    assert_stored(dir.path(), "/docs/");
+    assert_absent(dir.path(), "/a.html");
 }
 
 /// A port nothing listens on.

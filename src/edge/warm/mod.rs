@@ -316,9 +316,9 @@ mod tests {
         let mut s = Summary::default();
         s.add("/a", Warmed::Stored);
         s.add("/b", Warmed::Cached);
-        s.add("/c", Warmed::Skipped("NotStored(no-store-status)".into()));
-        s.add("/d", Warmed::Skipped("NotStored(no-store-status)".into()));
-        s.add("/e", Warmed::Skipped("Bypass(bypass-query)".into()));
+        s.add("/c", Warmed::Skipped("NotStored(no_store.status)".into()));
+        s.add("/d", Warmed::Skipped("NotStored(no_store.status)".into()));
+        s.add("/e", Warmed::Skipped("Bypass(bypass.query)".into()));
         s.add(
             "/f",
             Warmed::Failed("the app answered 502 Bad Gateway".into()),
@@ -328,8 +328,8 @@ mod tests {
         assert_eq!(s.done(), 6);
         assert_eq!(
             s.to_string(),
-            "stored: 1\nalready cached: 1\nskipped: 3\n  Bypass(bypass-query): 1\n  \
-             NotStored(no-store-status): 2\nfailed: 1\n  /f: the app answered 502 Bad Gateway\n\
+            "stored: 1\nalready cached: 1\nskipped: 3\n  Bypass(bypass.query): 1\n  \
+             NotStored(no_store.status): 2\nfailed: 1\n  /f: the app answered 502 Bad Gateway\n\
              ignored: 2 (not-get 2)\n"
         );
     }
