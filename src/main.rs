@@ -432,6 +432,10 @@ fn warm(config: &str, options: &plughost::warm::Options) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     write_stdout(&summary.to_string())?;
+    if summary.interrupted() {
+        // As a shell reports a command ended by SIGINT.
+        std::process::exit(130);
+    }
     if summary.failed() > 0 {
         std::process::exit(1);
     }

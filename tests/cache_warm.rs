@@ -362,3 +362,52 @@ fn no_progress_line_when_stderr_is_not_a_terminal() {
     let err = stderr(&out);
     assert!(!err.contains('\r') && !err.contains("\x1b["), "{err:?}");
 }
+
+#[test]
+fn sigint_stops_the_warm_and_prints_what_was_done() {
+    let dir = tempdir();
+    site(dir.path(), "");
+    // A backend that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    std::fs::write(
+        dir.path().join("deploy.ini"),
+        format!(
+            "[composite:main]\nuse = egg:Paste#urlmap\n/ = site\n/hang = hang\nfilter-with = cache\n\n\
+             [app:site]\nuse = egg:plughost#static\ndocument_root = %(here)s/site\n\n\
+             [app:hang]\nuse = egg:plughost#proxy\naddress = http://{}\ntimeout = 60\n\n\
+             [filter:cache]\nuse = egg:plughost#cache\ncache_dir = %(here)s/cache\n",
+            silent.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .current_dir(dir.path())
+        .args(["cache", "warm", "deploy.ini", "--concurrency", "1"])
+        .args(["/a.html", "/hang/x", "/b.html"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stored = dir.path().join("cache/a.html");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !stored.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(stored.exists(), "/a.html was not stored");
+    // Now /hang/x is in flight (concurrency 1), waiting on the silent backend.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    support::signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}\n{}", stderr(&out));
+    assert_line(&text, "stored: 1");
+    assert_line(&text, "interrupted: 2 paths not done");
+    assert_absent(dir.path(), "/b.html");
+    drop(silent);
+}

@@ -85,12 +85,19 @@ pub struct Summary {
     failed: Vec<(String, String)>,
     /// Source entries passed over before any request (access log lines...).
     ignored: BTreeMap<&'static str, usize>,
+    /// Stopped by a signal with this many paths not done.
+    interrupted: Option<usize>,
 }
 
 impl Summary {
     /// How many paths failed (the exit code is 1 if any did).
     pub fn failed(&self) -> usize {
         self.failed.len()
+    }
+
+    /// Whether a signal stopped the run before every path was done.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.is_some()
     }
 
     fn skipped_total(&self) -> usize {
@@ -131,6 +138,9 @@ impl fmt::Display for Summary {
                 .map(|(why, n)| format!("{why} {n}"))
                 .collect();
             writeln!(f, "ignored: {n} ({})", each.join(", "))?;
+        }
+        if let Some(n) = self.interrupted {
+            writeln!(f, "interrupted: {n} paths not done")?;
         }
         Ok(())
     }
@@ -204,7 +214,23 @@ pub fn run(
                 });
             }
         });
-        while let Some((path, w)) = rx.recv().await {
+        let mut interrupt = interrupted();
+        loop {
+            let (path, w) = tokio::select! {
+                got = rx.recv() => match got {
+                    Some(got) => got,
+                    // Every sender is gone: the producer ended and every request is done.
+                    None => break,
+                },
+                () = &mut interrupt => {
+                    // Start nothing more; requests in flight end with the process
+                    // (a store cut short leaves only a temp file, swept at the
+                    // next start).
+                    producer.abort();
+                    summary.interrupted = Some(progress.total - summary.done());
+                    break;
+                }
+            };
             if verbose {
                 progress.clear();
                 let line = match &w {
@@ -219,10 +245,29 @@ pub fn run(
             summary.add(&path, w);
             progress.draw(&summary);
         }
-        // Every sender is gone: the producer ended and every request is done.
-        let _ = producer.await;
         progress.clear();
         Ok(summary)
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM (handlers installed now).
+fn interrupted() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn recv(s: std::io::Result<Signal>) {
+        match s {
+            Ok(mut s) => drop(s.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+    let (int, term) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    Box::pin(async move {
+        tokio::select! {
+            () = recv(int) => {}
+            () = recv(term) => {}
+        }
     })
 }
 
@@ -268,6 +313,8 @@ struct Progress {
     on: bool,
     total: usize,
     drawn: bool,
+    /// When it was last drawn: at most ten redraws a second.
+    last: Option<std::time::Instant>,
 }
 
 impl Progress {
@@ -276,6 +323,7 @@ impl Progress {
             on,
             total,
             drawn: false,
+            last: None,
         }
     }
 
@@ -283,6 +331,14 @@ impl Progress {
         if !self.on {
             return;
         }
+        let now = std::time::Instant::now();
+        let due = self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_millis(100));
+        if !due && s.done() < self.total {
+            return;
+        }
+        self.last = Some(now);
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
