@@ -411,3 +411,20 @@ fn sigint_stops_the_warm_and_prints_what_was_done() {
     assert_absent(dir.path(), "/b.html");
     drop(silent);
 }
+
+#[test]
+fn requests_get_the_environ_the_server_would_build() {
+    let dir = tempdir();
+    site(dir.path(), "");
+    let config = dir.path().join("deploy.ini");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "\n[server:main]\nuse = egg:plughost#http\nurl_prefix = /site\n";
+    std::fs::write(&config, text).unwrap();
+    // SCRIPT_NAME /site, PATH_INFO /a.html: the static app finds a.html
+    // (without the prefix it would look for site/a.html and answer 404), and
+    // the cache keys the page on SCRIPT_NAME + PATH_INFO.
+    let out = ok(&warm(dir.path(), &["/site/a.html"]));
+    assert_line(&out, "stored: 1");
+    let page = std::fs::read_to_string(dir.path().join("cache/site/a.html")).unwrap();
+    assert_eq!(page, "<h1>a</h1>\n");
+}

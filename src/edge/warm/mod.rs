@@ -161,6 +161,15 @@ pub fn run(
         InProcess::check(p, "localhost").map_err(WarmError::Usage)?;
         items.push(Item::Path(p.clone()));
     }
+    let has_cache = deployment
+        .app
+        .components()
+        .iter()
+        .any(|c| c.source == Source::Builtin(&CACHE));
+    if !has_cache {
+        return Err(WarmError::NoCache(deployment.files[0].clone()));
+    }
+    // Sources after the cheap checks: an access log may be large.
     let mut summary = Summary::default();
     let found = [
         options.from.as_deref().map(sources::from_file),
@@ -176,14 +185,6 @@ pub fn run(
     let mut seen = HashSet::new();
     items.retain(|i| seen.insert(i.clone()));
 
-    let has_cache = deployment
-        .app
-        .components()
-        .iter()
-        .any(|c| c.source == Source::Builtin(&CACHE));
-    if !has_cache {
-        return Err(WarmError::NoCache(deployment.files[0].clone()));
-    }
     let pipeline = Arc::new(InProcess::build(deployment, rt.handle())?);
     let host = host_given.unwrap_or_else(|| pipeline.default_host().to_owned());
     let concurrency = options.concurrency.max(1);
