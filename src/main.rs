@@ -79,7 +79,10 @@ enum CacheCommand {
     /// Request pages through the pipeline in-process (nothing listens) so the
     /// cache stores them before the first visitor asks; prints what was stored,
     /// already cached, skipped (and why) and failed. Exit code 1 if any failed.
-    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["paths", "from", "sitemap"])))]
+    #[command(
+        group(clap::ArgGroup::new("what").required(true).multiple(true).args(["paths", "from", "sitemap"])),
+        override_usage = "plughost cache warm CONFIG[#NAME] [PATH...] [--from FILE] [--sitemap FILE] [OPTIONS]"
+    )]
     Warm {
         /// The config file, optionally with `#NAME` to pick the app.
         #[arg(value_name = "CONFIG[#NAME]")]
