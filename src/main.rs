@@ -434,6 +434,14 @@ fn warm(config: &str, options: &plughost::warm::Options) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Work the cache started on blocking threads after a page was stored (its
+    // compressed twins) finishes before the process exits; an interrupted run
+    // waits for it only briefly.
+    if summary.interrupted() {
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    } else {
+        drop(rt);
+    }
     write_stdout(&summary.to_string())?;
     if summary.interrupted() {
         // As a shell reports a command ended by SIGINT.

@@ -286,19 +286,28 @@ fn a_failing_app_is_reported_by_path_and_exits_1() {
             "[composite:main]\nuse = egg:Paste#urlmap\n/ = site\n/down = down\nfilter-with = cache\n\n\
              [app:site]\nuse = egg:plughost#static\ndocument_root = %(here)s/site\n\n\
              [app:down]\nuse = egg:plughost#proxy\naddress = http://127.0.0.1:{}\n\n\
-             [filter:cache]\nuse = egg:plughost#cache\ncache_dir = %(here)s/cache\n",
+             [filter:cache]\nuse = egg:plughost#cache\ncache_dir = %(here)s/cache\ncompress = gzip\n",
             dead_port()
         ),
     )
     .unwrap();
-    let out = warm(dir.path(), &["/a.html", "/down/page"]);
+    let big = "<p>warm</p>\n".repeat(200_000);
+    std::fs::write(dir.path().join("site/big.html"), &big).unwrap();
+    let out = warm(dir.path(), &["/a.html", "/down/page", "/big.html"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
     assert_line(&text, "failed: 1");
     assert_line(&text, "/down/page: the app answered 502 Bad Gateway");
-    assert_line(&text, "stored: 1");
+    assert_line(&text, "stored: 2");
     assert_stored(dir.path(), "/a.html");
     assert!(!dir.path().join("cache/down").exists());
+    // The twin the cache writes after storing a page is there when warm has
+    // exited, even with exit code 1.
+    let twin = std::fs::read(dir.path().join("cache/big.html.gz")).expect("big.html.gz");
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&twin[..]), &mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, big);
 }
 
 #[test]
