@@ -43,6 +43,7 @@ pub mod config {
 pub mod cache {
     pub use crate::components::builtins::cache::purge::Purger;
     pub use crate::components::builtins::cache::report::{Outcome, Report, REFRESH, REPORT};
+    pub use crate::components::builtins::cache::valid_tag;
     pub use crate::components::builtins::cache::{path, BUILTIN};
 }
 

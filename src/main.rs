@@ -70,11 +70,15 @@ enum CacheCommand {
         #[arg(value_name = "CONFIG[#NAME]")]
         config: String,
         /// URL paths to purge, e.g. `/about` or `/blog/`.
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required_unless_present = "tag", value_name = "PATH")]
         paths: Vec<String>,
         /// Purge every page at or below each PATH.
         #[arg(long)]
         prefix: bool,
+        /// Purge every page stored with this tag (its `Surrogate-Key` or
+        /// `Cache-Tag`); may be repeated.
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
     },
     /// Request pages through the pipeline in-process (nothing listens) so the
     /// cache stores them before the first visitor asks; prints what was stored,
@@ -170,7 +174,8 @@ fn main() {
             config,
             paths,
             prefix,
-        }) => purge(&config, &paths, prefix),
+            tag,
+        }) => purge(&config, &paths, prefix, &tag),
         Command::Cache(CacheCommand::Warm {
             config,
             paths,
@@ -366,7 +371,7 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
+fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String]) -> Result<()> {
     use plughost::cache::{Purger, BUILTIN as CACHE};
     use plughost::config::Source;
 
@@ -378,6 +383,12 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
             );
             std::process::exit(2);
         }
+    }
+    if let Some(bad) = tags.iter().find(|t| !plughost::cache::valid_tag(t)) {
+        eprintln!(
+            "plughost: error: {bad:?}: not a tag (visible ASCII, no commas, at most 128 bytes)"
+        );
+        std::process::exit(2);
     }
     let (path, name) = split_config(config);
     let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
@@ -404,6 +415,20 @@ fn purge(config: &str, paths: &[String], prefix: bool) -> Result<()> {
             match purger.purge(url, prefix) {
                 Ok(done) => println!(
                     "{url}: purged {} page(s) from {}",
+                    done.files,
+                    purger.cache_dir().display()
+                ),
+                Err(e) => {
+                    eprintln!("plughost: error: {e}");
+                    failed = true;
+                }
+            }
+        }
+        if !tags.is_empty() {
+            match purger.purge_tags(tags) {
+                Ok(done) => println!(
+                    "tag {}: purged {} page(s) from {}",
+                    tags.join(", "),
                     done.files,
                     purger.cache_dir().display()
                 ),

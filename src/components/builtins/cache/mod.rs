@@ -66,6 +66,11 @@ pub(crate) const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
 #[cfg(test)]
 pub(crate) use self::owner::MARKER;
 
+/// Whether `t` may be a tag (for `plughost cache purge --tag`).
+pub fn valid_tag(t: &str) -> bool {
+    tags::parse_list(t) == [t]
+}
+
 /// `egg:plughost#cache` (= `egg:wsgi_cache#middleware`).
 pub const BUILTIN: Builtin = Builtin {
     name: "cache",

@@ -117,9 +117,11 @@ impl Invalidation {
                     .filter(|n| (1..=256).contains(n))
                     .ok_or(format!("expected a number from 1 to 256, found `{v}`"))?
             }
-            "stale_max" => self.stale_max = parse_duration(v).ok_or(format!(
+            "stale_max" => {
+                self.stale_max = parse_duration(v).ok_or(format!(
                 "expected a duration above 0 (seconds, or with s, m, h or d: 30s, 5m), found `{v}`"
-            ))?,
+            ))?
+            }
             _ => return Ok(false),
         }
         Ok(true)

@@ -168,7 +168,8 @@ fn url_path(rel: &str, index: &str, dirs: bool) -> String {
         out.push('/');
         out.extend(utf8_percent_encode(seg, SEGMENT));
     }
-    if trailing && !(dirs && !segs.is_empty()) {
+    // A directory index is `/a/`, but under `layout = dirs` the page `/a`.
+    if trailing && (!dirs || segs.is_empty()) {
         out.push('/');
     }
     if out.is_empty() {
