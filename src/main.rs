@@ -95,7 +95,7 @@ enum CacheCommand {
         #[arg(value_name = "PATH")]
         paths: Vec<String>,
         /// A file of URL paths (one a line) or an Apache/nginx access log
-        /// (its GETs answered 2xx/3xx, most requested first).
+        /// (its GETs answered 2xx/3xx, most requested first); `-` reads stdin.
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
         /// A sitemap.xml (or a sitemap index of local files): every <loc>'s path.

@@ -437,3 +437,23 @@ fn requests_get_the_environ_the_server_would_build() {
     let page = std::fs::read_to_string(dir.path().join("cache/site/a.html")).unwrap();
     assert_eq!(page, "<h1>a</h1>\n");
 }
+
+#[test]
+fn warm_from_stdin_reads_the_list_piped_in() {
+    let dir = tempdir();
+    site(dir.path(), "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .current_dir(dir.path())
+        .args(["cache", "warm", "deploy.ini", "--from", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"/b.html\n/c.html\n").unwrap();
+    drop(child.stdin.take());
+    let out = ok(&child.wait_with_output().unwrap());
+    assert_line(&out, "stored: 2");
+    assert_stored(dir.path(), "/b.html");
+    assert_stored(dir.path(), "/c.html");
+}

@@ -5,7 +5,7 @@
 //! request, or an entry that cannot be a cached page (a query string, not a
 //! path), reported as skipped instead of requested. The rules:
 //!
-//! - A list file: one path per line (`/about`) or a whole URL
+//! - A list file (`-`: standard input): one path per line (`/about`) or a whole URL
 //!   (`https://example.org/about`: only its path is used); blank lines and
 //!   lines starting with `#` are ignored; file order, first occurrence wins.
 //! - An access log (Apache/nginx `combined` or `common`): recognised by its
@@ -114,7 +114,12 @@ pub(crate) fn target(text: &str) -> Item {
 /// `--from FILE`: a list of paths or an access log, read a line at a time
 /// (a log of any size: only its distinct targets are kept).
 pub(crate) fn from_file(path: &Path) -> Result<Found, SourceError> {
-    let reader = open(path)?;
+    // `-`: standard input (`zcat access.log.*.gz | plughost cache warm ... --from -`).
+    let reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        open(path)?
+    };
     from_reader(std::io::BufReader::new(reader)).map_err(|error| SourceError::Read {
         path: path.to_owned(),
         error,
