@@ -83,12 +83,9 @@ pub(crate) fn target(text: &str) -> Item {
         } else {
             None
         };
-        // The authority ends at the first `/`, `?` or `#`.
-        after.map(|a| match a.find(['/', '?', '#']) {
-            Some(i) if a.as_bytes()[i] == b'/' => &a[i..],
-            Some(i) => &a[i..], // `?q` / `#f` right after the host: path `/`
-            None => "/",
-        })
+        // The authority ends at the first `/`, `?` or `#` (`?q` or `#f` right
+        // after it: the path `/`, dealt with below).
+        after.map(|a| a.find(['/', '?', '#']).map_or("/", |i| &a[i..]))
     };
     let Some(rest) = rest.filter(|r| !r.is_empty()) else {
         return Item::Skip(t.to_owned(), NOT_A_PATH);
