@@ -54,6 +54,13 @@ pub mod server {
 
 pub use crate::edge::{check, logging};
 
+/// `plughost cache warm`: pages requested through the pipeline in-process.
+pub mod warm {
+    pub use crate::edge::in_process::RequestError;
+    pub use crate::edge::warm::sources::SourceError;
+    pub use crate::edge::warm::{run, Options, Summary, WarmError};
+}
+
 use std::path::Path;
 
 /// Read and resolve a configuration against the host's own built-ins (what

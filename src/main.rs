@@ -80,6 +80,37 @@ enum CacheCommand {
         #[arg(long, value_name = "TAG")]
         tag: Vec<String>,
     },
+    /// Request pages through the pipeline in-process (nothing listens) so the
+    /// cache stores them before the first visitor asks; prints what was stored,
+    /// already cached, skipped (and why) and failed. Exit code 1 if any failed.
+    #[command(
+        group(clap::ArgGroup::new("what").required(true).multiple(true).args(["paths", "from", "sitemap"])),
+        override_usage = "plughost cache warm CONFIG[#NAME] [PATH...] [--from FILE] [--sitemap FILE] [OPTIONS]"
+    )]
+    Warm {
+        /// The config file, optionally with `#NAME` to pick the app.
+        #[arg(value_name = "CONFIG[#NAME]")]
+        config: String,
+        /// URL paths to warm, e.g. `/about` or `/blog/`.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// A file of URL paths (one a line) or an Apache/nginx access log
+        /// (its GETs answered 2xx/3xx, most requested first); `-` reads stdin.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// A sitemap.xml (or a sitemap index of local files): every <loc>'s path.
+        #[arg(long, value_name = "FILE")]
+        sitemap: Option<PathBuf>,
+        /// Requests in flight at once.
+        #[arg(long, value_name = "N", default_value = "4")]
+        concurrency: std::num::NonZeroUsize,
+        /// The Host header to send (default: the server section's host:port).
+        #[arg(long)]
+        host: Option<String>,
+        /// Print each path's outcome as it is done.
+        #[arg(long, short)]
+        verbose: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -145,6 +176,25 @@ fn main() {
             prefix,
             tag,
         }) => purge(&config, &paths, prefix, &tag),
+        Command::Cache(CacheCommand::Warm {
+            config,
+            paths,
+            from,
+            sitemap,
+            concurrency,
+            host,
+            verbose,
+        }) => {
+            let options = plughost::warm::Options {
+                paths,
+                from,
+                sitemap,
+                concurrency: concurrency.get(),
+                host,
+                verbose,
+            };
+            warm(&config, &options)
+        }
     };
     if let Err(e) = result {
         eprintln!("plughost: error: {e:#}");
@@ -390,6 +440,39 @@ fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String]) -> Resul
         }
     }
     if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn warm(config: &str, options: &plughost::warm::Options) -> Result<()> {
+    let (path, name) = split_config(config);
+    let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
+    setup_logging(&deployment.main)?;
+    let rt = runtime()?;
+    let summary = match plughost::warm::run(&deployment, options, &rt) {
+        Ok(summary) => summary,
+        Err(e) if e.is_usage() => {
+            // A usage error, as clap's are.
+            eprintln!("plughost: error: {e}");
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Work the cache started on blocking threads after a page was stored (its
+    // compressed twins) finishes before the process exits; an interrupted run
+    // waits for it only briefly.
+    if summary.interrupted() {
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    } else {
+        drop(rt);
+    }
+    write_stdout(&summary.to_string())?;
+    if summary.interrupted() {
+        // As a shell reports a command ended by SIGINT.
+        std::process::exit(130);
+    }
+    if summary.failed() > 0 {
         std::process::exit(1);
     }
     Ok(())

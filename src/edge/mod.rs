@@ -1,7 +1,10 @@
 //! The top floor: what faces the outside world: the HTTP server, process
-//! logging and the text `check` prints. `main.rs` sits beside it.
+//! logging, the text `check` prints, and `cache warm` (through the
+//! in-process request helper). `main.rs` sits beside it.
 
 pub mod check;
+pub(crate) mod in_process;
 mod log_names;
 pub mod logging;
 pub(crate) mod server;
+pub(crate) mod warm;

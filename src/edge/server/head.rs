@@ -21,7 +21,7 @@ use crate::core::metrics::METRICS;
 
 /// Why a request's Host is refused.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum HostError {
+pub(crate) enum HostError {
     #[error("HTTP/1.1 request without a Host header")]
     Missing,
     #[error("request with more than one Host header")]
@@ -31,7 +31,7 @@ pub(super) enum HostError {
 }
 
 /// Check the request's Host and put an absolute-form target's authority in it.
-pub(super) fn check<B>(req: &mut http::Request<B>) -> Result<(), HostError> {
+pub(crate) fn check<B>(req: &mut http::Request<B>) -> Result<(), HostError> {
     let mut values = req.headers().get_all(HOST).iter();
     match (values.next(), values.next()) {
         (_, Some(_)) => return Err(HostError::Duplicate),

@@ -3,7 +3,7 @@
 
 pub mod environ;
 mod framing;
-mod head;
+pub(crate) mod head;
 mod limit;
 mod proxy_headers;
 mod request_body;
