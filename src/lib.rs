@@ -54,6 +54,11 @@ pub mod server {
 
 pub use crate::edge::{check, logging};
 
+/// `plughost cache purge --soft`: pages refreshed through the pipeline in-process.
+pub mod soft_purge {
+    pub use crate::edge::soft_purge::{run, Refreshed, SoftPurgeError};
+}
+
 /// `plughost cache warm`: pages requested through the pipeline in-process.
 pub mod warm {
     pub use crate::edge::in_process::RequestError;

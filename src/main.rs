@@ -79,6 +79,11 @@ enum CacheCommand {
         /// `Cache-Tag`); may be repeated.
         #[arg(long, value_name = "TAG")]
         tag: Vec<String>,
+        /// Refresh the pages instead of deleting them: each is requested
+        /// through the pipeline again, the new answer replaces the old file
+        /// (served until then), a page that may not be stored now is removed.
+        #[arg(long)]
+        soft: bool,
     },
     /// Request pages through the pipeline in-process (nothing listens) so the
     /// cache stores them before the first visitor asks; prints what was stored,
@@ -175,7 +180,8 @@ fn main() {
             paths,
             prefix,
             tag,
-        }) => purge(&config, &paths, prefix, &tag),
+            soft,
+        }) => purge(&config, &paths, prefix, &tag, soft),
         Command::Cache(CacheCommand::Warm {
             config,
             paths,
@@ -371,7 +377,7 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String]) -> Result<()> {
+fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String], soft: bool) -> Result<()> {
     use plughost::cache::{Purger, BUILTIN as CACHE};
     use plughost::config::Source;
 
@@ -393,6 +399,16 @@ fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String]) -> Resul
     let (path, name) = split_config(config);
     let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
     setup_logging(&deployment.main)?;
+    if soft {
+        let rt = runtime()?;
+        let done = plughost::soft_purge::run(&deployment, paths, prefix, tags, &rt)?;
+        drop(rt);
+        write_stdout(&done.to_string())?;
+        if done.failed() > 0 {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let caches: Vec<_> = deployment
         .app
         .components()

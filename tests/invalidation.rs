@@ -460,3 +460,41 @@ fn purges_are_counted_in_the_metrics_app() {
         assert!(text.contains(&line), "no `{line}` in:\n{text}");
     }
 }
+
+#[test]
+fn the_cli_soft_purge_refreshes_pages_through_the_pipeline() {
+    let dir = tempdir();
+    let host = Host::start_in(dir.path(), ECHO);
+    let cache = dir.path().join("cache");
+    store(&host, "/s/1", &[("X-Echo-Header", "Surrogate-Key: s")]);
+    store(&host, "/s/2", &[]);
+    store(&host, "/t", &[("X-Echo-Header", "Surrogate-Key: s")]);
+    let before = |p: &str| std::fs::read(cache.join(p)).unwrap();
+    let (s1, s2, t) = (before("s/1"), before("s/2"), before("t"));
+    let soft = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+            .args(["cache", "purge"])
+            .arg(dir.path().join("deploy.ini"))
+            .args(args)
+            .arg("--soft")
+            .env("PLUGHOST_PLUGIN_PATH", plugins())
+            .output()
+            .unwrap()
+    };
+    let out = soft(&["--prefix", "/s"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("refreshed: 2"), "{text}");
+    assert_ne!(before("s/1"), s1);
+    assert_ne!(before("s/2"), s2);
+    assert_eq!(before("t"), t, "a page outside the prefix was refreshed");
+    // The refreshed page is what the running server serves now (it reads the tree).
+    let served = host.get("/s/2");
+    assert_eq!(served.header("x-cache"), Some("HIT"));
+    assert_eq!(served.body, before("s/2"));
+    // By tag: /t still has its tag; /s/1 lost it (the refresh sent no X-Echo-Header).
+    let out = soft(&["--tag", "s"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("refreshed: 1"), "{text}");
+    assert_ne!(before("t"), t);
+}

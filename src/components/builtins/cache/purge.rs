@@ -15,6 +15,7 @@ use rustix::io::Errno;
 use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::invalidate::guard::{Guard, Scope};
+use super::invalidate::refresh::url_path;
 use super::invalidate::tags::Index;
 use super::owner::{self, OwnerError};
 use super::path::{self, CachePath, Refusal, MAX_DEPTH};
@@ -208,6 +209,44 @@ impl Purger {
             }
         }
         Ok(purged)
+    }
+
+    /// The URL a page was stored for: under `host_dirs` its host (the
+    /// directory's name) and the path; `None` for a file no URL maps to.
+    pub(super) fn url_of(&self, page: &CachePath) -> Option<(Option<String>, String)> {
+        let s = &self.settings;
+        let (host, rel) = if s.hosts.dirs {
+            let (dir, rest) = page.rel().split_once('/')?;
+            (Some(dir.to_owned()), rest)
+        } else {
+            (None, page.rel())
+        };
+        let dirs = s.layout == super::layout::Layout::Dirs;
+        Some((host, url_path(rel, &s.directory_index, dirs)))
+    }
+
+    /// The URLs of the pages a soft purge of `urls` (each with `prefix`: its
+    /// subtree) and of `tags` refreshes, for `plughost cache purge --soft`.
+    pub fn soft_targets(
+        &self,
+        urls: &[String],
+        prefix: bool,
+        tags: &[String],
+    ) -> Result<Vec<(Option<String>, String)>, PurgeError> {
+        let mut pages = Vec::new();
+        for url in urls {
+            match self.pages(url, prefix) {
+                Ok(found) => pages.extend(found),
+                Err(PurgeError::NeverCached { .. } | PurgeError::SlashUnderDirs { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !tags.is_empty() {
+            pages.extend(self.tagged(tags)?.into_iter().map(CachePath::from_rel));
+        }
+        pages.sort_by(|a, b| a.rel().cmp(b.rel()));
+        pages.dedup();
+        Ok(pages.iter().filter_map(|p| self.url_of(p)).collect())
     }
 
     /// The pages tagged with any of `tags`.

@@ -110,19 +110,11 @@ impl Refresher {
 /// The GET request that would have stored `page`: its URL path from the
 /// tree's layout, its Host from the host directory (under `host_dirs`).
 fn request_for(cache: &Cache, page: &CachePath, t: &Template) -> Option<Request> {
-    let s = &cache.settings;
-    let mut rel = page.rel();
-    let mut host = t.host.clone();
-    if s.hosts.dirs {
-        let (dir, rest) = rel.split_once('/')?;
-        host = Some(HeaderValue::from_str(dir).ok()?);
-        rel = rest;
-    }
-    let path = url_path(
-        rel,
-        &s.directory_index,
-        s.layout == super::super::layout::Layout::Dirs,
-    );
+    let (dir_host, path) = cache.purger.url_of(page)?;
+    let host = match dir_host {
+        Some(h) => Some(HeaderValue::from_str(&h).ok()?),
+        None => t.host.clone(),
+    };
     let decoded = crate::components::builtins::url_path::decode(&path);
     let path_info = decoded.strip_prefix(&t.script_name[..])?.to_vec();
     let mut headers = HeaderMap::new();
@@ -152,7 +144,11 @@ fn request_for(cache: &Cache, page: &CachePath, t: &Template) -> Option<Request>
 
 /// The URL path a page file was stored for: `a/b` → `/a/b`, `a/INDEX` →
 /// `/a/` (under `layout = dirs`: `/a`), `INDEX` → `/`.
-fn url_path(rel: &str, index: &str, dirs: bool) -> String {
+pub(in crate::components::builtins::cache) fn url_path(
+    rel: &str,
+    index: &str,
+    dirs: bool,
+) -> String {
     let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
     let mut segs: Vec<&str> = if dir.is_empty() {
         Vec::new()
