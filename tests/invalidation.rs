@@ -64,15 +64,6 @@ fn store(host: &Host, path: &str, headers: &[(&str, &str)]) -> Reply {
     r
 }
 
-fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
-        .args(["cache", "purge"])
-        .arg(dir.join("deploy.ini"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_post_purges_its_page_and_purge_parent_the_listing() {
     let dir = tempdir();
@@ -216,7 +207,7 @@ fn prefix_and_tag_purges_remove_exactly_their_pages() {
     assert_eq!(tree(&cache), set(&["bloggers"]));
 
     // The CLI by tag.
-    let out = cli(dir.path(), &["--tag", "people"]);
+    let out = cache_purge(dir.path(), &["--tag", "people"]);
     assert!(
         out.status.success(),
         "{}",
@@ -257,7 +248,7 @@ fn tags_survive_a_restart_and_a_deleted_index() {
 
     // A corrupt journal is rebuilt too.
     std::fs::write(cache.join(".plughost-tags/journal"), "garbage\n").unwrap();
-    let out = cli(dir.path(), &["--tag", "a7"]);
+    let out = cache_purge(dir.path(), &["--tag", "a7"]);
     assert!(
         out.status.success(),
         "{}",
@@ -483,7 +474,11 @@ fn the_cli_soft_purge_refreshes_pages_through_the_pipeline() {
     };
     let out = soft(&["--prefix", "/s"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("refreshed: 2"), "{text}");
     assert_ne!(before("s/1"), s1);
     assert_ne!(before("s/2"), s2);

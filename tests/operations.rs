@@ -266,15 +266,6 @@ fn shutdown_under_load_finishes_every_request_in_flight() {
     );
 }
 
-fn purge(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
-        .args(["cache", "purge"])
-        .arg(dir.join("deploy.ini"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn wait_for_file(path: &std::path::Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !path.exists() && std::time::Instant::now() < deadline {
@@ -303,7 +294,7 @@ fn cache_purge_deletes_pages_by_url_and_prefix_without_following_symlinks() {
     std::fs::write(outside.join("canary"), "keep me").unwrap();
     std::os::unix::fs::symlink(&outside, cache.join("link")).unwrap();
 
-    let out = purge(dir.path(), &["/a"]);
+    let out = cache_purge(dir.path(), &["/a"]);
     assert!(
         out.status.success(),
         "{}",
@@ -317,7 +308,7 @@ fn cache_purge_deletes_pages_by_url_and_prefix_without_following_symlinks() {
         "the next request reaches the app"
     );
 
-    let out = purge(dir.path(), &["--prefix", "/blog"]);
+    let out = cache_purge(dir.path(), &["--prefix", "/blog"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("/blog: purged 3 page(s)"),
         "{out:?}"
@@ -328,7 +319,7 @@ fn cache_purge_deletes_pages_by_url_and_prefix_without_following_symlinks() {
         "prefixes match on segment boundaries"
     );
 
-    let out = purge(dir.path(), &["--prefix", "/link"]);
+    let out = cache_purge(dir.path(), &["--prefix", "/link"]);
     assert!(out.status.success());
     assert!(!cache.join("link").exists(), "the link itself is removed");
     assert_eq!(
@@ -337,12 +328,12 @@ fn cache_purge_deletes_pages_by_url_and_prefix_without_following_symlinks() {
         "its target is untouched"
     );
 
-    let out = purge(dir.path(), &["/../outside/canary"]);
+    let out = cache_purge(dir.path(), &["/../outside/canary"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("never cached"));
     assert!(outside.join("canary").exists());
 
-    let out = purge(dir.path(), &["--prefix", "/"]);
+    let out = cache_purge(dir.path(), &["--prefix", "/"]);
     assert!(out.status.success());
     let left: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Output;
 
 use support::page_tree::{mime_xattr, request_host, start_with_env, wait_for_file};
 use support::*;
@@ -16,15 +14,6 @@ const ECHO: &str = "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n\
 /// A page body of a chosen type from the echo app.
 fn typed<'a>(body: &'a str, ct: &'a str) -> [(&'a str, &'a str); 2] {
     [("X-Echo-Body", body), ("X-Echo-Header", ct)]
-}
-
-fn purge(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
-        .args(["cache", "purge"])
-        .arg(dir.join("deploy.ini"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -151,7 +140,7 @@ fn dirs_layout_keeps_a_page_beside_its_children() {
     );
 
     // Purge follows the layout: the page goes, its children stay.
-    let out = purge(dir.path(), &["/a"]);
+    let out = cache_purge(dir.path(), &["/a"]);
     assert!(out.status.success(), "{out:?}");
     assert!(!cache.join("a/index.html").exists());
     assert!(cache.join("a/b/index.html").exists());
@@ -161,7 +150,7 @@ fn dirs_layout_keeps_a_page_beside_its_children() {
         Some("MISS")
     );
     wait_for_file(&cache.join("a/index.html"));
-    let out = purge(dir.path(), &["--prefix", "/a"]);
+    let out = cache_purge(dir.path(), &["--prefix", "/a"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("purged 2 page(s)"),
         "{out:?}"
@@ -216,14 +205,14 @@ fn host_dirs_keep_hosts_apart_and_store_only_listed_hosts() {
     assert_eq!(trees, ["a.example", "b.example", "b.example:8080"]);
 
     // Purge one host's page by URL, then the path under every host.
-    let out = purge(dir.path(), &["http://a.example/p"]);
+    let out = cache_purge(dir.path(), &["http://a.example/p"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("purged 1 page(s)"),
         "{out:?}"
     );
     assert!(!cache.join("a.example/p").exists());
     assert!(cache.join("b.example/p").exists());
-    let out = purge(dir.path(), &["/p"]);
+    let out = cache_purge(dir.path(), &["/p"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("purged 2 page(s)"),
         "{out:?}"

@@ -6,7 +6,6 @@
 mod support;
 
 use std::io::Read;
-use std::path::Path;
 use std::time::Duration;
 
 use support::page_tree::wait_for_file;
@@ -37,15 +36,6 @@ fn get(host: &Host, path: &str, ae: Option<&str>) -> Reply {
         h.push(("Accept-Encoding", ae));
     }
     host.request("GET", path, &h, b"")
-}
-
-fn purge(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
-        .args(["cache", "purge"])
-        .arg(dir.join("deploy.ini"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -151,7 +141,7 @@ fn purge_and_eviction_take_page_and_twins_together() {
         get(&host, p, None);
         wait_for_file(&cache.join(format!("{}.gz", &p[1..])));
     }
-    let out = purge(dir.path(), &["/a"]);
+    let out = cache_purge(dir.path(), &["/a"]);
     assert!(out.status.success(), "{out:?}");
     assert!(!cache.join("a").exists() && !cache.join("a.gz").exists());
     assert!(cache.join("b.gz").exists());

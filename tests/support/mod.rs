@@ -444,6 +444,16 @@ pub fn read_response_with(
     Ok(reply)
 }
 
+/// `plughost cache purge DIR/deploy.ini ARGS`, as an operator runs it.
+pub fn cache_purge(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .args(["cache", "purge"])
+        .arg(dir.join("deploy.ini"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// A test whose real component (nginx, a mount, …) is missing: skipped on a
 /// developer's machine, but a failure under `CI=true`, where a skip would hide
 /// a missing install step in `.ci/run`.

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use http::{header, HeaderValue, Method, StatusCode};
-use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::percent_encode;
 
 use super::file_response::{self, FileOptions, FileRequest};
 use super::url_path::{self, EmptySegments, RelPath, Rules};
@@ -295,23 +295,6 @@ fn map_path(path_info: &[u8], raw_path: &str) -> Option<RelPath> {
     url_path::map(path_info, raw_path, &RULES, "").ok()
 }
 
-/// Bytes escaped in a `Location` path: controls, space, non-ASCII, and what
-/// would end or change the path (`?`, `#`, `%`) or is unsafe in URLs.
-const PATH_ESCAPE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
-
 /// The slash form of a directory URL: SCRIPT_NAME + `/` + rel + `/` + `?query`.
 fn location(script_name: &[u8], rel: &str, query: &str) -> String {
     // Always one leading slash: never `//` (a protocol-relative URL naming
@@ -325,11 +308,11 @@ fn location(script_name: &[u8], rel: &str, query: &str) -> String {
     let mut loc = String::with_capacity(script.len() + rel.len() + query.len() + 4);
     loc.push('/');
     if !script.is_empty() {
-        loc.extend(percent_encode(script, PATH_ESCAPE));
+        loc.extend(percent_encode(script, url_path::PATH_ESCAPE));
         loc.push('/');
     }
     if !rel.is_empty() {
-        loc.extend(percent_encode(rel.as_bytes(), PATH_ESCAPE));
+        loc.extend(percent_encode(rel.as_bytes(), url_path::PATH_ESCAPE));
         loc.push('/');
     }
     if !query.is_empty() {

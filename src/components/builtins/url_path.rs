@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, AsciiSet, CONTROLS};
 
 /// Why a path cannot be mapped to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,23 @@ pub(crate) struct RelPath {
     /// PATH_INFO ended with `/`: it names a directory.
     pub trailing_slash: bool,
 }
+
+/// Bytes escaped in a URL path (a `Location`, a page's URL): controls, space, non-ASCII, and what
+/// would end or change the path (`?`, `#`, `%`) or is unsafe in URLs.
+pub(crate) const PATH_ESCAPE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 
 /// Percent-decode a URL path (once), as the server does for PATH_INFO.
 pub(crate) fn decode(raw: &str) -> Vec<u8> {

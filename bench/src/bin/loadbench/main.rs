@@ -264,14 +264,9 @@ fn run(args: Args) -> Result<i32> {
                 svg::chart(&rows, &mem, &targets, &machine, args.rounds, args.duration),
             )?;
             println!("wrote {} and {}", csv_path.display(), svg_path.display());
-            let tree_ok = !(args.scenarios.is_empty()
-                || args.scenarios.iter().any(|k| k == tree::KEY))
-                || tree_rows(&args, &tools, &bins, dir, &small, nofile);
-            let purge_ok = !(args.scenarios.is_empty()
-                || args.scenarios.iter().any(|k| k == purge::KEY))
-                || purge_rows(&args, &tools, &bins, dir, &small, nofile);
+            let rows_ok = extra_rows(&args, &tools, &bins, dir, &small, nofile);
             println!("total time {:.0} s", started.elapsed().as_secs_f64());
-            if !tree_ok || !purge_ok || targets.iter().any(|t| t.correctness && !t.pass) {
+            if !rows_ok || targets.iter().any(|t| t.correctness && !t.pass) {
                 eprintln!("loadbench: a correctness check failed (see FAIL above)");
                 1
             } else {
@@ -294,8 +289,9 @@ fn run(args: Args) -> Result<i32> {
     Ok(code)
 }
 
-/// The page-tree rows (tree.rs); false when one of its checks failed.
-fn tree_rows(
+/// The page-tree rows (tree.rs) and the purge rows (purge.rs), each when
+/// selected; false when one of their checks failed.
+fn extra_rows(
     args: &Args,
     tools: &tools::Tools,
     bins: &tools::Binaries,
@@ -303,26 +299,8 @@ fn tree_rows(
     small: &str,
     nofile: u64,
 ) -> bool {
-    let setup = setup(args, tools, bins, dir, small, nofile);
-    match tree::run(&setup) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("loadbench: page tree FAILED: {e:#}");
-            false
-        }
-    }
-}
-
-/// What the page-tree and purge rows need from the run.
-fn setup<'a>(
-    args: &Args,
-    tools: &'a tools::Tools,
-    bins: &'a tools::Binaries,
-    dir: &'a Path,
-    small: &'a str,
-    nofile: u64,
-) -> tree::Setup<'a> {
-    tree::Setup {
+    let selected = |key: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|k| k == key);
+    let setup = tree::Setup {
         tools,
         bins,
         dir,
@@ -333,29 +311,24 @@ fn setup<'a>(
         connections: args.connections,
         server_threads: args.server_threads,
         nofile,
-    }
-}
-
-/// The purge rows (purge.rs); false when one of its checks failed.
-fn purge_rows(
-    args: &Args,
-    tools: &tools::Tools,
-    bins: &tools::Binaries,
-    dir: &Path,
-    small: &str,
-    nofile: u64,
-) -> bool {
-    let setup = setup(args, tools, bins, dir, small, nofile);
-    match purge::run(&setup) {
-        Ok(table) => {
-            println!("{table}");
-            true
-        }
-        Err(e) => {
-            eprintln!("loadbench: purge rows FAILED: {e:#}");
-            false
+    };
+    let mut ok = true;
+    if selected(tree::KEY) {
+        if let Err(e) = tree::run(&setup) {
+            eprintln!("loadbench: page tree FAILED: {e:#}");
+            ok = false;
         }
     }
+    if selected(purge::KEY) {
+        match purge::run(&setup) {
+            Ok(table) => println!("{table}"),
+            Err(e) => {
+                eprintln!("loadbench: purge rows FAILED: {e:#}");
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 type Results = (Vec<Row>, Memory, Result<String, String>);

@@ -13,29 +13,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use http::{header, HeaderMap, HeaderValue, Method, Version};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::utf8_percent_encode;
 use tokio::sync::Semaphore;
 
 use super::super::path::CachePath;
 use super::super::report::Outcome;
 use super::super::Cache;
 use crate::core::{body, Request};
-
-/// What a URL path segment escapes (RFC 3986 `pchar` keeps the rest).
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|');
 
 /// The refreshes in progress of one cache.
 pub(in crate::components::builtins::cache) struct Refresher {
@@ -162,7 +146,10 @@ pub(in crate::components::builtins::cache) fn url_path(
     let mut out = String::new();
     for seg in &segs {
         out.push('/');
-        out.extend(utf8_percent_encode(seg, SEGMENT));
+        out.extend(utf8_percent_encode(
+            seg,
+            crate::components::builtins::url_path::PATH_ESCAPE,
+        ));
     }
     // A directory index is `/a/`, but under `layout = dirs` the page `/a`.
     if trailing && (!dirs || segs.is_empty()) {
