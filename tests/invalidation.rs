@@ -493,3 +493,74 @@ fn the_cli_soft_purge_refreshes_pages_through_the_pipeline() {
     assert!(text.contains("refreshed: 1"), "{text}");
     assert_ne!(before("t"), t);
 }
+
+#[test]
+fn purges_follow_host_trees_layouts_and_twins() {
+    use support::page_tree::request_host;
+    let dir = tempdir();
+    let config = format!(
+        "{ECHO}host_dirs = true\nhost_port = false\nlayout = dirs\ncompress = gzip\n\
+         compress_types = application/json\ncompress_min_size = 1\npurge_on = DELETE\n"
+    );
+    let host = Host::start_in(dir.path(), &config);
+    let cache = dir.path().join("cache");
+    let get = |h: &str, path: &str| {
+        let r = request_host(
+            host.port,
+            "GET",
+            path,
+            h,
+            &[("X-Echo-Header", "Cache-Tag: t")],
+        );
+        assert_eq!(r.status, 200);
+    };
+    for h in ["a.example", "b.example"] {
+        get(h, "/docs");
+        get(h, "/docs/x");
+    }
+    for f in [
+        "a.example/docs/__index.html.gz",
+        "b.example/docs/x/__index.html.gz",
+    ] {
+        wait_for_file(&cache.join(f));
+    }
+    wait_for_file(&cache.join("a.example/docs/x/__index.html.gz"));
+    wait_for_file(&cache.join("b.example/docs/__index.html.gz"));
+    let all = tree(&cache);
+    assert_eq!(all.len(), 8, "{all:?}");
+
+    // A page purge names the request's host; its twin goes with it.
+    let r = request_host(host.port, "PURGE", "/docs/x", "a.example", &[]);
+    assert_eq!(r.json()["purged"], 1, "{}", r.text());
+    assert!(!cache.join("a.example/docs/x/__index.html").exists());
+    assert!(!cache.join("a.example/docs/x/__index.html.gz").exists());
+    assert!(cache.join("b.example/docs/x/__index.html").exists());
+
+    // purge_on under layout = dirs: DELETE /docs removes b's /docs page only.
+    let r = request_host(host.port, "DELETE", "/docs", "b.example", &[]);
+    assert_eq!(r.status, 200);
+    assert!(!cache.join("b.example/docs/__index.html").exists());
+    assert!(cache.join("b.example/docs/x/__index.html").exists());
+    assert!(cache.join("a.example/docs/__index.html").exists());
+
+    // A soft purge by tag refreshes each host's page with that Host.
+    let before = std::fs::read(cache.join("a.example/docs/__index.html")).unwrap();
+    let r = request_host(
+        host.port,
+        "PURGE",
+        "/",
+        "a.example",
+        &[("Surrogate-Key", "t"), ("X-Purge-Soft", "1")],
+    );
+    assert_eq!(r.json()["purged"], 2, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(cache.join("a.example/docs/__index.html")).unwrap() == before {
+        assert!(Instant::now() < deadline, "not refreshed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let page: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("a.example/docs/__index.html")).unwrap())
+            .unwrap();
+    assert_eq!(page["headers"]["host"], "a.example");
+    assert_eq!(page["path_info"], "/docs");
+}

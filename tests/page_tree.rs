@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use support::page_tree::{mime_xattr, request_host, start_with_env, wait_for_file};
 use support::*;
 
