@@ -10,6 +10,7 @@
 //! checks that a purged page is not served stale, prints a table, writes
 //! bench/results/latest.csv and latest.svg, and stops everything it started.
 
+mod cluster;
 mod front;
 mod http;
 mod procs;
@@ -55,7 +56,8 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     server_threads: u32,
     /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store,
-    /// the page-tree rows (tree), the front rows proxy-2k, gzip-32k, and the purge rows (purge).
+    /// the page-tree rows (tree), the front rows proxy-2k, gzip-32k, the purge rows (purge), and
+    /// the cluster rows (cluster: 1-3 nodes behind nginx's consistent hash, purge propagation).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Do not run `cargo build --release` first; use what is in target/release.
@@ -174,12 +176,15 @@ fn run(args: Args) -> Result<i32> {
         ensure!(
             s == tree::KEY
                 || s == purge::KEY
+                || s == cluster::KEY
                 || SCENARIOS.iter().any(|x| x.key == s)
                 || front::KEYS.contains(&s.as_str()),
             "unknown scenario {s:?}; known: {}",
             SCENARIOS
                 .iter()
                 .map(|x| x.key)
+                .chain([tree::KEY, purge::KEY, cluster::KEY])
+                .chain(front::KEYS.iter().copied())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -289,8 +294,8 @@ fn run(args: Args) -> Result<i32> {
     Ok(code)
 }
 
-/// The page-tree rows (tree.rs) and the purge rows (purge.rs), each when
-/// selected; false when one of their checks failed.
+/// The page-tree rows (tree.rs), the purge rows (purge.rs) and the cluster
+/// rows (cluster.rs), each when selected; false when one of their checks failed.
 fn extra_rows(
     args: &Args,
     tools: &tools::Tools,
@@ -324,6 +329,15 @@ fn extra_rows(
             Ok(table) => println!("{table}"),
             Err(e) => {
                 eprintln!("loadbench: purge rows FAILED: {e:#}");
+                ok = false;
+            }
+        }
+    }
+    if selected(cluster::KEY) {
+        match cluster::run(&setup) {
+            Ok(table) => println!("{table}"),
+            Err(e) => {
+                eprintln!("loadbench: cluster rows FAILED: {e:#}");
                 ok = false;
             }
         }
