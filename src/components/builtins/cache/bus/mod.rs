@@ -47,7 +47,7 @@ const BLOCK: Duration = Duration::from_millis(1000);
 /// Entries read at once.
 const BATCH: usize = 256;
 /// How long a cache's start-up waits for Redis while catching up.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(3);
 /// The default `purge_stream_max`.
 pub(super) const DEFAULT_STREAM_MAX: usize = 100_000;
 
