@@ -606,3 +606,83 @@ fn the_original_wsgi_cache_middleware_caches_a_native_app() {
     let direct = host.get("/docs/page.html?x=1").json();
     assert_eq!(direct["counter"], 2, "{direct}");
 }
+
+/// `use = call:module:attr` and Paste's protocol keys (`paste.app_factory =
+/// module:attr`, `paste.filter_factory`, `paste.filter_app_factory`) load
+/// Python code through the bridge, with Paste's arguments; `check` names the
+/// object.
+#[test]
+fn call_and_protocol_keys_load_python_factories() {
+    let dir = support::tempdir();
+    let apps = wsgi::apps_dir();
+    let py = apps.display();
+    let config = format!(
+        "[pipeline:main]\npipeline = bycall byfa bykey app\n\n\
+         [filter:bycall]\nuse = call:middleware:filter_factory\nlabel = by-call\npython_path = {py}\n\n\
+         [filter:byfa]\npaste.filter_app_factory = middleware:filter_app_factory\nlabel = by-filter-app\npython_path = {py}\n\n\
+         [filter:bykey]\npaste.filter_factory = middleware:filter_factory\nlabel = by-key\npython_path = {py}\n\n\
+         [app:app]\npaste.app_factory = middleware:app_factory\ngreeting = via protocol key\ncolour = blue\npython_path = {py}\n"
+    );
+    let host = wsgi::serve(dir.path(), &config, None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let r = host.get("/x");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
+    let seen = r.json();
+    assert_eq!(seen["greeting"], "via protocol key");
+    // The factory's local_conf is the section's keys, without the bridge's.
+    assert_eq!(seen["local"], serde_json::json!({"colour": "blue"}));
+    assert_eq!(seen["here"], dir.path().display().to_string());
+    assert_eq!(
+        r.header_all("x-py-filter-out"),
+        ["by-key", "by-filter-app", "by-call"]
+    );
+    drop(host);
+
+    // `use = call:` in an app section: the app_factory protocol.
+    let config = format!(
+        "[app:main]\nuse = call:middleware:app_factory\ngreeting = by call\npython_path = {py}\n"
+    );
+    let host = wsgi::serve(dir.path(), &config, None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(host.get("/").json()["greeting"], "by call");
+    drop(host);
+
+    // check shows the Python object, not only the bridge library.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .args(["check", "--json"])
+        .arg(dir.path().join("deploy.ini"))
+        .env("PLUGHOST_PLUGIN_PATH", wsgi::bridge())
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["app"]["entry"], "call:middleware:app_factory", "{doc}");
+}
+
+#[test]
+fn python_protocol_keys_follow_pastes_rules() {
+    let dir = support::tempdir();
+    for (config, needle) in [
+        (
+            "[app:main]\npaste.app_factory = m:a\npaste.composite_factory = m:c\n",
+            "deploy.ini:3: [app:main] paste.composite_factory: Python composite factories are not supported",
+        ),
+        (
+            "[app:main]\npaste.app_factory = m:a\npaste.app_factory2 = m:b\npaste.filter_factory = m:f\n",
+            "paste.filter_factory: is not a protocol of this section's kind",
+        ),
+        (
+            "[app:main]\nuse = egg:echo\npaste.app_factory = m:a\n",
+            "deploy.ini:3: [app:main] paste.app_factory: names the code a second time",
+        ),
+        ("[app:main]\npaste.app_factory = nocolon\n", "`nocolon`: expected module:function"),
+        ("[app:main]\nuse = call:nocolon\n", "expected call:module:function"),
+    ] {
+        std::fs::write(dir.path().join("deploy.ini"), config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+            .arg("check")
+            .arg(dir.path().join("deploy.ini"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}");
+        assert!(err.contains(needle), "{config}\n{err}");
+    }
+}
