@@ -2,8 +2,8 @@
 //! b, c), its nginx.conf (balancer with a consistent hash, one server block per
 //! node serving that node's tree) in front, and a real redis-server carrying
 //! the purge stream. A page lands on exactly one node and is then served from
-//! that node's tree by nginx; a PURGE on one node removes the page from the
-//! node that holds it; killing a node under load fails no client request.
+//! that node's tree by nginx; a PURGE on one node (or `cache purge --bus`
+//! with purge.ini) removes the page from the node that holds it; killing a node under load fails no client request.
 //! Skipped (with a message) when nginx or redis-server is not installed.
 
 mod support;
@@ -102,6 +102,14 @@ impl Cluster {
         );
         let ini_path = dir.path().join("deploy.ini");
         std::fs::write(&ini_path, ini).unwrap();
+        // And the deploy scripts' purge.ini.
+        let purge = std::fs::read_to_string(example.join("purge.ini")).unwrap();
+        let purge = replaced(
+            &purge,
+            "purge_bus = redis://127.0.0.1:6379/0",
+            &format!("purge_bus = redis://127.0.0.1:{}/0", redis.port),
+        );
+        std::fs::write(dir.path().join("purge.ini"), purge).unwrap();
         let nodes: Vec<Option<Host>> = NODES
             .iter()
             .map(|n| {
@@ -285,6 +293,27 @@ fn the_cluster_example_shards_serves_trees_and_fans_out_purges() {
         assert_eq!(Cluster::rendered_by(&r), *owner);
         assert_eq!(r.header("x-cache"), Some("MISS"), "{path} after its purge");
     }
+    // A deploy script publishing with purge.ini, no node itself.
+    let (path, owner) = &owners[12];
+    let out = Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .args(["cache", "purge"])
+        .arg(c.dir.path().join("purge.ini"))
+        .args(["--bus", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cache purge --bus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(
+        &format!(
+            "{path}, published by cache purge --bus, removed from node {}",
+            NODES[*owner]
+        ),
+        Duration::from_secs(1),
+        || !c.page(*owner, path).exists(),
+    );
     // A prefix purge on one node reaches every tree.
     let r = c
         .node(0)
