@@ -115,7 +115,7 @@ impl Cluster {
             .map(|n| {
                 let node = format!("node={n}");
                 Some(
-                    Host::serve_path(&ini_path, &[&node, "port=0"])
+                    Host::serve_path(&ini_path, &[&node, "http_port=0"])
                         .unwrap_or_else(|e| panic!("node {n}: {e}")),
                 )
             })
@@ -387,4 +387,45 @@ fn killing_a_node_under_load_fails_no_request_through_nginx() {
             "a dead node rendered a page"
         );
     }
+}
+
+#[test]
+fn a_node_listens_on_the_http_port_given_on_the_command_line() {
+    let Some((_, redis_bin)) = tools() else {
+        return;
+    };
+    let dir = tempdir();
+    let redis = Redis::start(&redis_bin, dir.path());
+    let ini = std::fs::read_to_string(repo_dir().join("examples/cluster/deploy.ini")).unwrap();
+    let ini = replaced(
+        &ini,
+        "purge_bus = redis://127.0.0.1:6379/0",
+        &format!("purge_bus = redis://127.0.0.1:{}/0", redis.port),
+    );
+    let path = dir.path().join("deploy.ini");
+    std::fs::write(&path, ini).unwrap();
+    let port = nginx::free_port();
+    // As documented: no --port, the port from the variable.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .arg("serve")
+        .arg(&path)
+        .args(["node=a", &format!("http_port={port}")])
+        .env("PLUGHOST_PLUGIN_PATH", plugins())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        line.trim(),
+        format!("plughost: listening on http://127.0.0.1:{port}")
+    );
+    assert!(dir.path().join("nodes/a/cache").is_dir());
 }
