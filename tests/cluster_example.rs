@@ -255,11 +255,10 @@ fn the_cluster_example_shards_serves_trees_and_fans_out_purges() {
     };
     let c = Cluster::start(&nginx_bin, &redis_bin);
     let owners = store_pages(&c, "page", 60);
-    for node in 0..NODES.len() {
+    for (node, name) in NODES.iter().enumerate() {
         assert!(
             owners.iter().any(|(_, n)| *n == node),
-            "the consistent hash gave node {} none of 60 pages",
-            NODES[node]
+            "the consistent hash gave node {name} none of 60 pages"
         );
     }
     // The same URI keeps landing on the same node, and is now answered by that
