@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod gunicorn;
+pub mod load;
 pub mod nginx;
 pub mod page_tree;
 pub mod python;
