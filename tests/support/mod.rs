@@ -5,10 +5,12 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod gunicorn;
 pub mod nginx;
 pub mod page_tree;
 pub mod python;
+pub mod redis;
 pub mod wsgi;
 
 use std::io::{BufRead, BufReader, Read, Write};
