@@ -1,0 +1,333 @@
+//! Sharded nodes behind nginx, purges fanned out through Redis Streams (issue
+//! 19), against a real redis-server, a real nginx (`hash $request_uri
+//! consistent`, `proxy_next_upstream`) and three plughost nodes on loopback
+//! (tests/support/cluster.rs). Skipped with a printed reason when redis-server
+//! or nginx is missing, a failure under `CI=true`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::cluster::{
+    bus_queue, bus_up, cache_event, node_config, purge_cli, wait_until, Cluster, Load, NAMES,
+};
+
+/// How long a purge may take to reach every node.
+const FAN_OUT: Duration = Duration::from_secs(1);
+
+/// How long a node may take to notice Redis left or came back.
+const RECONNECT: Duration = Duration::from_secs(15);
+
+/// Which node's app answered (the echo reports its `node = NAME` local_conf).
+fn answered_by(r: &support::Reply) -> String {
+    r.json()["local_conf"]["node"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no node in {}", r.text()))
+        .to_owned()
+}
+
+#[test]
+fn a_page_requested_through_nginx_is_cached_on_exactly_one_node() {
+    let Some(c) = Cluster::start("") else { return };
+    let mut per_node = BTreeMap::new();
+    let paths: Vec<String> = (0..24).map(|i| format!("/shard/{i}")).collect();
+    for path in &paths {
+        let miss = c.via("GET", path, &[]);
+        assert_eq!(miss.status, 200, "{}", miss.text());
+        assert_eq!(miss.header("x-cache"), Some("MISS"), "{path}");
+        wait_until(
+            &format!("{path} to be stored"),
+            Duration::from_secs(10),
+            || !c.holders(path).is_empty(),
+        );
+        let h = c.holder(path);
+        assert_eq!(
+            answered_by(&miss),
+            NAMES[h],
+            "{path}: stored by another node"
+        );
+        // The same URI goes to the same node: a hit, the stored page.
+        let hit = c.via("GET", path, &[]);
+        assert_eq!(hit.header("x-cache"), Some("HIT"), "{path}");
+        assert_eq!(hit.body, miss.body);
+        *per_node.entry(h).or_insert(0) += 1;
+    }
+    // Nothing was stored twice meanwhile, and the URIs are spread.
+    for path in &paths {
+        c.holder(path);
+    }
+    assert_eq!(per_node.len(), 3, "24 URIs sharded as {per_node:?}");
+}
+
+#[test]
+fn a_purge_on_any_node_removes_the_page_wherever_it_lives() {
+    let Some(c) = Cluster::start("") else { return };
+    // A page purge sent to a node that does not hold the page.
+    let h = c.store("/p/page", &[]);
+    let kept = c.store("/p/other", &[]);
+    let other = (h + 1) % 3;
+    assert_eq!(
+        c.nodes[other].purge("/p/page", &[]),
+        0,
+        "{} held the page",
+        NAMES[other]
+    );
+    let took = wait_until("the page purge to reach its node", FAN_OUT, || {
+        !c.nodes[h].holds("/p/page")
+    });
+    eprintln!("page purge reached {} in {took:?}", NAMES[h]);
+    assert!(c.nodes[kept].holds("/p/other"), "another page went too");
+    // The next request is a miss on the same node, which stores it again.
+    let again = c.via("GET", "/p/page", &[]);
+    assert_eq!(again.header("x-cache"), Some("MISS"));
+    assert_eq!(answered_by(&again), NAMES[h]);
+
+    // A prefix purge: the page and everything below it, on every node.
+    let below: Vec<String> = (0..9).map(|i| format!("/pre/{i}")).collect();
+    let mut holders: Vec<usize> = below.iter().map(|p| c.store(p, &[])).collect();
+    holders.sort();
+    holders.dedup();
+    assert!(holders.len() > 1, "all of /pre/ on one node: {holders:?}");
+    let beside = c.store("/prefix", &[]);
+    let from = (0..3).find(|i| !holders.contains(i)).unwrap_or(0);
+    c.nodes[from].purge("/pre", &[("X-Purge-Prefix", "1")]);
+    wait_until("the prefix purge to reach every node", FAN_OUT, || {
+        below.iter().all(|p| c.holders(p).is_empty())
+    });
+    assert!(
+        c.nodes[beside].holds("/prefix"),
+        "/prefix is not below /pre"
+    );
+
+    // A tag purge, sent to a node that holds none of the tagged pages.
+    let red = [("X-Echo-Header", "Surrogate-Key: red")];
+    let blue = [("X-Echo-Header", "Surrogate-Key: blue")];
+    let r = c.store("/t/red", &red);
+    let b = c.store("/t/blue", &blue);
+    let from = (r + 1) % 3;
+    let purged = c.nodes[from].purge("/", &[("Surrogate-Key", "red")]);
+    assert_eq!(purged, 0, "{} held a red page", NAMES[from]);
+    wait_until("the tag purge to reach its node", FAN_OUT, || {
+        !c.nodes[r].holds("/t/red")
+    });
+    assert!(c.nodes[b].holds("/t/blue"), "an untagged page went too");
+}
+
+#[test]
+fn the_cli_publishes_purges_to_the_bus_without_being_a_node() {
+    let Some(c) = Cluster::start("") else { return };
+    // A deploy script's config: the same bus, a tree no node serves.
+    let ops = c.root.path().join("ops");
+    std::fs::create_dir_all(ops.join("cache")).unwrap();
+    std::fs::write(
+        ops.join("deploy.ini"),
+        node_config("deployer", &c.redis.url(), ""),
+    )
+    .unwrap();
+    let h = c.store("/cli/page", &[]);
+    let kept = c.store("/cli/kept", &[]);
+    let g = c.store("/cli/green", &[("X-Echo-Header", "Cache-Tag: green")]);
+
+    let out = purge_cli(&ops, &["--bus", "/cli/page"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the CLI's page purge to reach its node", FAN_OUT, || {
+        !c.nodes[h].holds("/cli/page")
+    });
+
+    let out = purge_cli(&ops, &["--bus", "--tag", "green"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the CLI's tag purge to reach its node", FAN_OUT, || {
+        !c.nodes[g].holds("/cli/green")
+    });
+    assert!(c.nodes[kept].holds("/cli/kept"));
+}
+
+#[test]
+fn a_restarted_node_catches_up_before_it_listens() {
+    let Some(mut c) = Cluster::start("") else {
+        return;
+    };
+    let gone = c.path_on(0, "/gone", &[]);
+    let kept = c.path_on(0, "/kept", &[]);
+    let tagged = c.path_on(0, "/tagged", &[("X-Echo-Header", "Surrogate-Key: late")]);
+    let elsewhere = c.path_on(1, "/elsewhere", &[]);
+    // Something on the bus that node-a applied, so it has a position.
+    c.nodes[2].purge("/nothing/here", &[]);
+    wait_until("node-a's bus position", Duration::from_secs(5), || {
+        c.nodes[0].position_file().is_file()
+    });
+
+    c.nodes[0].terminate();
+    c.nodes[1].purge(&gone, &[]);
+    c.nodes[2].purge("/", &[("Surrogate-Key", "late")]);
+    c.nodes[2].purge("/unrelated", &[("X-Purge-Prefix", "1")]);
+    assert!(
+        c.nodes[0].holds(&gone) && c.nodes[0].holds(&tagged),
+        "a stopped node's tree changed"
+    );
+    let stream_len = c.redis.command(&["XLEN", "plughost:purge"]).int();
+    assert!(stream_len >= 4, "the stream has {stream_len} entries");
+
+    // Start returns once `listening on` was printed: the purges are applied by then.
+    c.nodes[0].start();
+    assert!(
+        !c.nodes[0].holds(&gone),
+        "{gone} was still there when node-a listened\n{}",
+        c.nodes[0].log()
+    );
+    assert!(
+        !c.nodes[0].holds(&tagged),
+        "the tag purge missed while down was not applied"
+    );
+    assert!(c.nodes[0].holds(&kept), "catching up removed {kept} too");
+    assert!(c.nodes[1].holds(&elsewhere));
+    // nginx sends the page to node-a again, a miss there.
+    let r = c.via("GET", &gone, &[]);
+    assert_eq!(r.header("x-cache"), Some("MISS"));
+    assert_eq!(answered_by(&r), "node-a");
+    let r = c.via("GET", &kept, &[]);
+    assert_eq!(r.header("x-cache"), Some("HIT"));
+}
+
+#[test]
+fn killing_a_node_under_load_fails_no_request() {
+    let Some(mut c) = Cluster::start("") else {
+        return;
+    };
+    let paths: Vec<String> = (0..12).map(|i| format!("/load/{i}")).collect();
+    let mut on = [0usize; 3];
+    for p in &paths {
+        on[c.store(p, &[])] += 1;
+    }
+    let victim = (0..3).max_by_key(|&i| on[i]).unwrap();
+    let load = Load::start(c.nginx.port, 4, &paths);
+    load.wait_for(200);
+    c.nodes[victim].kill();
+    // Well past nginx noticing (and retrying the in-flight requests).
+    load.wait_for(600);
+    let report = load.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed after killing {}: {:#?}\n{}",
+        report.failures.len(),
+        report.ok + report.failures.len() as u64,
+        NAMES[victim],
+        &report.failures[..report.failures.len().min(10)],
+        c.logs()
+    );
+    // The victim's pages are served (and stored) by the others now.
+    for p in &paths {
+        let r = c.via("GET", p, &[]);
+        assert_eq!(r.status, 200);
+        assert_ne!(answered_by(&r), NAMES[victim]);
+    }
+}
+
+#[test]
+fn redis_restarted_under_load_fails_no_request_and_loses_no_purge() {
+    let Some(mut c) = Cluster::start("") else {
+        return;
+    };
+    let paths: Vec<String> = (0..9).map(|i| format!("/busy/{i}")).collect();
+    for p in &paths {
+        c.store(p, &[]);
+    }
+    let target = "/outage/page";
+    let h = c.store(target, &[]);
+    let x = (h + 1) % 3;
+    let load = Load::start(c.nginx.port, 4, &paths);
+    load.wait_for(200);
+
+    c.redis.stop();
+    load.wait_for(200);
+    // Applied locally at once (node x holds nothing), queued for the bus.
+    let r = c.nodes[x].request("PURGE", target, &[]);
+    assert_eq!(
+        r.status,
+        200,
+        "a PURGE failed with Redis down: {}",
+        r.text()
+    );
+    load.wait_for(200);
+    assert!(
+        c.nodes[h].holds(target),
+        "the page went without a bus: the test proves nothing"
+    );
+
+    c.redis.restart();
+    let took = wait_until(
+        "the purge queued during the outage to reach its node",
+        RECONNECT,
+        || !c.nodes[h].holds(target),
+    );
+    eprintln!("queued purge applied {took:?} after Redis came back");
+    load.wait_for(200);
+    let report = load.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} requests failed around the Redis restart: {:#?}",
+        report.failures.len(),
+        &report.failures[..report.failures.len().min(10)]
+    );
+    for p in &paths {
+        c.holder(p);
+    }
+}
+
+#[test]
+fn metrics_show_the_bus_state_and_queue() {
+    let Some(mut c) = Cluster::start("") else {
+        return;
+    };
+    for n in &c.nodes {
+        wait_until(&format!("{} to show the bus up", n.name), RECONNECT, || {
+            bus_up(&n.metrics()) == Some(1.0)
+        });
+    }
+    let h = c.store("/m/page", &[]);
+    let from = (h + 1) % 3;
+    c.nodes[from].purge("/m/page", &[]);
+    wait_until("the purge to be applied", FAN_OUT, || {
+        !c.nodes[h].holds("/m/page")
+    });
+    let text = c.nodes[from].metrics();
+    assert!(cache_event(&text, "bus.published") >= 1.0, "{text}");
+    assert_eq!(bus_queue(&text), Some(0.0), "{text}");
+    wait_until("bus.applied on the holder", FAN_OUT, || {
+        cache_event(&c.nodes[h].metrics(), "bus.applied") >= 1.0
+    });
+
+    c.redis.stop();
+    for n in &c.nodes {
+        wait_until(
+            &format!("{} to show the bus down", n.name),
+            RECONNECT,
+            || bus_up(&n.metrics()) == Some(0.0),
+        );
+    }
+    c.nodes[from].purge("/m/other", &[]);
+    let text = c.nodes[from].metrics();
+    assert_eq!(bus_queue(&text), Some(1.0), "{text}");
+
+    c.redis.restart();
+    for n in &c.nodes {
+        wait_until(
+            &format!("{} to show the bus up again", n.name),
+            RECONNECT,
+            || bus_up(&n.metrics()) == Some(1.0),
+        );
+    }
+    wait_until("the queue to drain", RECONNECT, || {
+        bus_queue(&c.nodes[from].metrics()) == Some(0.0)
+    });
+}
