@@ -331,3 +331,57 @@ fn metrics_show_the_bus_state_and_queue() {
         bus_queue(&c.nodes[from].metrics()) == Some(0.0)
     });
 }
+
+#[test]
+fn redis_keeps_the_stream_across_a_restart() {
+    // The premise of the no-lost-purge test: the harness's Redis is durable.
+    let Some(bin) = support::redis::binary() else {
+        return support::skip_unless_ci("redis-server is not installed");
+    };
+    let dir = support::tempdir();
+    let mut redis = support::redis::Redis::start(&bin, dir.path());
+    let id = redis.command(&["XADD", "s", "*", "path", "/a"]).text();
+    redis.stop();
+    assert!(!redis.ping(), "still answering after stop");
+    redis.restart();
+    let entries = redis.command(&["XRANGE", "s", "-", "+"]);
+    assert_eq!(entries.array().len(), 1, "{entries:?}");
+    assert_eq!(entries.array()[0].array()[0].text(), id);
+}
+
+#[test]
+fn a_node_whose_position_was_trimmed_away_wipes_its_tree() {
+    let Some(mut c) = Cluster::start("purge_stream_max = 10\n") else {
+        return;
+    };
+    let a = c.path_on(0, "/a", &[]);
+    let b = c.path_on(0, "/b", &[]);
+    let elsewhere = c.path_on(1, "/elsewhere", &[]);
+    c.nodes[2].purge("/nothing/here", &[]);
+    wait_until("node-a's bus position", Duration::from_secs(5), || {
+        c.nodes[0].position_file().is_file()
+    });
+    c.nodes[0].terminate();
+    // Far more purges than the stream keeps (trimming is approximate: Redis
+    // drops whole nodes of 100 entries).
+    for i in 0..300 {
+        c.nodes[1 + i % 2].purge(&format!("/junk/{i}"), &[]);
+    }
+    let len = c.redis.command(&["XLEN", "plughost:purge"]).int();
+    assert!(len < 300, "the stream was not trimmed: {len} entries");
+
+    c.nodes[0].start();
+    assert!(
+        !c.nodes[0].holds(&a) && !c.nodes[0].holds(&b),
+        "node-a kept pages it may have missed purges of\n{}",
+        c.nodes[0].log()
+    );
+    assert!(
+        c.nodes[0].log().to_lowercase().contains("wip"),
+        "the wipe was not logged:\n{}",
+        c.nodes[0].log()
+    );
+    assert!(c.nodes[1].holds(&elsewhere), "another node wiped too");
+    // The wiped node serves again, a miss and then a hit.
+    assert_eq!(c.via("GET", &a, &[]).header("x-cache"), Some("MISS"));
+}
