@@ -62,7 +62,9 @@ fn a_page_requested_through_nginx_is_cached_on_exactly_one_node() {
 
 #[test]
 fn a_purge_on_any_node_removes_the_page_wherever_it_lives() {
-    let Some(c) = Cluster::start("") else { return };
+    let Some(c) = Cluster::start("purge_on = POST\n") else {
+        return;
+    };
     // A page purge sent to a node that does not hold the page.
     let h = c.store("/p/page", &[]);
     let kept = c.store("/p/other", &[]);
@@ -112,6 +114,32 @@ fn a_purge_on_any_node_removes_the_page_wherever_it_lives() {
         !c.nodes[r].holds("/t/red")
     });
     assert!(c.nodes[b].holds("/t/blue"), "an untagged page went too");
+
+    // purge_on: a POST answered by one node purges the page on the node holding it.
+    let h = c.store("/w/item", &[]);
+    let other = (h + 2) % 3;
+    let r = c.nodes[other].request("POST", "/w/item", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until("the write's purge to reach its node", FAN_OUT, || {
+        !c.nodes[h].holds("/w/item")
+    });
+
+    // A soft purge refreshes the page where it lives; the old file stays until then.
+    let h = c.store("/s/page", &[]);
+    let old = std::fs::read(c.nodes[h].page_file("/s/page")).unwrap();
+    c.nodes[(h + 1) % 3].purge("/s/page", &[("X-Purge-Soft", "1")]);
+    wait_until(
+        "the soft purge to refresh the page",
+        Duration::from_secs(5),
+        || {
+            let now = std::fs::read(c.nodes[h].page_file("/s/page"))
+                .expect("a soft-purged page went missing");
+            now != old
+        },
+    );
+    let r = c.via("GET", "/s/page", &[]);
+    assert_eq!(r.header("x-cache"), Some("HIT"));
+    assert_eq!(answered_by(&r), NAMES[h]);
 }
 
 #[test]
