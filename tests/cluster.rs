@@ -31,7 +31,7 @@ fn answered_by(r: &support::Reply) -> String {
 fn a_page_requested_through_nginx_is_cached_on_exactly_one_node() {
     let Some(c) = Cluster::start("") else { return };
     let mut per_node = BTreeMap::new();
-    let paths: Vec<String> = (0..24).map(|i| format!("/shard/{i}")).collect();
+    let paths: Vec<String> = (0..32).map(|i| format!("/shard/{i}")).collect();
     for path in &paths {
         let miss = c.via("GET", path, &[]);
         assert_eq!(miss.status, 200, "{}", miss.text());
@@ -57,7 +57,7 @@ fn a_page_requested_through_nginx_is_cached_on_exactly_one_node() {
     for path in &paths {
         c.holder(path);
     }
-    assert_eq!(per_node.len(), 3, "24 URIs sharded as {per_node:?}");
+    assert_eq!(per_node.len(), 3, "32 URIs sharded as {per_node:?}");
 }
 
 #[test]
