@@ -41,7 +41,7 @@ pub mod config {
 /// The disk cache's URL mapping (for property tests, fuzzing and benchmarks)
 /// and its purge (for `plughost cache purge`).
 pub mod cache {
-    pub use crate::components::builtins::cache::purge::Purger;
+    pub use crate::components::builtins::cache::purge::{publish, PurgeError, Purger};
     pub use crate::components::builtins::cache::report::{Outcome, Report, REFRESH, REPORT};
     pub use crate::components::builtins::cache::valid_tag;
     pub use crate::components::builtins::cache::{path, BUILTIN};

@@ -84,6 +84,10 @@ enum CacheCommand {
         /// (served until then), a page that may not be stored now is removed.
         #[arg(long)]
         soft: bool,
+        /// Only publish the purges to the section's `purge_bus` (every node
+        /// applies them); nothing is deleted here.
+        #[arg(long)]
+        bus: bool,
     },
     /// Request pages through the pipeline in-process (nothing listens) so the
     /// cache stores them before the first visitor asks; prints what was stored,
@@ -181,7 +185,8 @@ fn main() {
             prefix,
             tag,
             soft,
-        }) => purge(&config, &paths, prefix, &tag, soft),
+            bus,
+        }) => purge(&config, &paths, prefix, &tag, soft, bus),
         Command::Cache(CacheCommand::Warm {
             config,
             paths,
@@ -377,7 +382,14 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String], soft: bool) -> Result<()> {
+fn purge(
+    config: &str,
+    paths: &[String],
+    prefix: bool,
+    tags: &[String],
+    soft: bool,
+    bus: bool,
+) -> Result<()> {
     use plughost::cache::{Purger, BUILTIN as CACHE};
     use plughost::config::Source;
 
@@ -399,16 +411,6 @@ fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String], soft: bo
     let (path, name) = split_config(config);
     let deployment = plughost::load(&path, name.as_deref(), None, &[])?;
     setup_logging(&deployment.main)?;
-    if soft {
-        let rt = runtime()?;
-        let done = plughost::soft_purge::run(&deployment, paths, prefix, tags, &rt)?;
-        drop(rt);
-        write_stdout(&done.to_string())?;
-        if done.failed() > 0 {
-            std::process::exit(1);
-        }
-        return Ok(());
-    }
     let caches: Vec<_> = deployment
         .app
         .components()
@@ -420,6 +422,36 @@ fn purge(config: &str, paths: &[String], prefix: bool, tags: &[String], soft: bo
             "{} has no cache filter (egg:plughost#cache or egg:wsgi_cache#middleware)",
             path.display()
         );
+    }
+    // With a purge bus, every node applies what is published (a soft purge
+    // too: each node refreshes its own copy); --bus publishes only.
+    let mut published = false;
+    for c in &caches {
+        match plughost::cache::publish(c, paths, prefix, tags, soft) {
+            Ok(Some((n, url))) => {
+                println!("published {n} purge(s) to {url}");
+                published = true;
+            }
+            Ok(None) if bus => bail!("{}: {}", c.location(), plughost::cache::PurgeError::NoBus),
+            Ok(None) => {}
+            Err(e) if bus => bail!("{e}"),
+            Err(e) => {
+                eprintln!("plughost: error: {e} (applied here only)");
+            }
+        }
+    }
+    if bus || (soft && published) {
+        return Ok(());
+    }
+    if soft {
+        let rt = runtime()?;
+        let done = plughost::soft_purge::run(&deployment, paths, prefix, tags, &rt)?;
+        drop(rt);
+        write_stdout(&done.to_string())?;
+        if done.failed() > 0 {
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     let mut failed = false;
     for c in caches {

@@ -53,6 +53,9 @@ impl InProcess {
     /// Build `deployment`'s pipeline (loading plugins, running factories and
     /// the built-ins' start-up, as `serve` does) on the runtime `rt`.
     pub(crate) fn build(deployment: &Deployment, rt: &Handle) -> Result<InProcess, BuildError> {
+        // A short-lived pipeline of a command: it publishes what it purges,
+        // it does not consume the purge bus (the serving nodes do).
+        crate::components::builtins::cache::not_a_node();
         let registry = Registry::new();
         let server = &deployment.server;
         let pool = WorkerPool::new(server.threads, server.request_timeout);

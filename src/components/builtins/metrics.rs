@@ -65,6 +65,45 @@ fn cache_metrics(out: &mut String) {
         }
     }
     cache_budget_metrics(out, &all);
+    cache_bus_metrics(out, &all);
+}
+
+/// The purge bus's gauges, for the cache filters that have one.
+fn cache_bus_metrics(out: &mut String, all: &[std::sync::Arc<cache::stats::CacheStats>]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let on_bus: Vec<_> = all.iter().filter(|s| s.bus_active.load(Relaxed)).collect();
+    if on_bus.is_empty() {
+        return;
+    }
+    type Gauge = fn(&cache::stats::CacheStats) -> String;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "plughost_cache_bus_up",
+            "Whether Redis answered the purge bus's last request (1) or not (0).",
+            |s| u8::from(s.bus_up.load(Relaxed)).to_string(),
+        ),
+        (
+            "plughost_cache_bus_queue",
+            "Purges applied here and not yet published (Redis unreachable).",
+            |s| s.bus_queue.load(Relaxed).to_string(),
+        ),
+        (
+            "plughost_cache_bus_lag_seconds",
+            "From publication to application of the last purge applied from the bus.",
+            |s| format!("{:.3}", s.bus_lag_ms.load(Relaxed) as f64 / 1000.0),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for stats in &on_bus {
+            let _ = writeln!(
+                out,
+                "{name}{{section=\"{}\"}} {}",
+                stats.section.replace('\\', "\\\\").replace('"', "\\\""),
+                value(stats)
+            );
+        }
+    }
 }
 
 /// The disk budget's gauges, for the cache filters that have one.

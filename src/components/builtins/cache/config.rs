@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::budget::{self, Limits};
+use super::bus::{BusKeys, BusSettings};
 use super::cookies::IgnoredCookies;
 use super::hosts::{self, Hosts};
 use super::invalidate::Invalidation;
@@ -28,7 +29,8 @@ const KEYS: &str = "cache_dir, content_type, cache_paths, directory_index, max_e
                     status_header, lock_timeout, fsync, memory_cache_bytes, ignore_cookies, adopt, \
                     layout, host_dirs, host_port, hosts, max_size, max_files, inactive, \
                     compress, compress_types, compress_min_size, purge_on, purge_parent, \
-                    purge_allow, purge_token, expose_tags, refresh_concurrency, stale_max";
+                    purge_allow, purge_token, expose_tags, refresh_concurrency, stale_max, \
+                    purge_bus, purge_stream, node_name, purge_stream_max";
 
 /// A cache section, checked.
 #[derive(Debug, Clone)]
@@ -66,6 +68,8 @@ pub(super) struct Settings {
     pub adopt: bool,
     /// `purge_on`, `PURGE`, tags and soft purges (see `invalidate`).
     pub inval: Invalidation,
+    /// `purge_bus` and its keys (see `bus`).
+    pub bus: Option<BusSettings>,
 }
 
 impl Settings {
@@ -92,7 +96,9 @@ impl Settings {
             ignore_cookies: IgnoredCookies::default(),
             adopt: false,
             inval: Invalidation::default(),
+            bus: None,
         };
+        let mut bus = BusKeys::default();
         for (key, value) in &c.local_conf {
             let err = |m: String| SettingError::key(key, m);
             let v = value.trim();
@@ -246,6 +252,7 @@ impl Settings {
                         .inval
                         .take(key, v, parse_bool, budget::parse_duration)
                         .map_err(err)?
+                        && !bus.take(key, v).map_err(err)?
                     {
                         return Err(SettingError::key(
                             key,
@@ -288,6 +295,9 @@ impl Settings {
             }
             s.hosts.port = keep;
         }
+        s.bus = bus
+            .finish()
+            .map_err(|key| SettingError::key(key, "only means something with `purge_bus`"))?;
         s.cache_dir = cache_dir.ok_or_else(|| {
             SettingError::key("cache_dir", "required (the directory to keep pages in)")
         })?;

@@ -15,6 +15,7 @@
 //!   `flight`: single flight; `stats`: the counters.
 
 mod budget;
+mod bus;
 mod config;
 mod cookies;
 mod dir;
@@ -66,6 +67,8 @@ pub(crate) const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
 #[cfg(test)]
 pub(crate) use self::owner::MARKER;
 
+pub(crate) use self::bus::not_a_node;
+
 /// Whether `t` may be a tag (for `plughost cache purge --tag`).
 pub fn valid_tag(t: &str) -> bool {
     tags::parse_list(t) == [t]
@@ -91,9 +94,20 @@ fn filter(site: FilterSite<'_>) -> Result<Arc<dyn Handler>, SettingError> {
     let dir = std::fs::canonicalize(&cache.settings.cache_dir)
         .unwrap_or_else(|_| cache.settings.cache_dir.clone());
     placement::claim(site.claims, c, dir, cache.mapping())?;
-    // Soft purges refresh pages from tasks of their own, which hold the filter.
+    // Soft purges refresh pages from tasks of their own, which hold the
+    // filter, and so does the purge bus (which catches up here, before the
+    // host serves).
     Ok(Arc::new_cyclic(|me| {
         cache.me = me.clone();
+        if let Some(b) = cache.settings.bus.clone() {
+            cache.bus = Some(bus::Bus::start(
+                b,
+                me.clone(),
+                cache.dir.clone(),
+                cache.purger.clone(),
+                cache.stats.clone(),
+            ));
+        }
         cache
     }))
 }
@@ -124,6 +138,8 @@ pub(crate) struct Cache {
     /// This filter, for the refresh tasks (dangling for a cache made outside
     /// a pipeline, which then refreshes nothing in the background).
     me: Weak<Cache>,
+    /// `purge_bus`: where this node's purges go, and other nodes' come from.
+    bus: Option<bus::Bus>,
 }
 
 const HIT: HeaderValue = HeaderValue::from_static("HIT");
@@ -196,7 +212,25 @@ impl Cache {
             purger,
             refresher: Refresher::new(settings_concurrency),
             me: Weak::new(),
+            bus: None,
         })
+    }
+
+    /// Tell the other nodes of a purge applied here (with `purge_bus`).
+    fn announce(&self, target: bus::Target, soft: bool) {
+        if let Some(b) = &self.bus {
+            b.publish(target, soft);
+        }
+    }
+
+    /// The URL a purge names for `path` (a whole path as received): under
+    /// `host_dirs` with the request's host, as `Purger` and the bus take it.
+    fn purge_url(&self, path: &str, headers: &HeaderMap) -> Option<String> {
+        if !self.settings.hosts.dirs {
+            return Some(path.to_owned());
+        }
+        let host = headers.get(header::HOST)?.to_str().ok()?;
+        Some(format!("http://{}{path}", host.to_ascii_lowercase()))
     }
 
     /// How this cache maps URLs to files, for comparing sections that share a cache_dir.
@@ -411,10 +445,27 @@ impl Cache {
     /// the answer goes out, so the client's next GET sees the change.
     async fn write_through(&self, req: Request) -> Response {
         let mut pages: Vec<CachePath> = self.page_for(&req).into_iter().collect();
+        let mut urls = vec![req.raw_path.clone()];
         if self.settings.inval.purge_parent {
             pages.extend(self.parent_pages(&req));
+            let trimmed = req.raw_path.strip_suffix('/').unwrap_or(&req.raw_path);
+            if let Some(cut) = trimmed.rfind('/') {
+                urls.push(trimmed[..=cut].to_owned());
+                if cut > 0 {
+                    urls.push(trimmed[..cut].to_owned());
+                }
+            }
         }
+        let urls: Vec<String> = urls
+            .iter()
+            .filter_map(|u| self.purge_url(u, &req.headers))
+            .collect();
         let resp = self.pass(req, BYPASS).await;
+        if resp.status().is_success() && self.bus.is_some() {
+            for u in urls {
+                self.announce(bus::Target::Page(u), false);
+            }
+        }
         if resp.status().is_success() && !pages.is_empty() {
             let purger = self.purger.clone();
             let removed = tokio::task::spawn_blocking(move || {

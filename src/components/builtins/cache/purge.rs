@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use super::bus::{publish_now, Target};
 use super::config::Settings;
 use super::dir::{open_beneath, CacheDir, DIR_FLAGS};
 use super::invalidate::guard::{Guard, Scope};
@@ -50,6 +51,13 @@ pub enum PurgeError {
     Nul { url: String },
     #[error("the tag index: {0}")]
     Tags(std::io::Error),
+    #[error("cannot publish to the purge bus {url}: {error}")]
+    Bus {
+        url: String,
+        error: redis::RedisError,
+    },
+    #[error("this cache has no purge_bus to publish to")]
+    NoBus,
 }
 
 /// What one purge did.
@@ -402,6 +410,42 @@ impl Purger {
         .map_err(|source| io(url, source))?;
         Ok(purged)
     }
+}
+
+/// Publish purges of `urls` (with `prefix`, their subtrees) and of `tags` to
+/// the purge bus of the cache section `c`, without applying them here (every
+/// node does); how many were published and where, `None` when the section
+/// has no `purge_bus`.
+pub fn publish(
+    c: &Component,
+    urls: &[String],
+    prefix: bool,
+    tags: &[String],
+    soft: bool,
+) -> Result<Option<(usize, String)>, PurgeError> {
+    let settings = Settings::from_component(c)?;
+    let Some(bus) = &settings.bus else {
+        return Ok(None);
+    };
+    let mut targets: Vec<Target> = urls
+        .iter()
+        .map(|u| {
+            if prefix {
+                Target::Prefix(u.clone())
+            } else {
+                Target::Page(u.clone())
+            }
+        })
+        .collect();
+    if !tags.is_empty() {
+        targets.push(Target::Tags(tags.to_vec()));
+    }
+    publish_now(bus, &targets, soft)
+        .map(|n| Some((n, bus.url.clone())))
+        .map_err(|error| PurgeError::Bus {
+            url: bus.url.clone(),
+            error,
+        })
 }
 
 /// `http://HOST/path` (or `https://`) → (Some(HOST), `/path`); a bare path → (None, path).

@@ -81,6 +81,14 @@ pub(crate) enum Event {
     RefreshRemoved,
     /// Soft-purged pages removed because no refresh landed within `stale_max`.
     RefreshExpired,
+    /// Purges published to the purge bus.
+    BusPublished,
+    /// Purges from other nodes applied from the purge bus.
+    BusApplied,
+    /// Unpublished purges dropped because the queue was full (Redis down too long).
+    BusDropped,
+    /// Trees wiped because purges were trimmed from the stream before this node read them.
+    BusWiped,
 
     /// A file where a directory is needed, or the reverse (also special files).
     ErrorCollision,
@@ -132,6 +140,10 @@ const EVENTS: [Event; N] = [
     Event::Refreshed,
     Event::RefreshRemoved,
     Event::RefreshExpired,
+    Event::BusPublished,
+    Event::BusApplied,
+    Event::BusDropped,
+    Event::BusWiped,
     Event::ErrorCollision,
     Event::ErrorSymlink,
     Event::ErrorPermission,
@@ -180,6 +192,10 @@ impl Event {
             Event::Refreshed => "refresh.stored",
             Event::RefreshRemoved => "refresh.removed",
             Event::RefreshExpired => "refresh.expired",
+            Event::BusPublished => "bus.published",
+            Event::BusApplied => "bus.applied",
+            Event::BusDropped => "bus.dropped",
+            Event::BusWiped => "bus.wiped",
             Event::ErrorCollision => "store_error.collision",
             Event::ErrorSymlink => "store_error.symlink",
             Event::ErrorPermission => "store_error.permission",
@@ -209,6 +225,14 @@ pub(crate) struct CacheStats {
     pub disk_bytes: AtomicU64,
     /// Pages in the budget's index.
     pub disk_files: AtomicU64,
+    /// Whether a purge bus is configured (the bus gauges below mean something).
+    pub bus_active: AtomicBool,
+    /// Whether Redis answered the last time the bus asked.
+    pub bus_up: AtomicBool,
+    /// Purges waiting to be published.
+    pub bus_queue: AtomicU64,
+    /// Publication to application of the last entry applied from the bus, ms.
+    pub bus_lag_ms: AtomicU64,
 }
 
 impl CacheStats {
@@ -221,6 +245,10 @@ impl CacheStats {
             budgeted: AtomicBool::new(false),
             disk_bytes: AtomicU64::new(0),
             disk_files: AtomicU64::new(0),
+            bus_active: AtomicBool::new(false),
+            bus_up: AtomicBool::new(false),
+            bus_queue: AtomicU64::new(0),
+            bus_lag_ms: AtomicU64::new(0),
         }
     }
 

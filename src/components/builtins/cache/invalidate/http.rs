@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use super::super::bus;
 use super::super::path::CachePath;
 use super::super::purge::{PurgeError, Purged};
 use super::super::stats::Event;
@@ -59,6 +60,14 @@ pub(in crate::components::builtins::cache) async fn purge(cache: &Cache, req: Re
     };
     let soft = flag(&req.headers, &SOFT);
     cache.stats.count(Event::PurgeHttp);
+    cache.announce(
+        match &what {
+            What::Page(u) => bus::Target::Page(u.clone()),
+            What::Prefix(u) => bus::Target::Prefix(u.clone()),
+            What::Tags(t) => bus::Target::Tags(t.clone()),
+        },
+        soft,
+    );
     let worker = me.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<Done, PurgeError> {
         let p = &worker.purger;
@@ -175,18 +184,13 @@ fn what(cache: &Cache, req: &Request) -> Result<What, String> {
         }
         return Ok(What::Tags(t));
     }
-    let mut url = req.raw_path.clone();
+    let url = &req.raw_path;
     if url.is_empty() || !url.starts_with('/') {
         return Err("expected a path".into());
     }
-    if cache.settings.hosts.dirs {
-        let host = req
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .ok_or("no Host to purge a host's page for")?;
-        url = format!("http://{}{url}", host.to_ascii_lowercase());
-    }
+    let url = cache
+        .purge_url(url, &req.headers)
+        .ok_or("no Host to purge a host's page for")?;
     Ok(if flag(&req.headers, &PREFIX) {
         What::Prefix(url)
     } else {

@@ -38,6 +38,21 @@ pub(in crate::components::builtins::cache) struct Template {
     pub host: Option<HeaderValue>,
 }
 
+impl Template {
+    /// For refreshes no request asked for (soft purges from the purge bus):
+    /// the cache's own mount at the root, `localhost` unless the page's host
+    /// directory names a host.
+    pub(in crate::components::builtins::cache) fn bare() -> Template {
+        Template {
+            scheme: "http".into(),
+            script_name: Vec::new(),
+            server_name: "localhost".into(),
+            server_port: 80,
+            host: Some(HeaderValue::from_static("localhost")),
+        }
+    }
+}
+
 impl Refresher {
     pub(in crate::components::builtins::cache) fn new(concurrency: usize) -> Refresher {
         Refresher {
