@@ -123,8 +123,12 @@ fn a_purge_on_any_node_removes_the_page_wherever_it_lives() {
     wait_until("the write's purge to reach its node", FAN_OUT, || {
         !c.nodes[h].holds("/w/item")
     });
+}
 
-    // A soft purge refreshes the page where it lives; the old file stays until then.
+#[test]
+fn a_soft_purge_on_any_node_refreshes_the_page_where_it_lives() {
+    // The old file stays in place until its refresh lands (never missing).
+    let Some(c) = Cluster::start("") else { return };
     let h = c.store("/s/page", &[]);
     let old = std::fs::read(c.nodes[h].page_file("/s/page")).unwrap();
     c.nodes[(h + 1) % 3].purge("/s/page", &[("X-Purge-Soft", "1")]);
@@ -132,8 +136,13 @@ fn a_purge_on_any_node_removes_the_page_wherever_it_lives() {
         "the soft purge to refresh the page",
         Duration::from_secs(5),
         || {
-            let now = std::fs::read(c.nodes[h].page_file("/s/page"))
-                .expect("a soft-purged page went missing");
+            let now = std::fs::read(c.nodes[h].page_file("/s/page")).unwrap_or_else(|e| {
+                panic!(
+                    "the soft-purged page went missing on {} ({e}):\n{}",
+                    NAMES[h],
+                    c.nodes[h].log()
+                )
+            });
             now != old
         },
     );
@@ -191,9 +200,10 @@ fn a_restarted_node_catches_up_before_it_listens() {
     let elsewhere = c.path_on(1, "/elsewhere", &[]);
     // Something on the bus that node-a applied, so it has a position.
     c.nodes[2].purge("/nothing/here", &[]);
-    wait_until("node-a's bus position", Duration::from_secs(5), || {
-        c.nodes[0].position_file().is_file()
+    wait_until("node-a to apply it", FAN_OUT, || {
+        cache_event(&c.nodes[0].metrics(), "bus.applied") >= 1.0
     });
+    assert!(c.nodes[0].position_file().is_file());
 
     c.nodes[0].terminate();
     c.nodes[1].purge(&gone, &[]);
@@ -310,6 +320,11 @@ fn redis_restarted_under_load_fails_no_request_and_loses_no_purge() {
     for p in &paths {
         c.holder(p);
     }
+    // One warning per node for the outage, however many purges and reads failed.
+    for n in &c.nodes {
+        let warnings = n.log().matches("purge bus is unreachable").count();
+        assert_eq!(warnings, 1, "{}:\n{}", n.name, n.log());
+    }
 }
 
 #[test]
@@ -328,9 +343,12 @@ fn metrics_show_the_bus_state_and_queue() {
     wait_until("the purge to be applied", FAN_OUT, || {
         !c.nodes[h].holds("/m/page")
     });
-    let text = c.nodes[from].metrics();
-    assert!(cache_event(&text, "bus.published") >= 1.0, "{text}");
-    assert_eq!(bus_queue(&text), Some(0.0), "{text}");
+    // The publisher counts an entry once Redis took it, maybe after the
+    // holder applied it.
+    wait_until("bus.published and an empty queue", FAN_OUT, || {
+        let text = c.nodes[from].metrics();
+        cache_event(&text, "bus.published") >= 1.0 && bus_queue(&text) == Some(0.0)
+    });
     wait_until("bus.applied on the holder", FAN_OUT, || {
         cache_event(&c.nodes[h].metrics(), "bus.applied") >= 1.0
     });
@@ -377,33 +395,61 @@ fn redis_keeps_the_stream_across_a_restart() {
     assert_eq!(entries.array()[0].array()[0].text(), id);
 }
 
-#[test]
-fn a_node_whose_position_was_trimmed_away_wipes_its_tree() {
-    let Some(mut c) = Cluster::start("purge_stream_max = 10\n") else {
+/// Stop node-a (after it applied one entry, or before any was published),
+/// publish far more purges than the stream keeps, restart it: it must wipe its
+/// tree before it listens, since it cannot know what it missed.
+fn trimmed_past(applied_one_first: bool) {
+    // 100 is the least purge_stream_max main accepts.
+    let Some(mut c) = Cluster::start("purge_stream_max = 100\n") else {
         return;
     };
     let a = c.path_on(0, "/a", &[]);
     let b = c.path_on(0, "/b", &[]);
     let elsewhere = c.path_on(1, "/elsewhere", &[]);
-    c.nodes[2].purge("/nothing/here", &[]);
-    wait_until("node-a's bus position", Duration::from_secs(5), || {
-        c.nodes[0].position_file().is_file()
-    });
+    if applied_one_first {
+        c.nodes[2].purge("/nothing/here", &[]);
+        wait_until("node-a to apply it", FAN_OUT, || {
+            cache_event(&c.nodes[0].metrics(), "bus.applied") >= 1.0
+        });
+    }
+    assert!(c.nodes[0].position_file().is_file());
     c.nodes[0].terminate();
     // Far more purges than the stream keeps (trimming is approximate: Redis
-    // drops whole nodes of 100 entries).
-    for i in 0..300 {
-        c.nodes[1 + i % 2].purge(&format!("/junk/{i}"), &[]);
-    }
+    // drops whole nodes of 100 entries), published by node-b's config.
+    let junk: Vec<String> = (0..500).map(|i| format!("/junk/{i}")).collect();
+    let mut args = vec!["--bus"];
+    args.extend(junk.iter().map(String::as_str));
+    let out = purge_cli(&c.nodes[1].dir, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let len = c.redis.command(&["XLEN", "plughost:purge"]).int();
-    assert!(len < 300, "the stream was not trimmed: {len} entries");
+    assert!(len < 500, "the stream was not trimmed: {len} entries");
 
+    let position = std::fs::read_to_string(c.nodes[0].position_file()).unwrap();
+    let info = c.redis.command(&["XINFO", "STREAM", "plughost:purge"]);
+    let field = |name: &str| {
+        let pairs = info.array().chunks(2);
+        let value = pairs.into_iter().find(|p| p[0].text() == name).unwrap()[1].clone();
+        match value {
+            support::redis::Resp::Array(_) => value.array()[0].text(),
+            other => other.text(),
+        }
+    };
+    let stream = format!(
+        "node-a's position {:?}; the stream's first entry {}, max-deleted-entry-id {}",
+        position.trim(),
+        field("first-entry"),
+        field("max-deleted-entry-id"),
+    );
     c.nodes[0].start();
     assert!(
         !c.nodes[0].holds(&a) && !c.nodes[0].holds(&b),
-        "node-a kept pages it may have missed purges of\n{}",
-        c.nodes[0].log()
+        "node-a kept pages it may have missed purges of ({stream})"
     );
+    c.nodes[0].host().wait_log("wiping", Duration::from_secs(2));
     assert!(
         c.nodes[0].log().to_lowercase().contains("wip"),
         "the wipe was not logged:\n{}",
@@ -412,4 +458,16 @@ fn a_node_whose_position_was_trimmed_away_wipes_its_tree() {
     assert!(c.nodes[1].holds(&elsewhere), "another node wiped too");
     // The wiped node serves again, a miss and then a hit.
     assert_eq!(c.via("GET", &a, &[]).header("x-cache"), Some("MISS"));
+}
+
+#[test]
+fn a_node_whose_position_was_trimmed_away_wipes_its_tree() {
+    trimmed_past(true);
+}
+
+#[test]
+fn a_node_that_applied_nothing_before_the_stream_was_trimmed_wipes_its_tree() {
+    // Its position is the stream's start (the stream was empty when it
+    // started), and the purges it never saw are gone all the same.
+    trimmed_past(false);
 }

@@ -102,7 +102,10 @@ impl Node {
             .arg(self.dir.join("deploy.ini"))
             .args(["--port", &self.port.to_string()])
             .env("PLUGHOST_PLUGIN_PATH", plugins())
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let host = Host::spawn(command, &self.dir).unwrap_or_else(|e| panic!("{}: {e}", self.name));
         assert_eq!(host.port, self.port, "{} listens elsewhere", self.name);
         self.host.insert(host)
