@@ -58,6 +58,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// As [`wait_until`], and it must have held within `limit`: waits up to 10 s
+/// longer so a failure says how long it really took (a slow fan-out, or none).
+pub fn within(what: &str, limit: Duration, cond: impl FnMut() -> bool) -> Duration {
+    let took = wait_until(what, limit.max(Duration::from_secs(10)), cond);
+    assert!(took <= limit, "{what} took {took:?}, more than {limit:?}");
+    took
+}
+
 /// One node: its directory (deploy.ini, cache/), fixed port, and the running
 /// process (None while stopped).
 pub struct Node {
@@ -225,7 +233,41 @@ pub struct Cluster {
 impl Cluster {
     /// Start everything; None (after `skip_unless_ci`) when redis-server or
     /// nginx is not installed. `extra` goes into every node's `[filter:cache]`.
+    /// Returns once every node applied one entry from the bus (so a test
+    /// starts from nodes that consume, with positions on the stream).
     pub fn start(extra: &str) -> Option<Cluster> {
+        let c = Cluster::start_cold(extra)?;
+        c.handshake();
+        Some(c)
+    }
+
+    /// Publish one purge (of a page no node has) with `cache purge --bus` and
+    /// wait until every node applied it.
+    pub fn handshake(&self) {
+        let out = purge_cli(&self.nodes[0].dir, &["--bus", "/_cluster/ready"]);
+        assert!(
+            out.status.success(),
+            "cache purge --bus: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for n in &self.nodes {
+            let applied = || cache_event(&n.metrics(), "bus.applied") >= 1.0;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !applied() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} applied nothing from the purge bus in 10 s (is its consumer running?)\n{}",
+                    n.name,
+                    n.log()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// As [`Cluster::start`], without the handshake: no entry on the stream
+    /// yet, and each node's position is the stream's start.
+    pub fn start_cold(extra: &str) -> Option<Cluster> {
         let Some(redis_bin) = redis::binary() else {
             skip_unless_ci("redis-server is not installed");
             return None;
