@@ -104,6 +104,33 @@ impl Node {
     /// `plughost: listening on ...`.
     pub fn start(&mut self) -> &Host {
         assert!(self.host.is_none(), "{} is already running", self.name);
+        let host = self.spawn();
+        self.host.insert(host)
+    }
+
+    /// The first start: as [`Node::start`], on another free port while the
+    /// one picked was taken meanwhile (by another test, or a client's
+    /// ephemeral port). nginx is configured after this, so any port will do.
+    fn start_first(&mut self) {
+        for _ in 0..5 {
+            match self.try_spawn() {
+                Ok(host) => {
+                    self.host = Some(host);
+                    return;
+                }
+                Err(e) if e.contains("Address already in use") => self.port = free_port(),
+                Err(e) => panic!("{}: {e}", self.name),
+            }
+        }
+        panic!("{}: no free port in 5 tries", self.name);
+    }
+
+    fn spawn(&self) -> Host {
+        self.try_spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    fn try_spawn(&self) -> Result<Host, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_plughost"));
         command
             .arg("serve")
@@ -114,9 +141,9 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             );
-        let host = Host::spawn(command, &self.dir).unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        let host = Host::spawn(command, &self.dir)?;
         assert_eq!(host.port, self.port, "{} listens elsewhere", self.name);
-        self.host.insert(host)
+        Ok(host)
     }
 
     /// SIGTERM and wait (a graceful stop); returns what it logged.
@@ -297,7 +324,7 @@ impl Cluster {
             })
             .collect();
         for node in &mut nodes {
-            node.start();
+            node.start_first();
         }
         let port = free_port();
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();

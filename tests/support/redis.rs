@@ -124,8 +124,18 @@ impl Redis {
             port: free_port(),
             dir: dir.to_owned(),
         };
-        redis.spawn();
-        redis
+        // Another port while the one picked was taken meanwhile.
+        for _ in 0..5 {
+            match redis.try_spawn() {
+                Ok(()) => return redis,
+                Err(e) if e.contains("Address already in use") => {
+                    let _ = std::fs::remove_file(dir.join("redis.log"));
+                    redis.port = free_port();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("redis-server: no free port in 5 tries");
     }
 
     /// `redis://127.0.0.1:PORT/0`, the `purge_bus` value.
@@ -138,6 +148,10 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "redis-server is already running");
         let port = self.port.to_string();
         let mut child = Command::new(&self.bin)
@@ -164,16 +178,17 @@ impl Redis {
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("redis-server exited ({status}):\n{}", self.log());
+                return Err(format!("redis-server exited ({status}):\n{}", self.log()));
             }
             if start.elapsed() > Duration::from_secs(20) {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("redis-server did not answer PING:\n{}", self.log());
+                return Err(format!("redis-server did not answer PING:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         self.child = Some(child);
+        Ok(())
     }
 
     /// Does the server answer `PING` with `+PONG` (not `-LOADING`)?
