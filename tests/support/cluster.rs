@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::nginx::{self, free_port, Nginx};
-use super::redis::{self, Redis};
+use super::redis::{self, stable_port, Redis};
 use super::{plugins, request, signal, skip_unless_ci, tempdir, Host, Reply};
 
 /// The node names, in order.
@@ -118,7 +118,7 @@ impl Node {
                     self.host = Some(host);
                     return;
                 }
-                Err(e) if e.contains("Address already in use") => self.port = free_port(),
+                Err(e) if e.contains("Address already in use") => self.port = stable_port(),
                 Err(e) => panic!("{}: {e}", self.name),
             }
         }
@@ -318,7 +318,7 @@ impl Cluster {
                 Node {
                     name: name.to_string(),
                     dir,
-                    port: free_port(),
+                    port: stable_port(),
                     host: None,
                 }
             })

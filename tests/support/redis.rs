@@ -24,6 +24,31 @@ pub fn binary() -> Option<PathBuf> {
     on_path.or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.is_file()))
 }
 
+/// A free loopback port outside the kernel's ephemeral range, for a server
+/// that is stopped and started again on it: while it is down, no client
+/// socket (the load tests make thousands) can be given that port.
+pub fn stable_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12000 {
+        (10000, low)
+    } else {
+        (61000, 65535)
+    };
+    for _ in 0..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = from + (h.finish() % u64::from(to - from)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
+}
+
 /// One RESP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resp {
@@ -121,7 +146,7 @@ impl Redis {
         let mut redis = Redis {
             bin: bin.to_owned(),
             child: None,
-            port: free_port(),
+            port: stable_port(),
             dir: dir.to_owned(),
         };
         // Another port while the one picked was taken meanwhile.
@@ -130,7 +155,7 @@ impl Redis {
                 Ok(()) => return redis,
                 Err(e) if e.contains("Address already in use") => {
                     let _ = std::fs::remove_file(dir.join("redis.log"));
-                    redis.port = free_port();
+                    redis.port = stable_port();
                 }
                 Err(e) => panic!("{e}"),
             }
