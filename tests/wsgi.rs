@@ -606,3 +606,126 @@ fn the_original_wsgi_cache_middleware_caches_a_native_app() {
     let direct = host.get("/docs/page.html?x=1").json();
     assert_eq!(direct["counter"], 2, "{direct}");
 }
+
+/// `use = call:module:attr` and Paste's protocol keys (`paste.app_factory =
+/// module:attr`, `paste.filter_factory`, `paste.filter_app_factory`) load
+/// Python code through the bridge, with Paste's arguments; `check` names the
+/// object.
+#[test]
+fn call_and_protocol_keys_load_python_factories() {
+    let dir = support::tempdir();
+    let apps = wsgi::apps_dir();
+    let py = apps.display();
+    let config = format!(
+        "[pipeline:main]\npipeline = bycall byfa bykey app\n\n\
+         [filter:bycall]\nuse = call:middleware:filter_factory\nlabel = by-call\npython_path = {py}\n\n\
+         [filter:byfa]\npaste.filter_app_factory = middleware:filter_app_factory\nlabel = by-filter-app\npython_path = {py}\n\n\
+         [filter:bykey]\npaste.filter_factory = middleware:filter_factory\nlabel = by-key\npython_path = {py}\n\n\
+         [app:app]\npaste.app_factory = middleware:app_factory\ngreeting = via protocol key\ncolour = blue\npython_path = {py}\n"
+    );
+    let host = wsgi::serve(dir.path(), &config, None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let r = host.get("/x");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
+    let seen = r.json();
+    assert_eq!(seen["greeting"], "via protocol key");
+    // The factory's local_conf is the section's keys, without the bridge's.
+    assert_eq!(seen["local"], serde_json::json!({"colour": "blue"}));
+    assert_eq!(seen["here"], dir.path().display().to_string());
+    assert_eq!(
+        r.header_all("x-py-filter-out"),
+        ["by-key", "by-filter-app", "by-call"]
+    );
+    drop(host);
+
+    // `use = call:` in an app section: the app_factory protocol.
+    let config = format!(
+        "[app:main]\nuse = call:middleware:app_factory\ngreeting = by call\npython_path = {py}\n"
+    );
+    let host = wsgi::serve(dir.path(), &config, None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(host.get("/").json()["greeting"], "by call");
+    drop(host);
+
+    // check shows the Python object, not only the bridge library.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .args(["check", "--json"])
+        .arg(dir.path().join("deploy.ini"))
+        .env("PLUGHOST_PLUGIN_PATH", wsgi::bridge())
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["app"]["entry"], "call:middleware:app_factory", "{doc}");
+}
+
+#[test]
+fn python_protocol_keys_follow_pastes_rules() {
+    let dir = support::tempdir();
+    for (config, needle) in [
+        (
+            "[app:main]\npaste.app_factory = m:a\npaste.composite_factory = m:c\n",
+            "deploy.ini:3: [app:main] paste.composite_factory: Python composite factories are not supported",
+        ),
+        (
+            "[app:main]\npaste.app_factory = m:a\npaste.app_factory2 = m:b\npaste.filter_factory = m:f\n",
+            "paste.filter_factory: is not a protocol of this section's kind",
+        ),
+        (
+            "[app:main]\nuse = egg:echo\npaste.app_factory = m:a\n",
+            "deploy.ini:3: [app:main] paste.app_factory: names the code a second time",
+        ),
+        ("[app:main]\npaste.app_factory = nocolon\n", "`nocolon`: expected module:function"),
+        ("[app:main]\nuse = call:nocolon\n", "expected call:module:function"),
+    ] {
+        std::fs::write(dir.path().join("deploy.ini"), config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+            .arg("check")
+            .arg(dir.path().join("deploy.ini"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}");
+        assert!(err.contains(needle), "{config}\n{err}");
+    }
+}
+
+/// `--reload` with a Python app: a changed `.py` file restarts the process in
+/// place (a new interpreter imports the new code; the old process drains),
+/// and no client request fails meanwhile.
+#[test]
+fn a_python_change_restarts_in_place_under_load_with_no_failed_request() {
+    let dir = support::tempdir();
+    let module = |version: &str| {
+        format!(
+            "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'{version}']\n"
+        )
+    };
+    std::fs::write(dir.path().join("hotapp.py"), module("one")).unwrap();
+    let config = "[app:main]\nuse = egg:plughost#wsgi\napp = hotapp:app\npython_path = .\n";
+    let host = wsgi::serve_args(dir.path(), config, None, &[], &["--reload"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(host.get("/").text(), "one");
+    let load = support::load::Load::start(host.port, "/", 4);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.path().join("hotapp.py"), module("two")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new = loop {
+        if let Some(pid) = support::load::handed_to(&host.log()) {
+            break support::load::Adopted(pid);
+        }
+        assert!(Instant::now() < deadline, "no restart:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while host.get("/").text() != "two" {
+        assert!(Instant::now() < deadline, "the new code is not served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.stop();
+    drop(new);
+    assert!(ok > 20, "only {ok} requests answered");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

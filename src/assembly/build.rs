@@ -20,6 +20,29 @@ use crate::components::plugin::{CreateError, Instance, Library, LoadError, Regis
 const PYTHON_BRIDGE: &str = "plughost-wsgi";
 /// The bridge library, its entry, and the local_conf with `paste` added.
 type PythonEgg = (Arc<Library>, &'static str, Vec<(String, String)>);
+/// The bridge's entry for a component of `kind`.
+fn bridge_entry(kind: Kind) -> &'static str {
+    match kind {
+        Kind::App => "wsgi",
+        Kind::Filter => "wsgi-filter",
+    }
+}
+
+/// The bridge's local config for Python code named by `call:` or a protocol
+/// key: the section's keys (the factory's local_conf), then `paste =
+/// call:module:attr` and, from a protocol key, `paste_protocol`.
+fn python_call(c: &Component) -> Vec<(String, String)> {
+    let Source::Python { spec, protocol } = &c.source else {
+        return c.local_conf.clone();
+    };
+    let mut local_conf = c.local_conf.clone();
+    local_conf.push(("paste".to_owned(), format!("call:{spec}")));
+    if let Some(p) = protocol {
+        local_conf.push(("paste_protocol".to_owned(), (*p).to_owned()));
+    }
+    local_conf
+}
+
 /// What the bridge says when the Python environment has no such distribution.
 const PYTHON_DIST_MISSING: &str = "no Python distribution";
 use crate::core::builtin::{Builtin, DirClaims, FilterSite, Make, SettingError};
@@ -337,13 +360,9 @@ impl Builder<'_> {
             .registry
             .egg(PYTHON_BRIDGE, &self.deployment.plugin_dirs)
             .ok()?;
-        let bridge_entry = match c.kind {
-            Kind::App => "wsgi",
-            Kind::Filter => "wsgi-filter",
-        };
         let mut local_conf = c.local_conf.clone();
         local_conf.push(("paste".to_owned(), format!("egg:{dist}#{entry}")));
-        Some((library, bridge_entry, local_conf))
+        Some((library, bridge_entry(c.kind), local_conf))
     }
 
     fn instance(&self, c: &Component) -> Result<Arc<Instance>, BuildError> {
@@ -351,10 +370,17 @@ impl Builder<'_> {
         let loaded = match &c.source {
             Source::Egg { dist, .. } => self.registry.egg(dist, &self.deployment.plugin_dirs),
             Source::Lib { path, .. } => self.registry.open(path),
+            Source::Python { .. } => self
+                .registry
+                .egg(PYTHON_BRIDGE, &self.deployment.plugin_dirs),
             Source::Builtin(b) => unreachable!("built-in {b:?} is not a plugin"),
         };
         // No native libNAME.so: a Python distribution NAME may have the entry point.
         let (library, entry, local_conf, native_missing) = match loaded {
+            // `call:module:attr` and protocol keys: the bridge calls the factory.
+            Ok(library) if matches!(c.source, Source::Python { .. }) => {
+                (library, bridge_entry(c.kind), python_call(c), None)
+            }
             Ok(library) => (library, c.source.entry(), c.local_conf.clone(), None),
             Err(missing @ LoadError::NotFound { .. }) => match self.python_egg(c) {
                 Some((library, entry, local_conf)) => (library, entry, local_conf, Some(missing)),

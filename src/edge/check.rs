@@ -31,6 +31,15 @@ fn code(c: &Component, plugin_dirs: &[PathBuf]) -> (String, Value) {
             b.name.to_owned(),
             Value::String("built-in egg:plughost".into()),
         ),
+        // Python code through the WSGI bridge: the entry is the Python object.
+        Source::Python { spec, protocol } => {
+            let dirs = search::search_dirs(plugin_dirs);
+            let file = search::find_library("plughost-wsgi", &dirs)
+                .map(|p| Value::String(p.display().to_string()))
+                .unwrap_or(Value::Null);
+            let how = protocol.unwrap_or("call");
+            (format!("{how}:{spec}"), file)
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod gunicorn;
+pub mod load;
 pub mod nginx;
 pub mod page_tree;
 pub mod python;

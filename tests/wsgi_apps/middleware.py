@@ -30,3 +30,20 @@ def checked(app):
 def filter_factory(global_conf, label="py"):
     """A Paste filter_factory."""
     return lambda app: Stamp(app, label)
+
+
+def filter_app_factory(app, global_conf, label="py"):
+    """A Paste filter_app_factory (`paste.filter_app_factory = middleware:filter_app_factory`)."""
+    return Stamp(app, label)
+
+
+def app_factory(global_conf, greeting="hi", **local):
+    """A Paste app_factory: answers its greeting, the global `here` and its other keys."""
+    import json
+
+    def app(environ, start_response):
+        body = json.dumps({"greeting": greeting, "here": global_conf.get("here"), "local": local})
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body.encode()]
+
+    return validator(app)

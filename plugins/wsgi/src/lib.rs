@@ -25,7 +25,7 @@ use plughost_sdk::{App, Config, Error, Filter, Next, Request, Response};
 use pyo3::prelude::*;
 
 /// The keys of `[app:] use = egg:plughost#wsgi`.
-const APP_KEYS: &[&str] = &["app", "paste", "python_path"];
+const APP_KEYS: &[&str] = &["app", "paste", "paste_protocol", "python_path"];
 
 /// `egg:plughost#wsgi`: a Python WSGI application.
 struct WsgiApp {
@@ -75,7 +75,7 @@ impl App for WsgiApp {
 }
 
 /// The keys of `[filter:] use = egg:plughost#wsgi-filter`.
-const FILTER_KEYS: &[&str] = &["filter", "paste", "python_path"];
+const FILTER_KEYS: &[&str] = &["filter", "paste", "paste_protocol", "python_path"];
 
 /// `egg:plughost#wsgi-filter`: Python middleware around the rest of the pipeline.
 struct WsgiFilter {
@@ -100,12 +100,18 @@ impl Filter for WsgiFilter {
                 (None, Some(uri)) => {
                     let (global, local) = load::paste_args(py, config, FILTER_KEYS)
                         .map_err(|e| located(py, "paste", e))?;
-                    let made = match load::entry_point(py, uri, "paste.filter_factory") {
-                        Ok(factory) => factory
-                            .call((global,), Some(&local))
-                            .and_then(|f| f.call1((downstream,))),
-                        Err(_) => load::entry_point(py, uri, "paste.filter_app_factory")
-                            .and_then(|factory| factory.call((downstream, global), Some(&local))),
+                    // `paste_protocol` (from a `paste.filter_app_factory =` key)
+                    // says which; an entry point is looked up in both groups.
+                    let filter_app = config.get("paste_protocol") == Some("paste.filter_app_factory");
+                    let made = if filter_app {
+                        filter_app_call(py, uri, &downstream, global, &local)
+                    } else {
+                        match load::entry_point(py, uri, "paste.filter_factory") {
+                            Ok(factory) => factory
+                                .call((global,), Some(&local))
+                                .and_then(|f| f.call1((downstream.clone_ref(py),))),
+                            Err(_) => filter_app_call(py, uri, &downstream, global, &local),
+                        }
                     };
                     made.map_err(|e| located(py, "paste", e))?.unbind()
                 }
@@ -127,6 +133,18 @@ impl Filter for WsgiFilter {
     fn call(&self, req: Request, next: Next<'_>) -> Result<Response, Error> {
         filter::serve(&self.app, req, next)
     }
+}
+
+/// A `paste.filter_app_factory`: called with the app it wraps, then the configs.
+fn filter_app_call<'py>(
+    py: Python<'py>,
+    uri: &str,
+    downstream: &Py<filter::Downstream>,
+    global: Bound<'py, pyo3::types::PyDict>,
+    local: &Bound<'py, pyo3::types::PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    load::entry_point(py, uri, "paste.filter_app_factory")
+        .and_then(|factory| factory.call((downstream.clone_ref(py), global), Some(local)))
 }
 
 /// `python_path`: directories (whitespace-separated), relative to `here`.

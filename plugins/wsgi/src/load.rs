@@ -34,8 +34,28 @@ pub(crate) fn entry_point<'py>(
     uri: &str,
     group: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // `call:module:attr` (Paste's `call:` and protocol keys): the object itself,
+    // whose protocol the caller knows.
+    if let Some(spec) = uri.trim().strip_prefix("call:") {
+        let found = object(py, spec)?.into_bound(py);
+        let module = spec.split(':').next().unwrap_or_default();
+        let file = py
+            .import("sys")
+            .and_then(|sys| sys.getattr("modules")?.get_item(module.trim()))
+            .and_then(|m| m.getattr("__file__"))
+            .and_then(|f| f.str().map(|s| s.to_string()))
+            .unwrap_or_else(|_| "?".into());
+        plughost_sdk::log(
+            plughost_sdk::Level::Info,
+            crate::stream::TARGET,
+            &format!("call:{spec}: {group} from {file}"),
+        );
+        return Ok(found);
+    }
     let rest = uri.trim().strip_prefix("egg:").ok_or_else(|| {
-        pyo3::exceptions::PyValueError::new_err(format!("`{uri}`: expected egg:DIST#ENTRY"))
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "`{uri}`: expected egg:DIST#ENTRY or call:module:attr"
+        ))
     })?;
     let (dist, entry) = rest.split_once('#').unwrap_or((rest, "main"));
     let dist = dist.split("==").next().unwrap_or(dist).trim();

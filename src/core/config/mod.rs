@@ -203,6 +203,16 @@ pub enum Source {
     Lib { path: PathBuf, entry: String },
     /// A component built into the host (`egg:plughost#cache`, `egg:Paste#urlmap`, ...).
     Builtin(&'static Builtin),
+    /// Python code named the way Paste names it without an entry point:
+    /// `use = call:module:attr`, or a protocol key (`paste.app_factory =
+    /// module:attr`). It runs through the WSGI bridge plugin.
+    Python {
+        /// `module:attr`.
+        spec: String,
+        /// The protocol key that named it (`paste.filter_app_factory`...);
+        /// `None` for `call:`, whose protocol follows the section's kind.
+        protocol: Option<&'static str>,
+    },
 }
 
 impl Source {
@@ -210,6 +220,7 @@ impl Source {
         match self {
             Source::Egg { entry, .. } | Source::Lib { entry, .. } => entry,
             Source::Builtin(b) => b.name,
+            Source::Python { spec, .. } => spec,
         }
     }
 

@@ -36,7 +36,7 @@ pub(super) enum ReferenceError {
         name: String,
         known: Vec<&'static str>,
     },
-    #[error("`{value}`: call: names Python code, which plughost cannot run; use egg:NAME#ENTRY or lib:PATH#ENTRY")]
+    #[error("`{value}`: expected call:module:function (not in format module:function)")]
     Call { value: String },
     #[error("`{value}`: unknown scheme `{scheme}`; known schemes: egg, lib, config")]
     UnknownScheme { value: String, scheme: String },
@@ -114,9 +114,19 @@ pub(super) fn parse(
                 name: name.to_owned(),
             })
         }
-        "call" => Err(ReferenceError::Call {
-            value: value.to_owned(),
-        }),
+        // Python code, run through the WSGI bridge; its protocol follows the
+        // section's kind (app_factory, filter_factory), as in Paste.
+        "call" => match rest.trim().split_once(':') {
+            Some((m, a)) if !m.trim().is_empty() && !a.trim().is_empty() => {
+                Ok(Reference::Code(Source::Python {
+                    spec: rest.trim().to_owned(),
+                    protocol: None,
+                }))
+            }
+            _ => Err(ReferenceError::Call {
+                value: value.to_owned(),
+            }),
+        },
         _ => Err(ReferenceError::UnknownScheme {
             value: value.to_owned(),
             scheme,
@@ -218,10 +228,17 @@ mod tests {
             parse("other", base).unwrap(),
             Reference::Section("other".into())
         );
-        assert!(parse("call:foo:bar", base)
+        assert_eq!(
+            parse("call:my.pkg:make_app", base).unwrap(),
+            Reference::Code(Source::Python {
+                spec: "my.pkg:make_app".into(),
+                protocol: None
+            })
+        );
+        assert!(parse("call:foo", base)
             .unwrap_err()
             .to_string()
-            .contains("use egg:"));
+            .contains("module:function"));
         assert!(parse("app:foo", base)
             .unwrap_err()
             .to_string()

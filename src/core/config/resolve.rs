@@ -188,6 +188,8 @@ struct Keys {
     local_at: Vec<(String, Location)>,
     /// Reserved keys: name → (value, line).
     reserved: HashMap<&'static str, (String, usize)>,
+    /// Paste's protocol keys (`paste.app_factory = module:attr`...): (key, value, line).
+    protocols: Vec<(String, String, usize)>,
 }
 
 const RESERVED: &[&str] = &["use", "filter-with", "next", "pipeline", "require"];
@@ -396,6 +398,7 @@ impl Resolver {
             local: Vec::new(),
             local_at: Vec::new(),
             reserved: HashMap::new(),
+            protocols: Vec::new(),
         };
         let mut gets = Vec::new();
         for entry in &section.entries {
@@ -411,10 +414,7 @@ impl Resolver {
             } else if entry.key.starts_with("paste.")
                 && (entry.key.ends_with("_factory") || entry.key.ends_with("_runner"))
             {
-                return Err(here.error(
-                    ErrorKind::BadUri,
-                    "names a Python factory, which plughost cannot run; use `use = egg:NAME#ENTRY` or `use = lib:PATH#ENTRY`",
-                ));
+                keys.protocols.push((entry.key.clone(), value, entry.line));
             } else if let Some(&key) = reserved_here.iter().find(|k| **k == entry.key) {
                 keys.reserved.insert(key, (value, entry.line));
             } else if ctx.defaults.contains(&entry.key) {
@@ -523,13 +523,23 @@ impl Resolver {
                 } else {
                     Kind::App
                 };
-                let Some((use_value, _)) = keys.reserved.get("use").cloned() else {
-                    return Err(at_section().error(
-                        ErrorKind::MissingKey,
-                        "no `use =` key: say where the code comes from (egg:NAME#ENTRY, lib:PATH#ENTRY, config:FILE#NAME or another section)",
-                    ));
-                };
-                self.use_target(ctx, ty, kind, section, &use_value, &keys, &key_at("use"))?
+                if let Some((key, _, line)) = keys.protocols.first() {
+                    if keys.reserved.contains_key("use") {
+                        return Err(at_key(ctx, section, *line, key).error(
+                            ErrorKind::BadValue,
+                            "names the code a second time: the section has `use =` too; keep one",
+                        ));
+                    }
+                    python_protocol(ctx, ty, section, &keys)?
+                } else {
+                    let Some((use_value, _)) = keys.reserved.get("use").cloned() else {
+                        return Err(at_section().error(
+                            ErrorKind::MissingKey,
+                            "no `use =` key: say where the code comes from (egg:NAME#ENTRY, lib:PATH#ENTRY, config:FILE#NAME, call:MODULE:FUNCTION, a paste.app_factory key or another section)",
+                        ));
+                    };
+                    self.use_target(ctx, ty, kind, section, &use_value, &keys, &key_at("use"))?
+                }
             }
             SectionType::Server => unreachable!("servers are resolved by `server`"),
         };
@@ -835,6 +845,93 @@ fn code_component(
         global_conf: globals.clone(),
         local_conf: Vec::new(),
         local_at: Vec::new(),
+    })
+}
+
+fn at_key(ctx: &Ctx, section: &Section, line: usize, key: &str) -> At {
+    At {
+        file: ctx.path.clone(),
+        line,
+        section: section.header.clone(),
+        key: key.to_owned(),
+    }
+}
+
+/// An app or filter section named by a protocol key (`paste.app_factory =
+/// module:attr`) instead of `use`: Python code through the WSGI bridge, with
+/// Paste's rules (an app with two app protocols is an error; a filter takes
+/// the first of filter_factory, filter_app_factory). Python composite and
+/// server factories are refused: plughost's urlmap and server are built in.
+fn python_protocol(
+    ctx: &Ctx,
+    ty: SectionType,
+    section: &Section,
+    keys: &Keys,
+) -> Result<Resolved, ConfigError> {
+    let allowed: &[&'static str] = match ty {
+        SectionType::Filter => &["paste.filter_factory", "paste.filter_app_factory"],
+        _ => &["paste.app_factory"],
+    };
+    for (key, _, line) in &keys.protocols {
+        let here = at_key(ctx, section, *line, key);
+        if key == "paste.composite_factory" || key == "paste.composit_factory" {
+            return Err(here.error(
+                ErrorKind::BadUri,
+                "Python composite factories are not supported; plughost's composite is egg:plughost#urlmap (egg:Paste#urlmap)",
+            ));
+        }
+        if !allowed.contains(&key.as_str()) {
+            return Err(here.error(
+                ErrorKind::BadUri,
+                format!(
+                    "is not a protocol of this section's kind (expected {})",
+                    allowed.join(" or ")
+                ),
+            ));
+        }
+    }
+    if ty != SectionType::Filter && keys.protocols.len() > 1 {
+        let (key, _, line) = &keys.protocols[1];
+        return Err(at_key(ctx, section, *line, key).error(
+            ErrorKind::BadValue,
+            "a second app protocol in one section (Paste's MultipleProtocols); keep one",
+        ));
+    }
+    let (key, value, line) = allowed
+        .iter()
+        .find_map(|p| keys.protocols.iter().find(|(k, _, _)| k == p))
+        .expect("checked above");
+    let here = at_key(ctx, section, *line, key);
+    if !value
+        .split_once(':')
+        .is_some_and(|(m, a)| !m.trim().is_empty() && !a.trim().is_empty())
+    {
+        return Err(here.error(
+            ErrorKind::BadUri,
+            format!("`{value}`: expected module:function"),
+        ));
+    }
+    let protocol = *allowed
+        .iter()
+        .find(|p| **p == key.as_str())
+        .expect("allowed");
+    let kind = if ty == SectionType::Filter {
+        Kind::Filter
+    } else {
+        Kind::App
+    };
+    let source = Source::Python {
+        spec: value.trim().to_owned(),
+        protocol: Some(protocol),
+    };
+    let mut c = code_component(kind, &source, value, &keys.globals, &here)?;
+    c.section = section.header.clone();
+    c.line = section.line;
+    c.local_conf = keys.local.clone();
+    c.local_at = keys.local_at.clone();
+    Ok(Resolved {
+        core: Core::Component(c),
+        filters: Vec::new(),
     })
 }
 
