@@ -473,18 +473,25 @@ impl Load {
         );
     }
 
-    pub fn stop(self) -> LoadReport {
+    pub fn stop(mut self) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);
         let mut report = LoadReport {
             ok: 0,
             failures: Vec::new(),
         };
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let (ok, failures) = t.join().unwrap();
             report.ok += ok;
             report.failures.extend(failures);
         }
         report
+    }
+}
+
+/// A test that failed with the load running stops the clients too.
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
