@@ -49,10 +49,10 @@ pub mod cache {
 
 /// The HTTP server and the environ it builds.
 pub mod server {
-    pub use crate::edge::server::{bind, environ, serve};
+    pub use crate::edge::server::{adopt, bind, environ, keep_unix_socket_file, serve};
 }
 
-pub use crate::edge::{check, logging};
+pub use crate::edge::{check, handover, logging};
 
 /// `plughost cache purge --soft`: pages refreshed through the pipeline in-process.
 pub mod soft_purge {

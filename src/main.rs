@@ -263,13 +263,25 @@ fn serve(
     for w in &deployment.warnings {
         tracing::warn!("{w}");
     }
+    // Started by `plughost` itself for an in-place restart: the old process's sockets.
+    let mut inherited = plughost::handover::inherited()?;
     rt.block_on(async move {
-        let listeners = server::bind(&deployment.server).await?;
-        // Take over SIGINT, SIGTERM and SIGHUP before saying we listen: a signal
-        // sent as soon as that line appears must drain or reload, not meet the
-        // default action (which ends the process).
+        let listeners = match &mut inherited {
+            Some(i) => {
+                let (tcp, unix) = i.sockets();
+                server::adopt(&deployment.server, tcp, unix).await?
+            }
+            None => server::bind(&deployment.server).await?,
+        };
+        let (tcp, unix) = listeners.copies()?;
+        let handover = std::sync::Arc::new(plughost::handover::Handover::new(tcp, unix)?);
+        // Take over SIGINT, SIGTERM, SIGHUP and SIGUSR2 before saying we
+        // listen: a signal sent as soon as that line appears must drain,
+        // reload or restart, not meet the default action (which ends the process).
         let shutdown = shutdown_signal();
         let hup = reloader.clone().on_sighup();
+        let restarted = std::sync::Arc::new(tokio::sync::Notify::new());
+        let restart = restart_in_place(handover, reloader.python_changed(), restarted.clone())?;
         let mut out = std::io::stdout().lock();
         for address in listeners.addresses()? {
             writeln!(out, "plughost: listening on {address}")?;
@@ -278,11 +290,54 @@ fn serve(
         drop(out);
         tracing::info!(config = %deployment.files[0].display(), threads = reloader.pool().size(), reload = watch, "serving");
         tokio::spawn(hup);
+        tokio::spawn(restart);
         if watch {
             tokio::spawn(reloader.clone().watch());
         }
-        server::serve(listeners, reloader.live(), deployment.server.clone(), shutdown).await;
+        if let Some(i) = inherited {
+            tracing::info!("took over the listening sockets from the previous process");
+            i.ready();
+        }
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = restarted.notified() => {}
+            }
+        };
+        server::serve(listeners, reloader.live(), deployment.server.clone(), stop).await;
         Ok(())
+    })
+}
+
+/// On SIGUSR2 (a binary upgrade) or a changed Python file (`--reload`): start
+/// a new process on the same sockets, and once it serves, tell `restarted`
+/// (this process then drains and exits). A failed attempt keeps this process
+/// serving.
+fn restart_in_place(
+    handover: std::sync::Arc<plughost::handover::Handover>,
+    python_changed: std::sync::Arc<tokio::sync::Notify>,
+    restarted: std::sync::Arc<tokio::sync::Notify>,
+) -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = usr2.recv() => tracing::info!("SIGUSR2 received: restarting in place"),
+                () = python_changed.notified() => {}
+            }
+            let h = handover.clone();
+            match tokio::task::spawn_blocking(move || h.run()).await {
+                Ok(Ok(pid)) => {
+                    tracing::info!("handed the listening sockets to PID {pid}; draining");
+                    server::keep_unix_socket_file();
+                    restarted.notify_one();
+                    return;
+                }
+                Ok(Err(e)) => tracing::error!("in-place restart failed, still serving: {e}"),
+                Err(e) => tracing::error!("in-place restart failed, still serving: {e}"),
+            }
+        }
     })
 }
 

@@ -164,7 +164,11 @@ fn purge_is_allowed_by_address_and_token() {
     assert_eq!(r.status, 403);
     assert!(r.text().contains("purge_allow"), "{}", r.text());
     assert!(dir.path().join("cache/a").is_file());
-    assert!(host.log().contains("PURGE refused"), "{}", host.log());
+    assert!(
+        host.wait_log("PURGE refused", Duration::from_secs(5)),
+        "{}",
+        host.log()
+    );
 }
 
 #[test]

@@ -345,3 +345,44 @@ fn an_instance_is_kept_by_library_contents_not_by_path() {
     reload(&host);
     assert_eq!(calls(&host, "/"), 1);
 }
+
+/// SIGUSR2: a new process (the binary as it is on disk now) takes over the
+/// listening socket; the old one drains and exits; no client request fails.
+#[test]
+fn sigusr2_restarts_in_place_under_load_with_no_failed_request() {
+    let dir = tempdir();
+    build_c(dir.path(), "build 0");
+    let host = Host::try_start_in(dir.path(), &config("before", false), &[]).unwrap();
+    let load = support::load::Load::start(host.port, "/", 4);
+    std::thread::sleep(Duration::from_millis(300));
+    // The restarted process reads the config as it is now.
+    std::fs::write(dir.path().join("deploy.ini"), config("after", false)).unwrap();
+    let old = host.pid();
+    signal(old, "USR2");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        if let Some(pid) = support::load::handed_to(&host.log()) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no handover:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let new = support::load::Adopted(new);
+    assert_ne!(new.0, old);
+    while host.get("/").text() != "after" {
+        assert!(Instant::now() < deadline, "the new process does not answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.stop();
+    assert!(ok > 50, "only {ok} requests answered");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let mut host = host;
+    let status = host.child.wait().unwrap();
+    assert!(status.success(), "the old process: {status}");
+}

@@ -686,3 +686,46 @@ fn python_protocol_keys_follow_pastes_rules() {
         assert!(err.contains(needle), "{config}\n{err}");
     }
 }
+
+/// `--reload` with a Python app: a changed `.py` file restarts the process in
+/// place (a new interpreter imports the new code; the old process drains),
+/// and no client request fails meanwhile.
+#[test]
+fn a_python_change_restarts_in_place_under_load_with_no_failed_request() {
+    let dir = support::tempdir();
+    let module = |version: &str| {
+        format!(
+            "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'{version}']\n"
+        )
+    };
+    std::fs::write(dir.path().join("hotapp.py"), module("one")).unwrap();
+    let config = "[app:main]\nuse = egg:plughost#wsgi\napp = hotapp:app\npython_path = .\n";
+    let host = wsgi::serve_args(dir.path(), config, None, &[], &["--reload"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(host.get("/").text(), "one");
+    let load = support::load::Load::start(host.port, "/", 4);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.path().join("hotapp.py"), module("two")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new = loop {
+        if let Some(pid) = support::load::handed_to(&host.log()) {
+            break support::load::Adopted(pid);
+        }
+        assert!(Instant::now() < deadline, "no restart:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while host.get("/").text() != "two" {
+        assert!(Instant::now() < deadline, "the new code is not served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.stop();
+    drop(new);
+    assert!(ok > 20, "only {ok} requests answered");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

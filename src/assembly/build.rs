@@ -185,6 +185,9 @@ pub(crate) fn build_reusing(
     rt: &Handle,
     previous: &[Reusable],
 ) -> Result<Pipeline, BuildError> {
+    // Built-ins that start background work (the cache's purge bus and
+    // refreshes) find the runtime the pipeline will serve on.
+    let _in_runtime = rt.enter();
     let mut reuse = Leftovers::new();
     for r in previous {
         if let Some(instance) = r.instance.upgrade() {

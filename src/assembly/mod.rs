@@ -5,6 +5,7 @@
 mod build;
 mod plugin_node;
 mod pool;
+mod python_watch;
 pub(crate) mod reload;
 mod swap;
 

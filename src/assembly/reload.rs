@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 
+use crate::assembly::python_watch;
 use crate::assembly::{self, BuildError, Reusable, Swappable, WorkerPool};
 use crate::components::builtins;
 use crate::components::plugin::{FileStamp, Registry};
@@ -76,6 +78,10 @@ pub struct Reloader {
     server: ServerConfig,
     /// Files whose change triggers a reload, with their stamps when last loaded.
     watched: Mutex<Vec<(PathBuf, Option<FileStamp>)>>,
+    /// With the WSGI bridge loaded, the Python files whose change restarts
+    /// the process in place (told through `python_changed`).
+    python: Mutex<Vec<(PathBuf, Option<FileStamp>)>>,
+    python_changed: Arc<Notify>,
     /// The live pipeline's plugin instances, which the next reload may carry
     /// over (held weakly: the pipeline, its requests and bodies keep them alive).
     instances: Mutex<Vec<Reusable>>,
@@ -97,6 +103,11 @@ impl Reloader {
             tracing::warn!("{w}");
         }
         let watched = watch_list(deployment, &built.libraries);
+        let python = if python_watch::runs_python(&built.libraries) {
+            python_watch::files(deployment)
+        } else {
+            Vec::new()
+        };
         let instances = built.reusable();
         let reloader = Reloader {
             spec,
@@ -106,6 +117,8 @@ impl Reloader {
             live: Arc::new(Swappable::new(built.root)),
             server: deployment.server.clone(),
             watched: Mutex::new(watched),
+            python: Mutex::new(python),
+            python_changed: Arc::new(Notify::new()),
             instances: Mutex::new(instances),
             busy: Mutex::new(()),
         };
@@ -201,10 +214,37 @@ impl Reloader {
         watched.iter().any(|(p, stamp)| FileStamp::of(p) != *stamp)
     }
 
-    /// Poll the watched files and reload on change (`serve --reload`).
+    /// Notified when a watched Python file changed (`serve --reload`): the
+    /// edge restarts the process in place.
+    pub fn python_changed(&self) -> Arc<Notify> {
+        self.python_changed.clone()
+    }
+
+    /// Whether a watched Python file differs from when it was last seen
+    /// (the stamps are updated, so one change is told once).
+    fn python_touched(&self) -> bool {
+        let mut python = self.python.lock().unwrap_or_else(|e| e.into_inner());
+        let mut touched = false;
+        for (p, stamp) in python.iter_mut() {
+            let now = FileStamp::of(p);
+            if now != *stamp {
+                *stamp = now;
+                touched = true;
+            }
+        }
+        touched
+    }
+
+    /// Poll the watched files and reload on change (`serve --reload`); a
+    /// changed Python file is told through [`Reloader::python_changed`].
     pub async fn watch(self: Arc<Self>) {
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
+            if self.python_touched() {
+                tracing::info!("a Python file changed: restarting in place");
+                self.python_changed.notify_one();
+                continue;
+            }
             if !self.changed() {
                 continue;
             }

@@ -3,6 +3,7 @@
 //! (through the in-process request helper). `main.rs` sits beside it.
 
 pub mod check;
+pub mod handover;
 pub(crate) mod in_process;
 mod log_names;
 pub mod logging;

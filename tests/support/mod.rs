@@ -5,10 +5,13 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod gunicorn;
+pub mod load;
 pub mod nginx;
 pub mod page_tree;
 pub mod python;
+pub mod redis;
 pub mod wsgi;
 
 use std::io::{BufRead, BufReader, Read, Write};

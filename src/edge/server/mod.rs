@@ -12,6 +12,7 @@ mod unix;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,6 +50,61 @@ impl Listeners {
         }
         Ok(out)
     }
+}
+
+impl Listeners {
+    /// Copies of the listening sockets (TCP ones, then the unix one), for
+    /// handing them to a new process (`handover`).
+    pub fn copies(&self) -> std::io::Result<(Vec<OwnedFd>, Option<OwnedFd>)> {
+        let tcp = self
+            .tcp
+            .iter()
+            .map(|l| l.as_fd().try_clone_to_owned())
+            .collect::<std::io::Result<_>>()?;
+        let unix = self.unix.as_ref().map(|u| u.copy()).transpose()?;
+        Ok((tcp, unix))
+    }
+}
+
+/// Leave the unix socket's file in place when this process stops (a new
+/// process listens on it now).
+pub fn keep_unix_socket_file() {
+    unix::keep_file();
+}
+
+/// The config's listening sockets from sockets a previous process handed
+/// over, in order (with `port = 0`, any port), binding those it did not have.
+pub async fn adopt(
+    cfg: &ServerConfig,
+    tcp: Vec<std::net::TcpListener>,
+    unix_inherited: Option<std::os::unix::net::UnixListener>,
+) -> std::io::Result<Listeners> {
+    let mut inherited = tcp.into_iter().map(Some).collect::<Vec<_>>();
+    let mut tcp = Vec::new();
+    for (i, (host, port)) in cfg.listen.iter().enumerate() {
+        let fits = inherited.get(i).and_then(Option::as_ref).is_some_and(|l| {
+            l.local_addr()
+                .is_ok_and(|a| *port == 0 || a.port() == *port)
+        });
+        if fits {
+            let l = inherited[i].take().expect("checked");
+            l.set_nonblocking(true)?;
+            tcp.push(TcpListener::from_std(l)?);
+        } else {
+            let listener = TcpListener::bind((host.as_str(), *port))
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
+                })?;
+            tcp.push(listener);
+        }
+    }
+    let unix = match (&cfg.unix_socket, unix_inherited) {
+        (Some(path), Some(l)) => Some(unix::Listener::adopt(l, path)?),
+        (Some(path), None) => Some(unix::Listener::bind(path, cfg.unix_socket_perms)?),
+        (None, _) => None,
+    };
+    Ok(Listeners { tcp, unix })
 }
 
 /// Bind every `listen` address of the config, and its `unix_socket`.

@@ -4,10 +4,19 @@
 //! removed again when the listener goes.
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::{UnixListener, UnixStream};
+
+/// Set when the sockets were handed to a new process: the file stays.
+static KEEP_FILE: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn keep_file() {
+    KEEP_FILE.store(true, Ordering::Relaxed);
+}
 
 pub(crate) struct Listener {
     inner: UnixListener,
@@ -41,6 +50,20 @@ impl Listener {
         })
     }
 
+    /// A listening socket a previous process handed over (its file is in place).
+    pub(crate) fn adopt(l: std::os::unix::net::UnixListener, path: &Path) -> io::Result<Listener> {
+        l.set_nonblocking(true)?;
+        Ok(Listener {
+            inner: UnixListener::from_std(l)?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A copy of the socket, for handing it over.
+    pub(crate) fn copy(&self) -> io::Result<OwnedFd> {
+        self.inner.as_fd().try_clone_to_owned()
+    }
+
     pub(crate) async fn accept(&self) -> io::Result<UnixStream> {
         Ok(self.inner.accept().await?.0)
     }
@@ -48,6 +71,9 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if KEEP_FILE.load(Ordering::Relaxed) {
+            return;
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -28,10 +28,13 @@ pub(super) struct StreamState {
     /// The newest ID the stream ever gave out.
     pub last: EntryId,
     /// The newest ID trimming removed (`0-0`: none), where Redis (7 and
-    /// later) says.
+    /// later) says (7.0 leaves it at `0-0` for `MAXLEN ~` trimming).
     pub max_deleted: Option<EntryId>,
     /// The oldest entry still kept.
     pub first: Option<EntryId>,
+    /// Entries kept now, and ever added (Redis 7 and later).
+    pub length: u64,
+    pub entries_added: Option<u64>,
 }
 
 impl Link {
@@ -102,6 +105,18 @@ impl Link {
         Ok(out)
     }
 
+    /// Whether the entry `id` is still in the stream.
+    pub(super) fn has(&mut self, id: EntryId) -> RedisResult<bool> {
+        let found: Value = self.with(Duration::from_secs(2), |c, s| {
+            redis::cmd("XRANGE")
+                .arg(s)
+                .arg(id.to_string())
+                .arg(id.to_string())
+                .query(c)
+        })?;
+        Ok(matches!(found, Value::Array(ref a) if !a.is_empty()))
+    }
+
     /// The stream's state (`exists: false` when there is no such key yet).
     pub(super) fn state(&mut self) -> RedisResult<StreamState> {
         let info: RedisResult<HashMap<String, Value>> = self
@@ -128,30 +143,44 @@ impl Link {
             },
             _ => None,
         };
+        let int = |k: &str| match info.get(k) {
+            Some(Value::Int(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
         Ok(StreamState {
             exists: true,
             last: id("last-generated-id").unwrap_or_default(),
             max_deleted: id("max-deleted-entry-id"),
             first,
+            length: int("length").unwrap_or_default(),
+            entries_added: int("entries-added"),
         })
     }
 }
 
 impl StreamState {
     /// Whether entries after `pos` were trimmed away before this node read
-    /// them. Without Redis 7's `max-deleted-entry-id`, an oldest entry newer
-    /// than `pos` counts as a gap (it may be one).
-    pub(super) fn missed_after(&self, pos: EntryId) -> bool {
-        if pos.is_start() {
-            return false;
-        }
+    /// them. `kept`: the entry at `pos` itself is still in the stream (then
+    /// nothing newer was trimmed: trimming removes the oldest first).
+    pub(super) fn missed_after(&self, pos: EntryId, kept: bool) -> bool {
         if !self.exists {
-            // The stream is gone (Redis lost its data): nothing says what was in it.
+            // No stream: lost (Redis lost its data) if this node had seen one.
+            return !pos.is_start();
+        }
+        if self.max_deleted.is_some_and(|d| d > pos) {
             return true;
         }
-        match self.max_deleted {
-            Some(deleted) => deleted > pos,
-            None => self.first.is_some_and(|f| f > pos) && self.last > pos,
+        if pos.is_start() {
+            // Nothing seen yet: anything ever trimmed was missed.
+            return self.entries_added.is_some_and(|n| n > self.length);
+        }
+        if kept {
+            return false;
+        }
+        // The position's own entry is gone: newer ones may be too.
+        match self.first {
+            Some(first) => first > pos,
+            None => self.last > pos,
         }
     }
 }
@@ -169,22 +198,30 @@ mod tests {
         let s = StreamState {
             exists: true,
             last: id(50),
-            max_deleted: Some(id(20)),
+            max_deleted: Some(EntryId::default()),
             first: Some(id(21)),
+            length: 30,
+            entries_added: Some(50),
         };
-        assert!(s.missed_after(id(10)));
-        assert!(!s.missed_after(id(20)));
-        assert!(!s.missed_after(id(30)));
-        assert!(!s.missed_after(EntryId::default()));
-        let gone = StreamState::default();
-        assert!(gone.missed_after(id(10)));
-        let old_redis = StreamState {
-            exists: true,
-            last: id(50),
-            max_deleted: None,
-            first: Some(id(40)),
+        // The position's entry was trimmed, and entries after it may be.
+        assert!(s.missed_after(id(10), false));
+        // Still there: nothing newer was trimmed.
+        assert!(!s.missed_after(id(30), true));
+        // Redis 7 saying what it deleted.
+        let told = StreamState {
+            max_deleted: Some(id(25)),
+            ..s
         };
-        assert!(old_redis.missed_after(id(30)));
-        assert!(!old_redis.missed_after(id(45)));
+        assert!(told.missed_after(id(22), true));
+        // A node that saw nothing: anything trimmed was missed.
+        assert!(s.missed_after(EntryId::default(), false));
+        let untrimmed = StreamState {
+            entries_added: Some(30),
+            ..s
+        };
+        assert!(!untrimmed.missed_after(EntryId::default(), false));
+        // The stream lost entirely.
+        assert!(StreamState::default().missed_after(id(10), false));
+        assert!(!StreamState::default().missed_after(EntryId::default(), false));
     }
 }

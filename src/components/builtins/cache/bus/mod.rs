@@ -405,7 +405,8 @@ impl Shared {
             self.save(node, state.last);
             return Ok(state.last);
         };
-        if !state.missed_after(pos) {
+        let kept = state.exists && !pos.is_start() && link.has(pos)?;
+        if !state.missed_after(pos, kept) {
             return Ok(pos);
         }
         tracing::warn!(
@@ -440,7 +441,9 @@ impl Shared {
 
     fn consume_loop(self: Arc<Self>, node: Node, mut link: Link, mut pos: Option<EntryId>) {
         let mut broken = pos.is_none();
-        while !self.stopping() && node.cache.strong_count() > 0 {
+        // Until the filter is dropped (its Bus's Drop sets `stop`); the filter
+        // itself is still being made when this thread starts.
+        while !self.stopping() {
             if broken {
                 match self.resume(&node, &mut link, pos) {
                     Ok(p) => {
