@@ -8,9 +8,8 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,52 +17,6 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const NODES: [&str; 3] = ["a", "b", "c"];
-
-/// A redis-server on a free loopback port, without persistence, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn binary() -> Option<PathBuf> {
-        let on_path = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("redis-server"))
-                .find(|p| p.is_file())
-        });
-        on_path.or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.is_file()))
-    }
-
-    fn start(bin: &Path, dir: &Path) -> Redis {
-        let port = nginx::free_port();
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "redis-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `text` with `from` replaced by `to`, which must be there.
 fn replaced(text: &str, from: &str, to: &str) -> String {
@@ -84,21 +37,21 @@ struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Option<Host>>,
     nginx: nginx::Nginx,
-    _redis: Redis,
+    _redis: redis::Redis,
 }
 
 impl Cluster {
     fn start(nginx_bin: &Path, redis_bin: &Path) -> Cluster {
         let dir = tempdir();
         let example = repo_dir().join("examples/cluster");
-        let redis = Redis::start(redis_bin, dir.path());
+        let redis = redis::Redis::start(redis_bin, &dir.path().join("redis"));
         // The shipped deploy.ini, pointed at this test's redis. `%(here)s` is
         // the copy's directory, so the trees land in this test's directory.
         let ini = std::fs::read_to_string(example.join("deploy.ini")).unwrap();
         let ini = replaced(
             &ini,
             "purge_bus = redis://127.0.0.1:6379/0",
-            &format!("purge_bus = redis://127.0.0.1:{}/0", redis.port),
+            &format!("purge_bus = {}", redis.url()),
         );
         let ini_path = dir.path().join("deploy.ini");
         std::fs::write(&ini_path, ini).unwrap();
@@ -107,7 +60,7 @@ impl Cluster {
         let purge = replaced(
             &purge,
             "purge_bus = redis://127.0.0.1:6379/0",
-            &format!("purge_bus = redis://127.0.0.1:{}/0", redis.port),
+            &format!("purge_bus = {}", redis.url()),
         );
         std::fs::write(dir.path().join("purge.ini"), purge).unwrap();
         let nodes: Vec<Option<Host>> = NODES
@@ -216,11 +169,11 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
         skip_unless_ci("nginx not installed (looked on PATH and at /usr/sbin/nginx)");
         return None;
     };
-    let Some(redis) = Redis::binary() else {
+    let Some(redis_bin) = redis::binary() else {
         skip_unless_ci("redis-server not installed (looked on PATH and at /usr/bin)");
         return None;
     };
-    Some((nginx, redis))
+    Some((nginx, redis_bin))
 }
 
 /// `n` paths through the balancer, each stored on the node that rendered it
@@ -394,7 +347,7 @@ fn a_node_listens_on_the_http_port_given_on_the_command_line() {
         return;
     };
     let dir = tempdir();
-    let redis = Redis::start(&redis_bin, dir.path());
+    let redis = redis::Redis::start(&redis_bin, &dir.path().join("redis"));
     let ini = std::fs::read_to_string(repo_dir().join("examples/cluster/deploy.ini")).unwrap();
     let ini = replaced(
         &ini,
