@@ -64,7 +64,7 @@ end
 "#;
 
 /// redis-server on PATH or in /usr/bin.
-fn redis_server() -> Result<PathBuf> {
+pub fn redis_server() -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])

@@ -333,7 +333,10 @@ fn extra_rows(
             }
         }
     }
-    if selected(cluster::KEY) {
+    if args.scenarios.is_empty() && cluster::redis_server().is_err() {
+        // Not asked for by name: a machine without Redis skips these rows.
+        eprintln!("loadbench: cluster rows skipped: redis-server is not installed");
+    } else if selected(cluster::KEY) {
         match cluster::run(&setup) {
             Ok(table) => println!("{table}"),
             Err(e) => {
