@@ -4,8 +4,6 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -57,29 +55,7 @@ fn twenty_reloads_under_load_with_no_failed_request() {
     let host = Host::try_start_in(dir.path(), &config("greeting 0", false), &["--reload"]).unwrap();
     let port = host.port;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            std::thread::spawn(move || {
-                let path = if i % 2 == 0 { "/" } else { "/c" };
-                while !stop.load(Ordering::Relaxed) {
-                    match request(port, "GET", path, &[], b"") {
-                        Ok(r) if r.status == 200 => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(r) => failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{path}: status {}", r.status)),
-                        Err(e) => failures.lock().unwrap().push(format!("{path}: {e}")),
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = support::load::Load::start_paths(port, &["/", "/c"], 4);
 
     let mut slowest = Duration::ZERO;
     for i in 1..=20 {
@@ -140,14 +116,9 @@ fn twenty_reloads_under_load_with_no_failed_request() {
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
+    let (ok, failures) = load.stop();
     eprintln!(
-        "{} requests succeeded during 20 reloads; slowest change became visible after {slowest:?}",
-        ok.load(Ordering::Relaxed)
+        "{ok} requests succeeded during 20 reloads; slowest change became visible after {slowest:?}"
     );
     assert!(
         failures.is_empty(),
@@ -155,7 +126,7 @@ fn twenty_reloads_under_load_with_no_failed_request() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
-    assert!(ok.load(Ordering::Relaxed) > 100, "the clients barely ran");
+    assert!(ok > 100, "the clients barely ran");
     assert!(
         slowest < VISIBLE_WITHIN,
         "a change took {slowest:?} to become visible"

@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 
 use super::request;
 
-/// `n` client threads GETting `path` from `port` until stopped.
+/// `n` client threads GETting paths from `port` until stopped (thread `i`
+/// asks for `paths[i % paths.len()]`).
 pub struct Load {
     stop: Arc<AtomicBool>,
     pub ok: Arc<AtomicU64>,
@@ -17,12 +18,17 @@ pub struct Load {
 
 impl Load {
     pub fn start(port: u16, path: &'static str, n: usize) -> Load {
+        Load::start_paths(port, &[path], n)
+    }
+
+    pub fn start_paths(port: u16, paths: &[&'static str], n: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..n)
-            .map(|_| {
+            .map(|i| {
                 let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                let path = paths[i % paths.len()];
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         match request(port, "GET", path, &[], b"") {

@@ -31,6 +31,7 @@ mod placement;
 pub(crate) mod purge;
 pub(crate) mod report;
 mod rules;
+mod state_file;
 pub(crate) mod stats;
 mod store;
 mod twins;

@@ -5,13 +5,10 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use rustix::fs::{mkdirat, openat, renameat, Mode, OFlags};
-use rustix::io::Errno;
-
-use super::super::dir::DIR_FLAGS;
+use super::super::state_file;
 
 /// The position's directory under cache_dir (dot-named: no URL maps to it).
 pub(in crate::components::builtins::cache) const DIR: &str = ".plughost-bus";
@@ -62,24 +59,11 @@ pub(in crate::components::builtins::cache) fn load(
     root: BorrowedFd<'_>,
     stream: &str,
 ) -> io::Result<Option<EntryId>> {
-    let dir = match openat(root, DIR, DIR_FLAGS, Mode::empty()) {
-        Ok(d) => d,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(dir) = state_file::open_dir(root, DIR)? else {
+        return Ok(None);
     };
-    let fd = match openat(
-        dir.as_fd(),
-        FILE,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text)?;
-    Ok(parse(&text, stream))
+    Ok(state_file::read(dir.as_fd(), FILE)?
+        .and_then(|b| parse(&String::from_utf8_lossy(&b), stream)))
 }
 
 fn parse(text: &str, stream: &str) -> Option<EntryId> {
@@ -93,22 +77,13 @@ pub(in crate::components::builtins::cache) fn save(
     stream: &str,
     id: EntryId,
 ) -> io::Result<()> {
-    match mkdirat(root, DIR, Mode::from_raw_mode(0o755)) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let dir = openat(root, DIR, DIR_FLAGS, Mode::empty())?;
-    let temp = format!(".{FILE}.{}", std::process::id());
-    let mut f = std::fs::File::from(openat(
+    let dir = state_file::make_dir(root, DIR)?;
+    state_file::replace(
         dir.as_fd(),
-        temp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )?);
-    f.write_all(format!("{stream} {id}\n").as_bytes())?;
-    drop(f);
-    renameat(dir.as_fd(), temp.as_str(), dir.as_fd(), FILE)?;
-    Ok(())
+        FILE,
+        format!("{stream} {id}\n").as_bytes(),
+        false,
+    )
 }
 
 #[cfg(test)]
@@ -128,6 +103,8 @@ mod tests {
 
     #[test]
     fn saved_per_stream() {
+        use super::super::super::dir::DIR_FLAGS;
+        use rustix::fs::{openat, Mode};
         let tmp = tempfile::tempdir().unwrap();
         let root = openat(rustix::fs::CWD, tmp.path(), DIR_FLAGS, Mode::empty()).unwrap();
         assert_eq!(load(root.as_fd(), "s").unwrap(), None);

@@ -23,19 +23,20 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use http::header::HeaderName;
 use http::HeaderMap;
 use rustix::fs::{
-    fgetxattr, flock, fsetxattr, mkdirat, openat, renameat, statat, AtFlags, Dir, FileType,
-    FlockOperation, Mode, OFlags, XattrFlags,
+    fgetxattr, flock, fsetxattr, openat, statat, AtFlags, Dir, FileType, FlockOperation, Mode,
+    OFlags, XattrFlags,
 };
 use rustix::io::Errno;
 
 use super::super::dir::{open_beneath, DIR_FLAGS};
 use super::super::path::MAX_DEPTH;
+use super::super::state_file;
 
 /// The index's directory under cache_dir.
 pub(in crate::components::builtins::cache) const INDEX_DIR: &str = ".plughost-tags";
@@ -229,17 +230,7 @@ fn unescape(s: &str) -> Option<String> {
 }
 
 fn index_dir(root: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    match openat(root, INDEX_DIR, DIR_FLAGS, Mode::empty()) {
-        Ok(fd) => Ok(fd),
-        Err(Errno::NOENT) => {
-            match mkdirat(root, INDEX_DIR, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(e.into()),
-            }
-            Ok(openat(root, INDEX_DIR, DIR_FLAGS, Mode::empty())?)
-        }
-        Err(e) => Err(e.into()),
-    }
+    state_file::make_dir(root, INDEX_DIR)
 }
 
 /// The index's lock, held until the returned file is dropped.
@@ -267,21 +258,9 @@ fn exists(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
 /// The journal's pages and its number of lines; `None` if it is missing or
 /// corrupt (a last line cut short by a crash is ignored, not corruption).
 fn read(dir: BorrowedFd<'_>) -> io::Result<Option<(Pages, usize)>> {
-    let fd = match openat(
-        dir,
-        JOURNAL,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut text = String::new();
-    if File::from(fd).read_to_string(&mut text).is_err() {
-        return Ok(None);
-    }
-    Ok(parse(&text))
+    Ok(state_file::read(dir, JOURNAL)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|text| parse(&text)))
 }
 
 fn parse(text: &str) -> Option<(Pages, usize)> {
@@ -308,18 +287,7 @@ fn write_journal(dir: BorrowedFd<'_>, pages: &Pages) -> io::Result<()> {
     for (rel, tags) in sorted {
         text.push_str(&line(rel, tags));
     }
-    let temp = ".journal.new";
-    let mut f = File::from(openat(
-        dir,
-        temp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )?);
-    f.write_all(text.as_bytes())?;
-    f.sync_data()?;
-    drop(f);
-    renameat(dir, temp, dir, JOURNAL)?;
-    Ok(())
+    state_file::replace(dir, JOURNAL, text.as_bytes(), true)
 }
 
 /// Rebuild the journal from the pages' attributes (walking the tree, no
