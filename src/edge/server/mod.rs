@@ -91,12 +91,7 @@ pub async fn adopt(
             l.set_nonblocking(true)?;
             tcp.push(TcpListener::from_std(l)?);
         } else {
-            let listener = TcpListener::bind((host.as_str(), *port))
-                .await
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
-                })?;
-            tcp.push(listener);
+            tcp.push(listen(host, *port).await?);
         }
     }
     let unix = match (&cfg.unix_socket, unix_inherited) {
@@ -107,16 +102,18 @@ pub async fn adopt(
     Ok(Listeners { tcp, unix })
 }
 
+/// Listen on `host:port` (the error names the address).
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind((host, port)).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
+    })
+}
+
 /// Bind every `listen` address of the config, and its `unix_socket`.
 pub async fn bind(cfg: &ServerConfig) -> std::io::Result<Listeners> {
     let mut tcp = Vec::new();
     for (host, port) in &cfg.listen {
-        let listener = TcpListener::bind((host.as_str(), *port))
-            .await
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
-            })?;
-        tcp.push(listener);
+        tcp.push(listen(host, *port).await?);
     }
     let unix = match &cfg.unix_socket {
         Some(path) => Some(unix::Listener::bind(path, cfg.unix_socket_perms)?),
