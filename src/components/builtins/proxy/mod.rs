@@ -83,7 +83,7 @@ impl Handler for Proxy {
 }
 
 impl Proxy {
-    async fn forward(&self, mut req: Request) -> Response {
+    async fn forward(&self, req: Request) -> Response {
         let allowed = &self.settings.allowed_methods;
         if !allowed.is_empty() && !allowed.contains(&req.method) {
             let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED);
@@ -94,10 +94,11 @@ impl Proxy {
             return resp;
         }
         let target = forward::target(&self.settings.base_path, &req.path_info, &req.query_string);
-        let uri = match http::Uri::try_from(format!(
+        let absolute = format!(
             "http://{}{target}",
             self.host.to_str().unwrap_or("localhost")
-        )) {
+        );
+        let uri = match http::Uri::try_from(absolute.as_str()) {
             Ok(uri) => uri,
             Err(e) => {
                 tracing::warn!(
@@ -107,20 +108,22 @@ impl Proxy {
                 return error_response(StatusCode::BAD_REQUEST);
             }
         };
-        let headers = forward::request_headers(&mut req, &self.host, &self.settings.suppress);
+        let (req, body) = forward::Origin::split(req);
         // A request that can be sent twice: idempotent and without a body. If its
         // pooled connection was closed by the backend just as it went out (an idle
         // keep-alive timing out on the other side), it is sent once more on a new
-        // connection instead of failing the client with a 502.
-        let retry = req.method.is_idempotent() && http_body::Body::is_end_stream(&req.body);
-        let build = |body: Body| {
+        // connection instead of failing the client with a 502. The retry is built
+        // again from the client's request, which nothing here changes.
+        let retry = req.method.is_idempotent() && http_body::Body::is_end_stream(&body);
+        let build = |uri: http::Uri, body: Body| {
             let mut out = http::Request::new(body);
             *out.method_mut() = req.method.clone();
-            *out.uri_mut() = uri.clone();
-            *out.headers_mut() = headers.clone();
+            *out.uri_mut() = uri;
+            *out.headers_mut() =
+                forward::request_headers(&req, &self.host, &self.settings.suppress);
             out
         };
-        let out = build(std::mem::replace(&mut req.body, crate::core::body::empty()));
+        let out = build(uri, body);
         let timeout = self.settings.timeout;
         let sent = async {
             let permit = self.slots.clone().acquire_owned().await.ok()?;
@@ -133,7 +136,10 @@ impl Proxy {
                             self.backend,
                             chain(e)
                         );
-                        result = self.client.request(build(crate::core::body::empty())).await;
+                        if let Ok(uri) = http::Uri::try_from(absolute.as_str()) {
+                            let again = build(uri, crate::core::body::empty());
+                            result = self.client.request(again).await;
+                        }
                     }
                 }
             }
