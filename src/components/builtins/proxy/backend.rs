@@ -11,11 +11,20 @@
 //! client does; nobody polls an idle connection, so a connection the backend
 //! closed while idle is found out when it is taken again (one poll sees the
 //! end of the stream) and replaced by another.
+//!
+//! Only the connection is polled with the task's waker: the response head and
+//! body reach their channels only while this task polls the connection, so
+//! they are polled with a no-op waker ([`Waker::noop`]), and hyper handing them
+//! over does not wake the task once more for nothing. An idle connection is
+//! checked with a no-op waker too, so sending on it does not wake whichever
+//! task last polled it.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Weak;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -84,12 +93,13 @@ struct Conn {
 }
 
 impl Conn {
-    /// Poll the connection once (with the caller's waker, so its socket wakes
-    /// the caller's task from now on): whether it can take a request now.
-    /// Closed by the backend (its end of stream read), failed, or still busy
-    /// with an earlier exchange: not usable.
-    fn poll_usable(&mut self, cx: &mut Context<'_>) -> bool {
-        match Pin::new(&mut self.io).poll(cx) {
+    /// Poll the connection once: whether it can take a request now. Closed by
+    /// the backend (its end of stream read), failed, or still busy with an
+    /// earlier exchange: not usable. No waker is registered: the request sent
+    /// next polls it with one.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut self.io).poll(&mut cx) {
             Poll::Ready(_) => false,
             Poll::Pending => self.send.is_ready(),
         }
@@ -106,6 +116,9 @@ pub(crate) struct Backend {
     /// With idle connections also capped at `max_connections`, no more are
     /// ever open than that.
     slots: Arc<Semaphore>,
+    idle_timeout: Duration,
+    /// Whether the task closing expired idle connections runs.
+    reaping: AtomicBool,
 }
 
 impl Backend {
@@ -114,6 +127,8 @@ impl Backend {
             dialer,
             idle: Mutex::new(IdleStack::new(idle_timeout, max_connections)),
             slots: Arc::new(Semaphore::new(max_connections)),
+            idle_timeout,
+            reaping: AtomicBool::new(false),
         }
     }
 
@@ -128,7 +143,7 @@ impl Backend {
             .await
             .map_err(|_| BackendError::Closed)?;
         while let Some(mut conn) = self.take_idle() {
-            if poll_fn(|cx| Poll::Ready(conn.poll_usable(cx))).await {
+            if conn.usable() {
                 return Ok(self.lease(conn, true, permit));
             }
             tracing::debug!("proxy: an idle backend connection was closed; not reused");
@@ -182,7 +197,7 @@ impl Backend {
         conn
     }
 
-    fn put_idle(&self, conn: Box<Conn>) {
+    fn put_idle(self: &Arc<Self>, conn: Box<Conn>) {
         let mut expired = Vec::new();
         let now = Instant::now();
         let refused = {
@@ -191,6 +206,38 @@ impl Backend {
             idle.push(conn, now).err()
         };
         drop((expired, refused));
+        if !self.reaping.load(Ordering::Relaxed) {
+            self.start_reaper();
+        }
+    }
+
+    /// Close idle connections once they have been idle for the idle timeout
+    /// even when no request comes to take them (taking and returning
+    /// connections expires them too): a task per backend, started with its
+    /// first idle connection, ending with the backend.
+    fn start_reaper(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let backend: Weak<Backend> = Arc::downgrade(self);
+        let period = self.idle_timeout / 4;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(backend) = backend.upgrade() else {
+                    return;
+                };
+                let mut expired = Vec::new();
+                backend
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .expire(Instant::now(), &mut expired);
+            }
+        });
     }
 
     /// Idle connections now (for tests).
@@ -242,13 +289,24 @@ impl Lease {
         let mut response = pin!(conn.send.try_send_request(req));
         poll_fn(|cx| {
             self.poll_conn(cx);
-            response.as_mut().poll(cx)
+            response.as_mut().poll(&mut self.quiet(cx))
         })
         .await
         .map_err(|mut e| SendFailure {
             unsent: e.take_message(),
             error: BackendError::Http(e.into_error()),
         })
+    }
+
+    /// The context to poll what the connection feeds (the response head, the
+    /// body) with: a no-op waker while the connection is open, since only
+    /// polling it (which registers `cx`) makes them progress; `cx` itself once
+    /// it has finished.
+    pub(crate) fn quiet<'a>(&self, cx: &Context<'a>) -> Context<'a> {
+        match self.conn {
+            Some(_) => Context::from_waker(Waker::noop()),
+            None => Context::from_waker(cx.waker()),
+        }
     }
 
     /// Let the connection make progress (read more of the response body,
@@ -371,7 +429,7 @@ mod tests {
         loop {
             let frame = poll_fn(|cx| {
                 lease.poll_conn(cx);
-                Pin::new(&mut body).poll_frame(cx)
+                Pin::new(&mut body).poll_frame(&mut lease.quiet(cx))
             })
             .await;
             match frame {
@@ -424,6 +482,16 @@ mod tests {
         let mut lease = b.checkout().await.unwrap();
         let _resp = lease.send(get()).await.unwrap();
         drop(lease);
+        assert_eq!(b.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout_without_new_requests() {
+        let (port, _) = backend(usize::MAX).await;
+        let b = pool(port, 4, Duration::from_millis(40));
+        exchange(&b).await;
+        assert_eq!(b.idle_count(), 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(b.idle_count(), 0);
     }
 

@@ -238,7 +238,9 @@ impl http_body::Body for Streamed {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let mut drove = false;
         loop {
-            match Pin::new(&mut self.inner).poll_frame(cx) {
+            let this = &mut *self;
+            let mut quiet = this.lease.quiet(cx);
+            match Pin::new(&mut this.inner).poll_frame(&mut quiet) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         self.waiting = false;
