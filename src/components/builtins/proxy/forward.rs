@@ -132,32 +132,36 @@ impl Origin {
 pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
     let incoming = &req.headers;
     let suppressed = |name: &HeaderName| suppress.iter().any(|s| s.as_str() == name.as_str());
+    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
     let named = if incoming.contains_key(header::CONNECTION) {
         connection_named(incoming)
     } else {
         Vec::new()
     };
-    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
+    // One pass, no further lookups into the client's map: what is set below
+    // from the client's values (Host, the X-Forwarded-For chain) is taken on
+    // the way.
+    let mut original_host = None;
+    let mut xff = Vec::new();
     for (name, value) in incoming {
-        let dropped = is_hop_by_hop(name)
+        if suppressed(name) || named.contains(name) {
+            continue;
+        }
+        if name == header::HOST {
+            original_host.get_or_insert(value);
+        } else if name == X_FORWARDED_FOR {
+            xff.extend_from_slice(value.as_bytes());
+            xff.extend_from_slice(b", ");
+        } else if !(is_hop_by_hop(name)
             // The server has read the whole body already: nothing to continue.
             || name == header::EXPECT
-            || name == header::HOST
-            || name == X_FORWARDED_FOR
-            || named.contains(name)
-            || suppressed(name);
-        if !dropped {
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST)
+        {
             out.append(name.clone(), value.clone());
         }
     }
     out.insert(header::HOST, host.clone());
-    let mut xff = Vec::new();
-    if !suppressed(&X_FORWARDED_FOR) {
-        for v in incoming.get_all(X_FORWARDED_FOR) {
-            xff.extend_from_slice(v.as_bytes());
-            xff.extend_from_slice(b", ");
-        }
-    }
     xff.extend_from_slice(req.remote_addr.as_bytes());
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
         out.insert(X_FORWARDED_FOR, v);
@@ -170,10 +174,6 @@ pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[Stri
     if let Ok(v) = proto {
         out.insert(X_FORWARDED_PROTO, v);
     }
-    let original_host = match suppressed(&header::HOST) {
-        false => incoming.get(header::HOST),
-        true => None,
-    };
     let fwd_host = match original_host {
         Some(h) => Some(h.clone()),
         None => {
@@ -205,6 +205,60 @@ mod tests {
         assert_eq!(target("/base/", b"/", ""), "/base/");
         assert_eq!(target("/base/", b"", ""), "/base/");
         assert_eq!(target("", b"/caf\xc3\xa9", ""), "/caf%C3%A9");
+    }
+
+    fn origin(headers: &[(&'static str, &'static str)]) -> Origin {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        Origin {
+            method: Method::GET,
+            headers: map,
+            remote_addr: "192.0.2.7".into(),
+            scheme: "http".into(),
+            server_name: "example.org".into(),
+            server_port: 8080,
+        }
+    }
+
+    #[test]
+    fn the_backend_headers_forward_the_client_and_drop_hop_by_hop_ones() {
+        let host = HeaderValue::from_static("backend:9000");
+        let req = origin(&[
+            ("host", "site.example"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("te", "trailers"),
+            ("expect", "100-continue"),
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("x-forwarded-proto", "https"),
+            ("cookie", "a=b"),
+            ("accept", "text/html"),
+            ("accept", "*/*"),
+        ]);
+        let h = request_headers(&req, &host, &["cookie".into()]);
+        assert_eq!(h["host"], "backend:9000");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "site.example");
+        let accept: Vec<_> = h.get_all("accept").iter().collect();
+        assert_eq!(accept, ["text/html", "*/*"]);
+        for gone in ["connection", "x-private", "te", "expect", "cookie"] {
+            assert!(!h.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(h.len(), 6, "{h:?}");
+        // The request is left as it came, for a retry to build the same again.
+        assert_eq!(req.headers.len(), 11);
+        assert_eq!(request_headers(&req, &host, &["cookie".into()]), h);
+    }
+
+    #[test]
+    fn without_a_host_the_forwarded_host_is_the_server_name_and_port() {
+        let h = request_headers(&origin(&[]), &HeaderValue::from_static("b"), &[]);
+        assert_eq!(h["x-forwarded-host"], "example.org:8080");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
     }
 
     #[test]
