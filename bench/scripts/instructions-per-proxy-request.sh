@@ -9,7 +9,9 @@
 # The proxy starts with instrumentation off; after a warm-up (which also fills
 # the backend pool) the window of REQUESTS keep-alive requests (one client
 # connection, Python's http.client in another process) is counted, so start-up
-# and the client are not. Honours CARGO_TARGET_DIR. SKIP_BUILD=1 reuses the
+# and the client are not. With nginx installed, nginx `proxy_pass` to the same
+# backend (keep-alive upstream, one worker process, the loadbench front row's
+# proxy settings) is counted the same way, for comparison. Honours CARGO_TARGET_DIR. SKIP_BUILD=1 reuses the
 # binaries as built; KEEP=1 keeps the callgrind output (for callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,16 +61,57 @@ port = $p
 threads = 8
 INI
 
-out="$tmp/proxy.callgrind"
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
-  "$target/release/plughost" serve "$tmp/proxy.ini" >"$tmp/proxy.log" 2>&1 &
-pid=$!
-client "$p" 200 / # warm up (and wait for it to listen)
-callgrind_control -i on "$pid" >/dev/null 2>&1
-client "$p" "$n" /
-callgrind_control -i off "$pid" >/dev/null 2>&1
-kill -TERM "$pid"; wait "$pid" || true
-total=$(grep -E '^totals:' "$out" | awk '{print $2}')
-# The window also holds one connection set-up and one extra request; negligible at n=2000.
+measure() { # NAME PORT COMMAND...
+  local name=$1 p=$2; shift 2
+  local out="$tmp/${name%% *}.callgrind"
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+    "$@" >"${out%.callgrind}.log" 2>&1 &
+  local pid=$!
+  client "$p" 200 / # warm up (and wait for it to listen)
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  client "$p" "$n" /
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  kill -TERM "$pid"; wait "$pid" || true
+  local total
+  total=$(grep -E '^totals:' "$out" | awk '{print $2}')
+  # The window also holds one connection set-up and one extra request; negligible at n=2000.
+  printf '%-34s %8d instructions/request\n' "$name" $((total / n))
+}
+
 echo "callgrind, $n keep-alive requests, 2 KiB bodies from the baseline backend"
-printf '%-34s %8d instructions/request\n' "proxy (egg:plughost#proxy)" $((total / n))
+measure "plughost egg:plughost#proxy" "$p" "$target/release/plughost" serve "$tmp/proxy.ini"
+
+if command -v nginx >/dev/null; then
+  np=$(port)
+  mkdir -p "$tmp/nginx"
+  cat >"$tmp/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $tmp/nginx/body; proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi; uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  upstream backend { server 127.0.0.1:$bp; keepalive 64; }
+  server {
+    listen 127.0.0.1:$np;
+    location / {
+      proxy_pass http://backend/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$proxy_host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_buffering on;
+    }
+  }
+}
+CONF
+  measure "nginx proxy_pass" "$np" nginx -p "$tmp" -e "$tmp/nginx-error.log" -c "$tmp/nginx.conf"
+fi
