@@ -113,8 +113,9 @@ pub(crate) struct Backend {
     idle: Mutex<IdleStack<Box<Conn>>>,
     /// `max_connections`: one permit per request in flight (an HTTP/1.1
     /// connection carries one at a time), held until its response body ends.
-    /// With idle connections also capped at `max_connections`, no more are
-    /// ever open than that.
+    /// A connection is dialled only when no idle one is left, and returned
+    /// before its permit is released, so connections stay within
+    /// `max_connections` in practice; the idle stack is capped at it as well.
     slots: Arc<Semaphore>,
     idle_timeout: Duration,
     /// Whether the task closing expired idle connections runs.
