@@ -1,29 +1,33 @@
-//! Dialling the backend for hyper's pooled client: TCP (`TCP_NODELAY`) or a
-//! unix socket, each bounded by `connect_timeout`. A timed-out connect is an
-//! `io::ErrorKind::TimedOut`, which the proxy answers with 504.
+//! Dialling the backend: TCP (`TCP_NODELAY`) or a unix socket, each bounded by
+//! `connect_timeout`. A timed-out connect is its own error, which the proxy
+//! answers with 504 (a refused one is a 502).
 
-use std::future::Future;
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixStream};
 
 use super::settings::Target;
 use crate::core::socket::Sock;
 
-/// Dials the one backend a proxy forwards to, whatever URI the client asks for.
-#[derive(Clone)]
+/// Why no connection to the backend could be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("connect timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+/// Dials the one backend a proxy forwards to.
+#[derive(Debug)]
 pub(crate) struct Dialer {
-    target: Arc<Dial>,
+    target: Dial,
     timeout: Duration,
 }
 
+#[derive(Debug)]
 enum Dial {
     Tcp(String, u16),
     Unix(PathBuf),
@@ -35,48 +39,24 @@ impl Dialer {
             Target::Tcp { host, port, .. } => Dial::Tcp(host.clone(), *port),
             Target::Unix(path) => Dial::Unix(path.clone()),
         };
-        Dialer {
-            target: Arc::new(target),
-            timeout,
-        }
-    }
-}
-
-impl tower_service::Service<http::Uri> for Dialer {
-    type Response = TokioIo<Sock>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<Sock>>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+        Dialer { target, timeout }
     }
 
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let (target, timeout) = (self.target.clone(), self.timeout);
-        Box::pin(async move {
-            let dial = async {
-                match &*target {
-                    Dial::Tcp(host, port) => {
-                        let s = TcpStream::connect((host.as_str(), *port)).await?;
-                        s.set_nodelay(true)?;
-                        Ok(Sock::Tcp(s))
-                    }
-                    Dial::Unix(path) => Ok(Sock::Unix(UnixStream::connect(path).await?)),
+    /// A new connection to the backend, within the connect timeout.
+    pub(crate) async fn dial(&self) -> Result<Sock, DialError> {
+        let dial = async {
+            match &self.target {
+                Dial::Tcp(host, port) => {
+                    let s = TcpStream::connect((host.as_str(), *port)).await?;
+                    s.set_nodelay(true)?;
+                    Ok(Sock::Tcp(s))
                 }
-            };
-            match tokio::time::timeout(timeout, dial).await {
-                Ok(result) => result.map(TokioIo::new),
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect timed out after {timeout:?}"),
-                )),
+                Dial::Unix(path) => Ok(Sock::Unix(UnixStream::connect(path).await?)),
             }
-        })
-    }
-}
-
-impl Connection for Sock {
-    fn connected(&self) -> Connected {
-        Connected::new()
+        };
+        match tokio::time::timeout(self.timeout, dial).await {
+            Ok(result) => result,
+            Err(_) => Err(DialError::TimedOut(self.timeout)),
+        }
     }
 }

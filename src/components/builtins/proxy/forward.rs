@@ -3,10 +3,14 @@
 //! (RFC 9110 7.6.1: the fixed list and whatever `Connection` names) removed in
 //! both directions, and `X-Forwarded-For`/`-Proto`/`-Host` added.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::core::Request;
+use crate::core::{Body, Request};
 
 /// Python's `urllib.quote` with its default `safe='/'`.
 const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
@@ -44,33 +48,77 @@ pub(crate) fn target(base: &str, path_info: &[u8], query: &str) -> String {
     out
 }
 
-/// Headers that describe one connection, never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1,
+/// plus the old `Keep-Alive` and `Proxy-Connection`).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// Remove hop-by-hop headers, including those the `Connection` header names.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// The header names a `Connection` header lists (each one hop-by-hop too).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+        .collect()
+}
+
+/// Remove hop-by-hop headers, including those the `Connection` header names.
+/// One pass over the names first: most messages have none, and a removal is
+/// a hash lookup each.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    for name in connection_named(headers) {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The client's request without its body, as it came: what the backend request
+/// is made from, kept so that a retry can make the same request again.
+pub(crate) struct Origin {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub remote_addr: Arc<str>,
+    pub scheme: Arc<str>,
+    pub server_name: String,
+    pub server_port: u16,
+}
+
+impl Origin {
+    /// Split `req` (by moving, no copies) into its origin and its body.
+    pub(crate) fn split(req: Request) -> (Origin, Body) {
+        let origin = Origin {
+            method: req.method,
+            headers: req.headers,
+            remote_addr: req.remote_addr,
+            scheme: req.scheme,
+            server_name: req.server_name,
+            server_port: req.server_port,
+        };
+        (origin, req.body)
     }
 }
 
@@ -78,49 +126,70 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// suppressed ones, with `Host` the backend's and the `X-Forwarded-*` trio.
 /// `X-Forwarded-For` appends REMOTE_ADDR to the chain that reached the
 /// pipeline (the server's `trusted_proxy` keys decide what chain that is).
-pub(crate) fn request_headers(
-    req: &mut Request,
-    host: &HeaderValue,
-    suppress: &[String],
-) -> HeaderMap {
-    let mut headers = std::mem::take(&mut req.headers);
-    strip_hop_by_hop(&mut headers);
-    for name in suppress {
-        headers.remove(name.as_str());
+///
+/// A new map built from the request, which is left as it was: a retry builds
+/// the same headers again instead of every request keeping a copy.
+pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
+    let incoming = &req.headers;
+    let suppressed = |name: &HeaderName| suppress.iter().any(|s| s.as_str() == name.as_str());
+    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
+    let named = if incoming.contains_key(header::CONNECTION) {
+        connection_named(incoming)
+    } else {
+        Vec::new()
+    };
+    // One pass, no further lookups into the client's map: what is set below
+    // from the client's values (Host, the X-Forwarded-For chain) is taken on
+    // the way.
+    let mut original_host = None;
+    let mut xff = Vec::new();
+    for (name, value) in incoming {
+        if suppressed(name) || named.contains(name) {
+            continue;
+        }
+        if name == header::HOST {
+            original_host.get_or_insert(value);
+        } else if name == X_FORWARDED_FOR {
+            xff.extend_from_slice(value.as_bytes());
+            xff.extend_from_slice(b", ");
+        } else if !(is_hop_by_hop(name)
+            // The server has read the whole body already: nothing to continue.
+            || name == header::EXPECT
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST)
+        {
+            out.append(name.clone(), value.clone());
+        }
     }
-    // The server has read the whole body already: nothing to continue.
-    headers.remove(header::EXPECT);
-    let original_host = headers.remove(header::HOST);
-    headers.insert(header::HOST, host.clone());
-    let chain: Vec<&[u8]> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(HeaderValue::as_bytes)
-        .collect();
-    let mut xff = chain.join(&b", "[..]);
-    if !xff.is_empty() {
-        xff.extend_from_slice(b", ");
-    }
+    out.insert(header::HOST, host.clone());
     xff.extend_from_slice(req.remote_addr.as_bytes());
-    if let Ok(v) = HeaderValue::from_bytes(&xff) {
-        headers.insert("x-forwarded-for", v);
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+        out.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&req.scheme) {
-        headers.insert("x-forwarded-proto", v);
+    let proto = match &*req.scheme {
+        "http" => Ok(HeaderValue::from_static("http")),
+        "https" => Ok(HeaderValue::from_static("https")),
+        other => HeaderValue::from_str(other),
+    };
+    if let Ok(v) = proto {
+        out.insert(X_FORWARDED_PROTO, v);
     }
-    let fwd_host = original_host.or_else(|| {
-        let default = if &*req.scheme == "https" { 443 } else { 80 };
-        let text = if req.server_port == default {
-            req.server_name.clone()
-        } else {
-            format!("{}:{}", req.server_name, req.server_port)
-        };
-        HeaderValue::from_str(&text).ok()
-    });
+    let fwd_host = match original_host {
+        Some(h) => Some(h.clone()),
+        None => {
+            let default = if &*req.scheme == "https" { 443 } else { 80 };
+            let text = if req.server_port == default {
+                req.server_name.clone()
+            } else {
+                format!("{}:{}", req.server_name, req.server_port)
+            };
+            HeaderValue::from_str(&text).ok()
+        }
+    };
     if let Some(v) = fwd_host {
-        headers.insert("x-forwarded-host", v);
+        out.insert(X_FORWARDED_HOST, v);
     }
-    headers
+    out
 }
 
 #[cfg(test)]
@@ -136,6 +205,60 @@ mod tests {
         assert_eq!(target("/base/", b"/", ""), "/base/");
         assert_eq!(target("/base/", b"", ""), "/base/");
         assert_eq!(target("", b"/caf\xc3\xa9", ""), "/caf%C3%A9");
+    }
+
+    fn origin(headers: &[(&'static str, &'static str)]) -> Origin {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        Origin {
+            method: Method::GET,
+            headers: map,
+            remote_addr: "192.0.2.7".into(),
+            scheme: "http".into(),
+            server_name: "example.org".into(),
+            server_port: 8080,
+        }
+    }
+
+    #[test]
+    fn the_backend_headers_forward_the_client_and_drop_hop_by_hop_ones() {
+        let host = HeaderValue::from_static("backend:9000");
+        let req = origin(&[
+            ("host", "site.example"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("te", "trailers"),
+            ("expect", "100-continue"),
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("x-forwarded-proto", "https"),
+            ("cookie", "a=b"),
+            ("accept", "text/html"),
+            ("accept", "*/*"),
+        ]);
+        let h = request_headers(&req, &host, &["cookie".into()]);
+        assert_eq!(h["host"], "backend:9000");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "site.example");
+        let accept: Vec<_> = h.get_all("accept").iter().collect();
+        assert_eq!(accept, ["text/html", "*/*"]);
+        for gone in ["connection", "x-private", "te", "expect", "cookie"] {
+            assert!(!h.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(h.len(), 6, "{h:?}");
+        // The request is left as it came, for a retry to build the same again.
+        assert_eq!(req.headers.len(), 11);
+        assert_eq!(request_headers(&req, &host, &["cookie".into()]), h);
+    }
+
+    #[test]
+    fn without_a_host_the_forwarded_host_is_the_server_name_and_port() {
+        let h = request_headers(&origin(&[]), &HeaderValue::from_static("b"), &[]);
+        assert_eq!(h["x-forwarded-host"], "example.org:8080");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
     }
 
     #[test]
