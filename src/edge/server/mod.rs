@@ -104,9 +104,9 @@ pub async fn adopt(
 
 /// Listen on `host:port` (the error names the address).
 async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind((host, port)).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
-    })
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}")))
 }
 
 /// Bind every `listen` address of the config, and its `unix_socket`.
