@@ -21,7 +21,7 @@ use crate::stream::TARGET;
 /// Call `app` for `req`. A Python exception (any, `SystemExit` included) is a
 /// 500 with its traceback in the log.
 pub(crate) fn serve(app: &PyObject, req: Request) -> Result<Response, Error> {
-    Python::with_gil(|py| {
+    crate::ffi::with_gil(|py| {
         let head: Shared = Arc::new(Mutex::new(Head::default()));
         let environ =
             crate::environ::build(py, req).map_err(|e| failed(py, "building the environ", e))?;
@@ -170,7 +170,7 @@ impl Iterator for Chunks {
         if let Some(first) = self.first.take() {
             return Some(Ok(first));
         }
-        Python::with_gil(|py| loop {
+        crate::ffi::with_gil(|py| loop {
             match self.pull(py) {
                 Ok(Some(bytes)) if bytes.is_empty() => continue,
                 Ok(Some(bytes)) => return Some(Ok(bytes)),
@@ -206,7 +206,7 @@ fn closer(iterable: PyObject) {
             .name("wsgi-close".into())
             .spawn(move || {
                 for iterable in rx {
-                    Python::with_gil(|py| close(py, iterable.bind(py)));
+                    crate::ffi::with_gil(|py| close(py, iterable.bind(py)));
                 }
             })
             .expect("spawning the WSGI closer thread");

@@ -168,7 +168,7 @@ struct PyReader(PyObject);
 
 impl std::io::Read for PyReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        Python::with_gil(|py| {
+        crate::ffi::with_gil(|py| {
             let data = self
                 .0
                 .call_method1(py, "read", (buf.len(),))

@@ -39,3 +39,40 @@ pub(crate) fn promote_libpython() -> Result<String, String> {
     // The reference is kept on purpose: libpython stays loaded for the process.
     Ok(path)
 }
+
+thread_local! {
+    /// Whether this thread has a Python thread state of its own, kept.
+    static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Give the calling thread a Python thread state that outlives each GIL
+/// acquisition. Without it every `Python::with_gil` on a plugin thread
+/// creates a thread state and deletes it again (with its 16 KiB data stack
+/// chunk, mmapped and munmapped, and a TLB shootdown across cores per
+/// request: a quarter of a WSGI hello's time in `perf`). mod_wsgi keeps one
+/// per thread for the same reason. The state is never deleted: plugin threads
+/// live as long as the process, and Python is never finalised.
+pub(crate) fn keep_thread_state() {
+    KEPT.with(|kept| {
+        if kept.get() {
+            return;
+        }
+        // SAFETY: the interpreter is initialised before any request reaches
+        // the bridge (`interp::ensure` runs in every factory). `PyGILState_Ensure`
+        // takes the GIL and gives this thread a state with a count of 1;
+        // `PyEval_SaveThread` releases the GIL again, keeping the state, so
+        // later `PyGILState_Ensure`/`Release` pairs only move the count
+        // between 1 and 2 and never delete it.
+        unsafe {
+            let _ = pyo3::ffi::PyGILState_Ensure();
+            let _ = pyo3::ffi::PyEval_SaveThread();
+        }
+        kept.set(true);
+    });
+}
+
+/// `Python::with_gil` on a thread whose Python thread state is kept.
+pub(crate) fn with_gil<R>(f: impl for<'py> FnOnce(pyo3::Python<'py>) -> R) -> R {
+    keep_thread_state();
+    pyo3::Python::with_gil(f)
+}
