@@ -555,6 +555,42 @@ fn paste_entry_points_mount_python_filters_and_apps() {
     assert_eq!(r.json()["greeting"], "via paste");
     assert_eq!(r.header_all("x-stamp"), ["wrap", "by-key", "by-use"]);
 
+    // check names each entry point's distribution, version, object and file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plughost"))
+        .args(["check", "--json"])
+        .arg(dir.path().join("deploy.ini"))
+        .env("PLUGHOST_PLUGIN_PATH", wsgi::bridge())
+        .env("VIRTUAL_ENV", &venv.dir)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let byuse = &doc["app"];
+    assert_eq!(byuse["section"], "filter:byuse", "{doc}");
+    let py = &byuse["python"];
+    assert_eq!(py["distribution"], "tinypyr", "{doc}");
+    assert_eq!(py["version"], "0.1");
+    assert_eq!(py["group"], "paste.filter_factory");
+    assert_eq!(py["object"], "tinypyr:stamp_factory");
+    assert!(
+        py["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("site-packages/tinypyr.py"),
+        "{py}"
+    );
+    assert!(
+        byuse["plugin"]
+            .as_str()
+            .unwrap()
+            .ends_with("libplughost_wsgi.so"),
+        "{doc}"
+    );
+    let wrapped = &doc["app"]["next"]["next"];
+    assert_eq!(
+        wrapped["python"]["group"], "paste.filter_app_factory",
+        "{doc}"
+    );
+
     // Neither a native library nor a Python distribution: the native search error.
     let err = wsgi::serve(
         dir.path(),

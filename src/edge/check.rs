@@ -50,8 +50,23 @@ fn component(kind: &str, c: &Component, plugin_dirs: &[PathBuf]) -> Map<String, 
     m.insert("section".into(), json!(c.section));
     m.insert("file".into(), json!(c.file.display().to_string()));
     m.insert("line".into(), json!(c.line));
-    m.insert("plugin".into(), plugin);
     m.insert("entry".into(), json!(entry));
+    // No native library: a Python entry point, through the WSGI bridge.
+    if let (Value::Null, Source::Egg { dist, entry }) = (&plugin, &c.source) {
+        let filter = c.kind == crate::core::config::Kind::Filter;
+        if let Some(origin) = super::python_origin::origin(dist, entry, filter) {
+            let dirs = search::search_dirs(plugin_dirs);
+            let bridge = search::find_library("plughost-wsgi", &dirs)
+                .map(|p| Value::String(p.display().to_string()))
+                .unwrap_or(Value::Null);
+            m.insert("plugin".into(), bridge);
+            m.insert("python".into(), origin);
+            m.insert("global_conf".into(), conf(&c.global_conf));
+            m.insert("local_conf".into(), conf(&c.local_conf));
+            return m;
+        }
+    }
+    m.insert("plugin".into(), plugin);
     m.insert("global_conf".into(), conf(&c.global_conf));
     m.insert("local_conf".into(), conf(&c.local_conf));
     m
@@ -192,6 +207,17 @@ fn text(v: &Value, depth: usize, out: &mut String) {
         v["plugin"].as_str().unwrap_or("(not found)"),
         s("entry")
     ));
+    if let Some(py) = v.get("python") {
+        let p = |k: &str| py[k].as_str().unwrap_or("?").to_owned();
+        out.push_str(&format!(
+            "{pad}  python: {} {} {} {} from {}\n",
+            p("distribution"),
+            p("version"),
+            p("group"),
+            p("object"),
+            p("file")
+        ));
+    }
     for (label, key) in [("local_conf", "local_conf"), ("global_conf", "global_conf")] {
         if let Some(map) = v[key].as_object() {
             let items: Vec<String> = map

@@ -7,6 +7,7 @@ pub mod handover;
 pub(crate) mod in_process;
 mod log_names;
 pub mod logging;
+mod python_origin;
 pub(crate) mod server;
 pub(crate) mod soft_purge;
 pub(crate) mod warm;
