@@ -58,12 +58,19 @@ pub(crate) fn keep_thread_state() {
             return;
         }
         // SAFETY: the interpreter is initialised before any request reaches
-        // the bridge (`interp::ensure` runs in every factory). `PyGILState_Ensure`
+        // the bridge (`interp::ensure` runs in every factory), so
+        // `PyGILState_Check` may be called; when this thread does not hold
+        // the GIL, `PyGILState_Ensure`
         // takes the GIL and gives this thread a state with a count of 1;
         // `PyEval_SaveThread` releases the GIL again, keeping the state, so
         // later `PyGILState_Ensure`/`Release` pairs only move the count
         // between 1 and 2 and never delete it.
         unsafe {
+            // Holding the GIL already (a factory's own `with_gil`): releasing it
+            // here would pull it from under the caller; keep a state next time.
+            if pyo3::ffi::PyGILState_Check() == 1 {
+                return;
+            }
             let _ = pyo3::ffi::PyGILState_Ensure();
             let _ = pyo3::ffi::PyEval_SaveThread();
         }
