@@ -136,8 +136,9 @@ fn start_response_write_and_exc_info_follow_pep_3333() {
     // A second call without exc_info is the app's error: a 500.
     let r = host.get("/twice");
     assert_eq!(r.status, 500);
+    // The log is read from the host's stderr by another thread.
     assert!(
-        host.log().contains("start_response called a second time"),
+        host.wait_log("start_response called a second time", Duration::from_secs(10)),
         "{}",
         host.log()
     );
