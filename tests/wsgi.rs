@@ -138,7 +138,10 @@ fn start_response_write_and_exc_info_follow_pep_3333() {
     assert_eq!(r.status, 500);
     // The log is read from the host's stderr by another thread.
     assert!(
-        host.wait_log("start_response called a second time", Duration::from_secs(10)),
+        host.wait_log(
+            "start_response called a second time",
+            Duration::from_secs(10)
+        ),
         "{}",
         host.log()
     );
