@@ -25,22 +25,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 client() { # PORT COUNT PATH
-  python3 - "$@" <<'PY'
-import http.client, sys, time
-port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-deadline = time.time() + 120
-while True:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        c.request("GET", path); r = c.getresponse(); r.read()
-        break
-    except OSError:
-        if time.time() > deadline: raise
-        time.sleep(0.2)
-for _ in range(count):
-    c.request("GET", path); r = c.getresponse(); body = r.read()
-    assert r.status == 200 and len(body) == 2048, (r.status, len(body))
-PY
+  python3 "$(dirname "$0")/keepalive_client.py" "$@"
 }
 
 # The backend: bare hyper answering 2 KiB from memory, outside valgrind.
