@@ -719,7 +719,11 @@ fn a_read_only_cache_dir_serves_hits_and_every_miss_under_load() {
         host.log()
     );
     // The unremovable leftover was reported, not fatal.
-    assert!(host.log().contains("cannot remove"), "{}", host.log());
+    assert!(
+        host.wait_log("cannot remove", Duration::from_secs(5)),
+        "{}",
+        host.log()
+    );
     // Nothing changed on disk, and the host still answers.
     let files: Vec<_> = files_under(&cache).into_iter().map(|(p, _)| p).collect();
     assert_eq!(

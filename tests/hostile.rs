@@ -168,7 +168,11 @@ fn a_plugin_that_blocks_gets_504_and_the_pool_recovers() {
     for s in stuck {
         assert_eq!(s.join().unwrap(), 504);
     }
-    assert!(host.log().contains("no response within request_timeout"));
+    assert!(
+        host.wait_log("no response within request_timeout", Duration::from_secs(5)),
+        "{}",
+        host.log()
+    );
     // Once the sleeps end, the workers come back.
     std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..8 {

@@ -132,7 +132,7 @@ fn twenty_reloads_under_load_with_no_failed_request() {
         "a change took {slowest:?} to become visible"
     );
     assert!(
-        host.log().contains("missing-section"),
+        host.wait_log("missing-section", Duration::from_secs(5)),
         "the broken edit's error names the problem"
     );
 }
@@ -209,7 +209,7 @@ fn a_reload_keeps_the_instances_whose_code_and_configuration_did_not_change() {
         host.log()
     );
     assert!(
-        host.log().contains("kept 1 of 2 plugin instances"),
+        host.wait_log("kept 1 of 2 plugin instances", Duration::from_secs(5)),
         "{}",
         host.log()
     );
@@ -224,7 +224,7 @@ fn a_reload_keeps_the_instances_whose_code_and_configuration_did_not_change() {
     std::fs::write(&ini, tagged_echo("other", "a")).unwrap();
     reload(&host);
     assert_eq!(calls(&host, "/"), 6);
-    assert!(host.log().contains("kept 2 of 2 plugin instances"));
+    assert!(host.wait_log("kept 2 of 2 plugin instances", Duration::from_secs(5)));
 
     // Echo's own key changes: a new instance, counting from 1; the filter is kept.
     std::fs::write(&ini, tagged_echo("other", "b")).unwrap();
@@ -299,7 +299,7 @@ fn an_instance_is_kept_by_library_contents_not_by_path() {
     std::fs::rename(&fresh, &lib).unwrap();
     reload(&host);
     assert!(
-        host.log().contains("loading the new build"),
+        host.wait_log("loading the new build", Duration::from_secs(5)),
         "{}",
         host.log()
     );
