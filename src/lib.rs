@@ -29,7 +29,7 @@ pub use crate::assembly::{build, BuildError, Failure, Pipeline, WorkerPool};
 pub use crate::components::builtins::catalog;
 pub use crate::components::plugin::{Instance, Registry};
 pub use crate::core::location::{Location, Warning};
-pub use crate::core::{body, Body, BodyError, Handler, Request, Response, ResponseFuture};
+pub use crate::core::{body, Body, BodyError, Handler, Head, Request, Response, ResponseFuture};
 
 /// The configuration model: resolving a deploy.ini without loading code.
 pub mod config {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::core::{Handler, Request, ResponseFuture};
+use crate::core::{Handler, Head, Request, Response, ResponseFuture};
 
 /// A handler that forwards to whichever tree is current.
 pub struct Swappable {
@@ -36,5 +36,11 @@ impl Handler for Swappable {
             // file-backed hit stays file-backed.
             resp.map(|body| body.keep_alive(tree))
         })
+    }
+
+    /// The current tree's ready answer. It needs no guard: a ready answer's
+    /// body is bytes the handler shares, never code of the tree.
+    fn answer_now(&self, head: &Head<'_>) -> Option<Response> {
+        self.current.load().answer_now(head)
     }
 }

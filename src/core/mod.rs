@@ -18,4 +18,4 @@ pub(crate) mod timefmt;
 
 pub use body::{Body, BodyError};
 pub(crate) use request::error_response;
-pub use request::{Handler, Request, Response, ResponseFuture};
+pub use request::{Handler, Head, Request, Response, ResponseFuture};

@@ -64,11 +64,36 @@ impl Request {
     }
 }
 
+/// The head of a request as it arrived, borrowed: what a handler may answer
+/// from at once, before the server builds the environ (see
+/// [`Handler::answer_now`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub method: &'a Method,
+    /// The request target's path as received (not decoded).
+    pub raw_path: &'a str,
+    /// The query string, raw (`None` without a `?`).
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
 /// Anything that answers requests: an app, or a filter holding the rest of the chain.
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request. Failures are answered too (a 500 and a log line), so a
     /// handler never returns an error; a body that fails midway aborts the connection.
     fn call(&self, req: Request) -> ResponseFuture<'_>;
+
+    /// The answer to a bodiless request with this head, if the handler has it
+    /// ready without the environ, a task or any await (a cache's page in
+    /// memory); `None` sends the request the ordinary way, through
+    /// [`Handler::call`]. The server asks only where the environ would hold
+    /// nothing the head does not (no `url_prefix`, no trusted proxy headers to
+    /// apply, no body). An answer must be exactly what `call` would give, and
+    /// its body must hold no plugin's code (no reload guard keeps it alive).
+    /// The default has nothing ready.
+    fn answer_now(&self, _head: &Head<'_>) -> Option<Response> {
+        None
+    }
 }
 
 /// A short plain-text response for errors the host answers itself.

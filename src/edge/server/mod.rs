@@ -4,6 +4,7 @@
 pub mod environ;
 mod framing;
 pub(crate) mod head;
+mod head_timeout;
 mod limit;
 mod proxy_headers;
 mod request_body;
@@ -20,7 +21,7 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -30,7 +31,7 @@ pub(crate) use environ::{Peer, ServerEnv};
 use crate::core::config::ServerConfig;
 use crate::core::metrics::METRICS;
 use crate::core::socket::Sock;
-use crate::core::{error_response, Handler, Response};
+use crate::core::{error_response, Handler, Head, Response};
 
 /// Every socket the server listens on.
 pub struct Listeners {
@@ -231,30 +232,23 @@ async fn accept_loop(
             }
         };
         let offers = sendfile::Offers::default();
+        let activity = Arc::new(head_timeout::Activity::default());
+        // Ready answers skip the environ: only where it would hold nothing
+        // the head does not (see `Handler::answer_now`).
+        let ready_answers = env.url_prefix.is_empty() && !cfg.trusted_proxy.trusts(&peer.ip);
         let shared = Arc::new(Connection {
             handler: handler.clone(),
             cfg: cfg.clone(),
             env: env.clone(),
             peer,
             offers: offers.clone(),
+            activity: activity.clone(),
+            ready_answers,
         });
         let per_request = shared.clone();
-        let service = service_fn(move |req: hyper::Request<Incoming>| {
-            let conn = per_request.clone();
-            async move {
-                let head_request = req.method() == http::Method::HEAD;
-                let mut resp = framing::frame(handle(req, &conn).await, head_request);
-                // A file-backed body that reached the edge as it left the cache:
-                // let the connection send its bytes from the file.
-                if let Some((bytes, file)) = resp.body_mut().take_file() {
-                    conn.offers.offer(bytes, file);
-                }
-                Ok::<_, Infallible>(resp)
-            }
-        });
+        let service = service_fn(move |req: hyper::Request<Incoming>| handle(req, &per_request));
+        // No hyper timer: `header_timeout` is kept per connection (see `head_timeout`).
         let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(cfg.header_timeout)
             .max_buf_size(cfg.max_header_bytes)
             // Exact, unlike max_buf_size: the parsed head's length is compared too.
             .max_header_size(cfg.max_header_bytes)
@@ -262,53 +256,165 @@ async fn accept_loop(
             .half_close(true)
             .keep_alive(true)
             .serve_connection(
-                TokioIo::new(sendfile::ConnStream::new(stream, offers, cfg.send_timeout)),
+                TokioIo::new(sendfile::ConnStream::new(
+                    stream,
+                    offers,
+                    activity.clone(),
+                    cfg.send_timeout,
+                )),
                 service,
             );
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let ended = activity.clone();
+        let peer = shared.peer.addr;
+        let task = tokio::spawn(async move {
             match conn.await {
                 Err(e) if e.is_parse() => head::malformed(&shared.peer.addr, &e),
                 Err(e) => tracing::debug!(peer = %shared.peer.addr, "connection ended: {e}"),
                 Ok(()) => {}
             }
+            ended.end();
             drop(permit);
+        });
+        let header_timeout = cfg.header_timeout;
+        tokio::spawn(async move {
+            if head_timeout::watchdog(task.abort_handle(), activity, header_timeout).await {
+                tracing::debug!(%peer, "connection closed: no request within header_timeout ({header_timeout:?})");
+            }
         });
     }
 }
 
-/// What every request of one connection shares (one `Arc` clone per request).
+/// What every request of one connection shares (one `Arc` clone per request
+/// that is not answered at once).
 struct Connection {
     handler: Arc<dyn Handler>,
     cfg: Arc<ServerConfig>,
     env: Arc<ServerEnv>,
     peer: Peer,
     offers: sendfile::Offers,
+    activity: Arc<head_timeout::Activity>,
+    /// Whether the pipeline may answer from the head alone.
+    ready_answers: bool,
 }
 
-async fn handle(mut req: hyper::Request<Incoming>, conn: &Connection) -> Response {
-    let started = Instant::now();
-    let _in_flight = METRICS.request_started();
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = match head::check(&mut req) {
-        Ok(()) => respond(req, conn).await,
-        Err(e) => {
-            head::malformed(&conn.peer.addr, &e);
-            let mut resp = error_response(StatusCode::BAD_REQUEST);
-            resp.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
-            resp
-        }
-    };
-    let elapsed = started.elapsed();
-    METRICS.responded(resp.status().as_u16(), elapsed);
-    if let Some((method, path)) = logged {
-        tracing::debug!(peer = %conn.peer.addr, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
+/// Answer one request: at once if its head is bad or the pipeline has the
+/// answer ready (a cache hit from memory: no environ, no task state, no
+/// clock read, no allocation but the response's), else through the pipeline.
+fn handle(
+    mut req: hyper::Request<Incoming>,
+    conn: &Arc<Connection>,
+) -> Answer<impl Future<Output = Response> + Send> {
+    if let Err(e) = head::check(&mut req) {
+        let done = Done::start(&req, conn);
+        head::malformed(&conn.peer.addr, &e);
+        let mut resp = error_response(StatusCode::BAD_REQUEST);
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return Answer::Ready {
+            resp: Some(done.finish(resp, conn)),
+        };
     }
-    resp
+    if conn.ready_answers && http_body::Body::is_end_stream(req.body()) {
+        let head = Head {
+            method: req.method(),
+            raw_path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+        };
+        if let Some(resp) = conn.handler.answer_now(&head) {
+            // Framed by its maker: Content-Length is the body's (empty for HEAD).
+            conn.activity.tick();
+            METRICS.answered_at_once(resp.status().as_u16());
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(peer = %conn.peer.addr, method = %req.method(), path = req.uri().path(), status = resp.status().as_u16(), elapsed_us = 0, "request");
+            }
+            return Answer::Ready { resp: Some(resp) };
+        }
+    }
+    let done = Done::start(&req, conn);
+    let conn = conn.clone();
+    Answer::Later {
+        fut: async move {
+            let resp = respond(req, &conn).await;
+            done.finish(resp, &conn)
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future hyper holds per request: a ready answer, or the
+    /// pipeline's future held in place (no allocation of its own).
+    #[project = AnswerProj]
+    enum Answer<F> {
+        Ready { resp: Option<Response> },
+        Later { #[pin] fut: F },
+    }
+}
+
+impl<F: Future<Output = Response>> Future for Answer<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            AnswerProj::Ready { resp } => std::task::Poll::Ready(Ok(resp
+                .take()
+                .expect("an answer is polled to completion once"))),
+            AnswerProj::Later { fut } => fut.poll(cx).map(Ok),
+        }
+    }
+}
+
+/// What is measured and logged of a request the pipeline answers, from its
+/// head's arrival; it keeps the connection busy (see `head_timeout`).
+struct Done {
+    started: Instant,
+    _in_flight: crate::core::metrics::GaugeGuard,
+    busy: head_timeout::Busy,
+    head_request: bool,
+    logged: Option<(http::Method, String)>,
+}
+
+impl Done {
+    fn start(req: &hyper::Request<Incoming>, conn: &Connection) -> Done {
+        Done {
+            started: Instant::now(),
+            _in_flight: METRICS.request_started(),
+            busy: conn.activity.busy(),
+            head_request: req.method() == http::Method::HEAD,
+            logged: tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| (req.method().clone(), req.uri().path().to_owned())),
+        }
+    }
+
+    /// Frame `resp` for the wire (a file-backed body is offered to the
+    /// connection to send from its file), then count and log it. A streamed
+    /// body keeps the connection busy until it is dropped.
+    fn finish(self, resp: Response, conn: &Connection) -> Response {
+        let mut resp = framing::frame(resp, self.head_request);
+        // A file-backed body that reached the edge as it left the cache:
+        // let the connection send its bytes from the file.
+        if let Some((bytes, file)) = resp.body_mut().take_file() {
+            conn.offers.offer(bytes, file);
+        }
+        let elapsed = self.started.elapsed();
+        METRICS.responded(resp.status().as_u16(), elapsed);
+        if let Some((method, path)) = self.logged {
+            tracing::debug!(peer = %conn.peer.addr, %method, path, status = resp.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
+        }
+        if http_body::Body::size_hint(resp.body()).exact().is_some() {
+            // In memory: what is left is writing it, which is progress of its own.
+            resp
+        } else {
+            let busy = self.busy;
+            resp.map(|body| body.keep_alive(busy))
+        }
+    }
 }
 
 async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {

@@ -29,6 +29,7 @@ use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::head_timeout::Activity;
 use crate::core::metrics::METRICS;
 
 /// Bodies smaller than this are written from memory: one copy of a few pages
@@ -116,6 +117,8 @@ impl Offers {
 pub(crate) struct ConnStream {
     tcp: Sock,
     offers: Offers,
+    /// Told of every write that makes progress (see `head_timeout`).
+    activity: Arc<Activity>,
     send_timeout: Duration,
     /// Armed only when a write returns `Pending`; disarmed by any progress.
     stall: Option<Pin<Box<Sleep>>>,
@@ -123,10 +126,16 @@ pub(crate) struct ConnStream {
 }
 
 impl ConnStream {
-    pub(crate) fn new(tcp: impl Into<Sock>, offers: Offers, send_timeout: Duration) -> ConnStream {
+    pub(crate) fn new(
+        tcp: impl Into<Sock>,
+        offers: Offers,
+        activity: Arc<Activity>,
+        send_timeout: Duration,
+    ) -> ConnStream {
         ConnStream {
             tcp: tcp.into(),
             offers,
+            activity,
             send_timeout,
             stall: None,
             stalled: false,
@@ -214,6 +223,11 @@ impl AsyncWrite for ConnStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = this.write_vectored_now(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                this.activity.tick();
+            }
+        }
         this.watch(cx, polled)
     }
 
@@ -286,7 +300,12 @@ mod tests {
         let (client, (server, _)) =
             tokio::join!(client, async { listener.accept().await.unwrap() });
         (
-            ConnStream::new(server, offers.clone(), Duration::from_secs(60)),
+            ConnStream::new(
+                server,
+                offers.clone(),
+                Arc::default(),
+                Duration::from_secs(60),
+            ),
             client.unwrap(),
         )
     }
@@ -332,7 +351,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (_peer, (server, _)) = tokio::join!(client, async { listener.accept().await.unwrap() });
         let timeout = Duration::from_millis(200);
-        let mut ours = ConnStream::new(server, Offers::default(), timeout);
+        let mut ours = ConnStream::new(server, Offers::default(), Arc::default(), timeout);
         // The peer never reads: the socket buffers fill, then writes stall.
         let chunk = vec![0u8; 1 << 16];
         let started = std::time::Instant::now();

@@ -191,6 +191,14 @@ pub fn targets(rows: &[Row], mem: &Memory, purge: &Result<String, String>) -> Ve
         Server::Nginx,
         1.4,
     ));
+    out.extend(speed_target(
+        rows,
+        "hit 2 KiB",
+        "hit-2k",
+        Server::Plughost,
+        Server::Baseline,
+        0.95,
+    ));
     if let (Some(a), Some(b)) = (
         row(rows, "hit-2k", Server::Plughost),
         row(rows, "hit-2k", Server::Nginx),
@@ -535,6 +543,14 @@ mod tests {
                 runs: vec![run(100.0, 2.0), run(100.0, 2.0), run(100.0, 2.0)],
                 peak_rss_kib: None,
             },
+            Row {
+                scenario: "hit-2k",
+                title: "cache hit 2 KiB",
+                server: Server::Baseline,
+                connections: 32,
+                runs: vec![run(250.0, 1.0), run(250.0, 1.0), run(250.0, 1.0)],
+                peak_rss_kib: None,
+            },
         ];
         assert_eq!(rows[0].rps_median(), 200.0);
         assert_eq!((rows[0].rps_min(), rows[0].rps_max()), (100.0, 300.0));
@@ -551,6 +567,7 @@ mod tests {
             t.iter().map(|t| (t.what.as_str(), t.verdict())).collect();
         assert!(verdicts.contains(&("hit 2 KiB >= 1.40x nginx req/s", "PASS")));
         assert!(verdicts.contains(&("hit 2 KiB p99 <= nginx p99", "PASS")));
+        assert!(verdicts.contains(&("hit 2 KiB >= 0.95x hyper baseline req/s", "MISS")));
         assert!(verdicts.contains(&("plughost (deploy.ini shape) idle RSS <= 10 MiB", "MISS")));
         let text = table(&rows, &mem, &t);
         assert!(text.contains("2.00x nginx"));
@@ -565,7 +582,7 @@ mod tests {
                 loadavg: String::new(),
             },
         );
-        assert_eq!(csv.lines().count(), 4);
+        assert_eq!(csv.lines().count(), 5);
         assert!(csv
             .lines()
             .nth(1)

@@ -37,16 +37,21 @@ impl IgnoredCookies {
 
     /// Whether the request carries a cookie that no glob lists.
     pub(super) fn personal(&self, headers: &HeaderMap) -> bool {
-        headers.get_all(header::COOKIE).iter().any(|line| {
-            line.as_bytes()
-                .split(|&b| b == b';')
-                .map(|pair| {
-                    let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
-                    name.trim_ascii()
-                })
-                .filter(|name| !name.is_empty())
-                .any(|name| !self.globs.iter().any(|g| glob(g.as_bytes(), name)))
-        })
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .any(|line| self.personal_line(line.as_bytes()))
+    }
+
+    /// Whether one `Cookie` header line carries a cookie that no glob lists.
+    pub(super) fn personal_line(&self, line: &[u8]) -> bool {
+        line.split(|&b| b == b';')
+            .map(|pair| {
+                let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+                name.trim_ascii()
+            })
+            .filter(|name| !name.is_empty())
+            .any(|name| !self.globs.iter().any(|g| glob(g.as_bytes(), name)))
     }
 }
 

@@ -71,6 +71,8 @@ impl Version {
 
 /// One page with its response headers, prepared once.
 pub(super) struct Entry {
+    /// Its cache path (the memo's key for it).
+    pub rel: Box<str>,
     version: Version,
     pub body: Bytes,
     /// The hit's headers: `base` (Content-Type and the like), then
@@ -85,6 +87,7 @@ impl Entry {
     /// Its validators are the ones `serve_file` gives the same file; `content_type`
     /// and `mark` (the status header, if any) are the cache's own.
     pub(super) fn new(
+        rel: &str,
         meta: &Metadata,
         body: Bytes,
         content_type: &HeaderValue,
@@ -111,6 +114,7 @@ impl Entry {
             headers.insert(name.clone(), value);
         }
         Entry {
+            rel: rel.into(),
             version: Version::of(meta),
             body,
             headers,
@@ -144,11 +148,23 @@ struct Inner {
     /// foldhash: several times cheaper per lookup than SipHash and still seeded
     /// per process, so clients choosing URLs cannot aim for collisions.
     map: HashMap<Box<str>, Arc<Entry>, foldhash::fast::RandomState>,
+    /// Request paths as received → the cache path they map to, for pages in
+    /// the map: what spares a hit the path mapping. The mapping is a pure
+    /// function of the path (where no Host decides the page), so an alias
+    /// can only be missing, never wrong; one whose page left the map finds
+    /// nothing. Cleared whenever it outgrows [`Inner::max_targets`].
+    targets: HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>,
     /// What the entries cost (see [`cost`]).
     total: u64,
 }
 
 impl Inner {
+    /// Room for two request paths per page (and a few more): paths that
+    /// decode alike, with and without a trailing `?`.
+    fn max_targets(&self) -> usize {
+        64 + 2 * self.map.len()
+    }
+
     fn remove(&mut self, rel: &str) {
         if let Some(e) = self.map.remove(rel) {
             self.total -= cost(rel, e.body.len());
@@ -173,6 +189,26 @@ impl Memo {
     /// The entry for `rel`, not yet checked against its file (see [`Memo::still`]).
     pub(super) fn peek(&self, rel: &str) -> Option<Arc<Entry>> {
         self.read().map.get(rel).cloned()
+    }
+
+    /// The entry for the page request path `target` was last found to map
+    /// to (see [`Memo::alias`]), not yet checked against its file.
+    pub(super) fn peek_target(&self, target: &str) -> Option<Arc<Entry>> {
+        let inner = self.read();
+        let rel = inner.targets.get(target)?;
+        inner.map.get(&**rel).cloned()
+    }
+
+    /// Remember that request path `target` maps to `rel`, a page in memory.
+    pub(super) fn alias(&self, target: &str, rel: &str) {
+        let mut inner = self.write();
+        if !inner.map.contains_key(rel) {
+            return;
+        }
+        if inner.targets.len() >= inner.max_targets() {
+            inner.targets.clear();
+        }
+        inner.targets.insert(target.into(), rel.into());
     }
 
     /// Whether `entry` (from [`Memo::peek`]) is still the file's content, given the
@@ -237,9 +273,9 @@ mod tests {
 
     use super::*;
 
-    fn entry(meta: &Metadata, body: &'static [u8]) -> Arc<Entry> {
+    fn entry(rel: &str, meta: &Metadata, body: &'static [u8]) -> Arc<Entry> {
         let ct = HeaderValue::from_static("text/html");
-        Arc::new(Entry::new(meta, Bytes::from_static(body), &ct, None))
+        Arc::new(Entry::new(rel, meta, Bytes::from_static(body), &ct, None))
     }
 
     #[test]
@@ -251,7 +287,7 @@ mod tests {
         // Room for two entries of 4-byte bodies under 1-byte names.
         let memo = Memo::new(2 * cost("a", 4) + 3, 8);
         let meta = std::fs::metadata(&file).unwrap();
-        memo.put("p", entry(&meta, b"one"));
+        memo.put("p", entry("p", &meta, b"one"));
         let e = memo.get(root.as_fd(), "p").expect("fresh");
         assert_eq!(&e.body[..], b"one");
         assert_eq!(e.headers[header::CONTENT_LENGTH], "3");
@@ -262,16 +298,16 @@ mod tests {
         assert!(memo.get(root.as_fd(), "p").is_none());
         assert_eq!(memo.len(), 0);
         let meta = std::fs::metadata(&file).unwrap();
-        memo.put("p", entry(&meta, b"two"));
+        memo.put("p", entry("p", &meta, b"two"));
         std::fs::remove_file(&file).unwrap();
         assert!(memo.get(root.as_fd(), "p").is_none());
 
         // Too large for an entry, and the budget holds.
-        let big = entry(&meta, b"123456789");
+        let big = entry("big", &meta, b"123456789");
         memo.put("big", big);
         assert_eq!(memo.len(), 0);
         for name in ["a", "b", "c", "d"] {
-            let e = entry(&meta, b"1234");
+            let e = entry(name, &meta, b"1234");
             memo.put(name, e);
             let inner = memo.read();
             let total: u64 = inner.map.iter().map(|(k, e)| cost(k, e.body.len())).sum();
@@ -279,6 +315,37 @@ mod tests {
             assert_eq!(total, inner.total);
         }
         assert_eq!(memo.len(), 2);
+    }
+
+    #[test]
+    fn aliases_find_only_pages_in_memory_and_stay_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("p");
+        std::fs::write(&file, "x").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let memo = Memo::new(1 << 20, 1024);
+        memo.alias("/p", "p");
+        assert!(
+            memo.peek_target("/p").is_none(),
+            "no alias for a page not in memory"
+        );
+        memo.put("p", entry("p", &meta, b"x"));
+        memo.alias("/p", "p");
+        memo.alias("/%70", "p");
+        for target in ["/p", "/%70"] {
+            assert_eq!(&*memo.peek_target(target).expect("aliased").rel, "p");
+        }
+        // The page leaves: its aliases find nothing, and a new copy is found again.
+        memo.write().remove("p");
+        assert!(memo.peek_target("/p").is_none());
+        memo.put("p", entry("p", &meta, b"y"));
+        assert_eq!(&memo.peek_target("/p").unwrap().body[..], b"y");
+        // Bounded: many request paths for one page never pile up.
+        for i in 0..1000 {
+            memo.alias(&format!("/p?{i}"), "p");
+            let inner = memo.read();
+            assert!(inner.targets.len() <= inner.max_targets());
+        }
     }
 
     /// Regression: the budget counted body bytes only, so a 64 KiB memo held
@@ -292,8 +359,8 @@ mod tests {
         let meta = std::fs::metadata(&file).unwrap();
         let memo = Memo::new(64 * 1024, 1024);
         for i in 0..10_000 {
-            let e = entry(&meta, b"x");
-            memo.put(&format!("page/{i}"), e);
+            let rel = format!("page/{i}");
+            memo.put(&rel, entry(&rel, &meta, b"x"));
         }
         let n = memo.len() as u64;
         assert!(

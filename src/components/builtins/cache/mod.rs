@@ -59,7 +59,7 @@ use self::twins::{Choice, Compress};
 use super::file_response::{serve_file, FileOptions, FileRequest, SMALL_FILE};
 use crate::core::builtin::{Builtin, FilterSite, Make, SettingError};
 use crate::core::config::Component;
-use crate::core::{body, Handler, Request, Response, ResponseFuture};
+use crate::core::{body, Handler, Head, Request, Response, ResponseFuture};
 
 /// Largest page kept in memory.
 pub(crate) const MAX_MEMORY_ENTRY: u64 = 1024 * 1024;
@@ -259,25 +259,38 @@ impl Cache {
 
     /// The file for `req`, or why the cache stays out of it.
     fn candidate(&self, req: &Request) -> Result<CachePath, Event> {
-        if req.method != Method::GET && req.method != Method::HEAD {
+        self.stays_out(&req.method, &req.query_string, &req.headers, &req.path_info)?;
+        self.page_for(req)
+    }
+
+    /// Why the cache stays out of a request with this method, query string,
+    /// headers and PATH_INFO, if it does.
+    fn stays_out(
+        &self,
+        method: &Method,
+        query: &str,
+        headers: &HeaderMap,
+        path_info: &[u8],
+    ) -> Result<(), Event> {
+        if method != Method::GET && method != Method::HEAD {
             return Err(Event::BypassMethod);
         }
-        if !req.query_string.is_empty() {
+        if !query.is_empty() {
             return Err(Event::BypassQuery);
         }
-        if req.headers.contains_key(header::AUTHORIZATION) {
+        if headers.contains_key(header::AUTHORIZATION) {
             return Err(Event::BypassAuthorization);
         }
-        if self.settings.ignore_cookies.personal(&req.headers) {
+        if self.settings.ignore_cookies.personal(headers) {
             return Err(Event::BypassCookie);
         }
         // `cache_paths` are the app's own paths, relative to its mount...
         if let Some(prefixes) = &self.settings.cache_paths {
-            if !path::in_scope(&req.path_info, prefixes) {
+            if !path::in_scope(path_info, prefixes) {
                 return Err(Event::BypassScope);
             }
         }
-        self.page_for(req)
+        Ok(())
     }
 
     /// The page a request's path names, whatever its method: the file a GET
@@ -368,29 +381,9 @@ impl Cache {
                 return resp;
             }
         }
-        if self.memo.enabled() && plain(&req.headers) {
-            if let Some(entry) = self.memo.peek(path.rel()) {
-                // One check against the file per hit: a page the connection may
-                // send from its file (a file-backed body) is checked by opening
-                // it, any other by one stat.
-                let from_file =
-                    req.method == Method::GET && entry.body.len() >= body::FILE_BACKED_MIN_BYTES;
-                let (current, file) = if from_file {
-                    match self.dir.lookup(&path) {
-                        Lookup::Hit(file, meta) => (Some(Version::of(&meta)), Some(file)),
-                        _ => (None, None),
-                    }
-                } else {
-                    (Version::on_disk(self.dir.root().as_fd(), path.rel()), None)
-                };
-                if self.memo.still(path.rel(), &entry, current) {
-                    if let Some(b) = &self.budget {
-                        b.touch(path.rel(), entry.body.len() as u64);
-                    }
-                    reporter.decide(report::Outcome::Hit);
-                    return self.answer(&Ask::of(&req), &entry, file, Event::Hit);
-                }
-            }
+        if let Some(resp) = self.memory_hit(&Ask::of(&req), &path, true) {
+            reporter.decide(report::Outcome::Hit);
+            return resp;
         }
         match self.dir.lookup(&path) {
             Lookup::Hit(file, meta) => {
@@ -439,6 +432,119 @@ impl Cache {
                 .await;
         }
         self.miss(req, path, leader, reporter, false).await
+    }
+
+    /// The answer from the page's copy in memory, if a plain request may
+    /// have it and the file is still the version the copy was read from.
+    /// `file_backed`: a page the connection may send from its file is
+    /// checked by opening it (the body then carries the open file); without,
+    /// such a page is left to the caller (`None`).
+    fn memory_hit(&self, ask: &Ask<'_>, path: &CachePath, file_backed: bool) -> Option<Response> {
+        if !self.memo.enabled() || !plain(ask.headers) {
+            return None;
+        }
+        let entry = self.memo.peek(path.rel())?;
+        self.answer_entry(ask, entry, file_backed.then_some(path))
+    }
+
+    /// The answer from `entry` if its file is still the version it was read
+    /// from. One check against the file per hit: a page the connection may
+    /// send from its file (a file-backed body) is checked by opening it at
+    /// `file` (without, such a page is left to the caller: `None`), any other
+    /// by one stat.
+    fn answer_entry(
+        &self,
+        ask: &Ask<'_>,
+        entry: Arc<Entry>,
+        file: Option<&CachePath>,
+    ) -> Option<Response> {
+        let rel = &*entry.rel;
+        let from_file =
+            *ask.method == Method::GET && entry.body.len() >= body::FILE_BACKED_MIN_BYTES;
+        let (current, file) = if from_file {
+            match self.dir.lookup(file?) {
+                Lookup::Hit(file, meta) => (Some(Version::of(&meta)), Some(file)),
+                _ => (None, None),
+            }
+        } else {
+            (Version::on_disk(self.dir.root().as_fd(), rel), None)
+        };
+        if !self.memo.still(rel, &entry, current) {
+            return None;
+        }
+        if let Some(b) = &self.budget {
+            b.touch(rel, entry.body.len() as u64);
+        }
+        Some(self.answer(ask, &entry, file, Event::Hit))
+    }
+
+    /// [`Handler::answer_now`]: the path `serve` takes for a plain GET or HEAD
+    /// whose page is in memory, taken straight from the request's head; any
+    /// other request (a bypass, a twin, a miss, a page sent from its file)
+    /// goes the ordinary way, where `serve` decides it again.
+    fn ready(&self, head: &Head<'_>) -> Option<Response> {
+        if !self.memo.enabled()
+            || (head.method != Method::GET && head.method != Method::HEAD)
+            || head.query.is_some_and(|q| !q.is_empty())
+            || !self.plain_and_public(head.headers)
+        {
+            return None;
+        }
+        if let Some(c) = &self.compress {
+            if twins::negotiate(head.headers, &c.encs) != Choice::Identity {
+                return None;
+            }
+        }
+        let ask = Ask {
+            method: head.method,
+            headers: head.headers,
+            raw_path: head.raw_path,
+        };
+        // Where the page is a function of the path alone, a path seen before
+        // needs no mapping (the alias exists only for a path that passed
+        // `cache_paths` and mapped to a page).
+        let aliased = !self.settings.hosts.active();
+        if aliased {
+            if let Some(entry) = self.memo.peek_target(head.raw_path) {
+                return self.answer_entry(&ask, entry, None);
+            }
+        }
+        // The environ's PATH_INFO: the percent-decoded path (no url_prefix
+        // here, so SCRIPT_NAME is empty).
+        let decoded: std::borrow::Cow<'_, [u8]> = if head.raw_path.contains('%') {
+            percent_encoding::percent_decode_str(head.raw_path)
+                .collect::<Vec<u8>>()
+                .into()
+        } else {
+            head.raw_path.as_bytes().into()
+        };
+        if let Some(prefixes) = &self.settings.cache_paths {
+            if !path::in_scope(&decoded, prefixes) {
+                return None;
+            }
+        }
+        let path = self.page_at(&decoded, head.raw_path, head.headers).ok()?;
+        let entry = self.memo.peek(path.rel())?;
+        if aliased {
+            self.memo.alias(head.raw_path, path.rel());
+        }
+        self.answer_entry(&ask, entry, None)
+    }
+
+    /// In one pass over the request's headers: `plain` (no `If-*`, no
+    /// `Range`), and none that makes `stays_out` bypass the cache (no
+    /// `Authorization`, no cookie `ignore_cookies` does not list).
+    fn plain_and_public(&self, headers: &HeaderMap) -> bool {
+        headers.iter().all(|(name, value)| {
+            if name == header::AUTHORIZATION {
+                return false;
+            }
+            if name == header::COOKIE {
+                return !self.settings.ignore_cookies.personal_line(value.as_bytes());
+            }
+            let name = name.as_str();
+            !(name.starts_with("if-") || name == "range")
+        })
     }
 
     /// A write `purge_on` names: the app answers, and a 2xx purges the page
@@ -593,7 +699,7 @@ impl Cache {
             match body {
                 Some(Ok(body)) => {
                     let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
-                    let mut entry = Entry::new(meta, body, &content_type, mark);
+                    let mut entry = Entry::new(path.rel(), meta, body, &content_type, mark);
                     if self.compress.is_some() {
                         entry.headers.insert(header::VARY, ACCEPT_ENCODING);
                     }
@@ -696,7 +802,7 @@ impl Cache {
                 return Some(self.read_failed(ask));
             };
             let mark = self.settings.status_header.as_ref().map(|n| (n, HIT));
-            let mut entry = Entry::new(&meta, body, &content_type, mark);
+            let mut entry = Entry::new(twin.rel(), &meta, body, &content_type, mark);
             entry.headers.insert(header::CONTENT_ENCODING, enc.header());
             entry.headers.insert(header::VARY, ACCEPT_ENCODING);
             entry.twin_of = Some(page_mtime);
@@ -920,5 +1026,9 @@ fn plain(headers: &HeaderMap) -> bool {
 impl Handler for Cache {
     fn call(&self, req: Request) -> ResponseFuture<'_> {
         Box::pin(self.handle(req))
+    }
+
+    fn answer_now(&self, head: &Head<'_>) -> Option<Response> {
+        self.ready(head)
     }
 }

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    app_node, ini_in, make_filter, make_filter_in, refused, section, Got, Reply, Req, Rt, Stub,
+    app_node, ini_in, make_filter, make_filter_in, read, refused, section, Got, Reply, Req, Rt,
+    Stub,
 };
 use crate::components::builtins::cache::stats::{self, CacheStats, Event};
 use crate::components::builtins::cache::MARKER;
 use crate::core::builtin::DirClaims;
 use crate::core::config::urlmap::parse_key;
 use crate::core::config::{Component, Kind, Mount, Node};
-use crate::core::Handler;
+use crate::core::{Handler, Head};
 
 /// A cache filter over a stub, its directory and a runtime to call it on.
 struct Fixture {
@@ -57,6 +58,20 @@ impl Fixture {
 
     fn call(&self, req: Req) -> Got {
         self.rt.call(&*self.cache, req.build())
+    }
+
+    /// What the server would answer at once for `req` (see `Handler::answer_now`).
+    fn ready(&self, req: Req) -> Option<Got> {
+        let req = req.build();
+        let query = (!req.query_string.is_empty()).then_some(req.query_string.as_str());
+        let head = Head {
+            method: &req.method,
+            raw_path: &req.raw_path,
+            query,
+            headers: &req.headers,
+        };
+        let resp = self.cache.answer_now(&head)?;
+        Some(self.rt.block_on(read(resp)))
     }
 
     /// This filter's counters (found by its section name, unique per test).
@@ -905,4 +920,66 @@ fn a_body_shorter_than_its_content_length_is_not_stored() {
     }
     assert_eq!(f.count(Event::NoStoreIncomplete), 2);
     assert!(f.files().is_empty(), "{:?}", f.files());
+}
+
+/// The server's ready answers (`answer_now`, no environ) are exactly the
+/// memory hits `call` gives, headers and all, and nothing else: every request
+/// `call` would bypass the cache for, or answer from the file or the app, is
+/// left to `call`.
+#[test]
+fn ready_answers_are_exactly_the_memory_hits() {
+    let f = Fixture::new(
+        "filter:cache-ready",
+        &[("ignore_cookies", "_ga*")],
+        Stub::new(Reply::html("<p>ready</p>")),
+    );
+    assert!(f.ready(Req::get("/r")).is_none(), "nothing stored yet");
+    assert_eq!(x_cache(&f.get("/r")), "MISS");
+    f.wait_stored(1);
+    // The first hit reads the file into memory; from then on it is ready.
+    assert!(f.ready(Req::get("/r")).is_none(), "not yet in memory");
+    assert_eq!(x_cache(&f.get("/r")), "HIT");
+    for req in [
+        || Req::get("/r"),
+        || Req::head("/r"),
+        || Req::get("/r?"),
+        || Req::get("/%72"),
+        || Req::get("/r").header("cookie", "_ga=1; _gat=2"),
+    ] {
+        let ready = f.ready(req()).expect("a memory hit is ready");
+        let slow = f.call(req());
+        assert_eq!(
+            (ready.status, &ready.headers, &ready.body),
+            (slow.status, &slow.headers, &slow.body)
+        );
+        assert_eq!(x_cache(&ready), "HIT");
+    }
+    assert!(f.ready(Req::head("/r")).unwrap().body.is_empty());
+    let hits = f.count(Event::Hit);
+    for (what, req) in [
+        ("a query", Req::get("/r?x=1")),
+        (
+            "credentials",
+            Req::get("/r").header("authorization", "Bearer t"),
+        ),
+        (
+            "a personal cookie",
+            Req::get("/r").header("cookie", "_ga=1; sid=2"),
+        ),
+        (
+            "a validator",
+            Req::get("/r").header("if-none-match", "\"x\""),
+        ),
+        ("a range", Req::get("/r").header("range", "bytes=0-1")),
+        ("a write", Req::new("POST", "/r")),
+        ("a purge", Req::new("PURGE", "/r")),
+        ("another page", Req::get("/other")),
+    ] {
+        assert!(f.ready(req).is_none(), "{what} is not answered at once");
+    }
+    assert_eq!(f.count(Event::Hit), hits, "declining counts nothing");
+    // Deleted: not ready, and `call` goes to the app.
+    std::fs::remove_file(f.dir().join("r")).unwrap();
+    assert!(f.ready(Req::get("/r")).is_none());
+    assert_eq!(x_cache(&f.get("/r")), "MISS");
 }
