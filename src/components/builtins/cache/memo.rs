@@ -1,5 +1,5 @@
 //! Small hot pages kept in memory, each revalidated on every use by one
-//! `newfstatat` of its path (device, inode, size, mtime and ctime must all be
+//! `statx` of its path (device, inode, size, mtime and ctime must all be
 //! unchanged), so deleting or replacing a file still takes effect on the very
 //! next request. A hit from here costs one system call instead of four (open,
 //! fstat, read, close), and the response's headers are prepared once. A page
@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
-use rustix::fs::{statat, AtFlags, Stat};
+use rustix::fs::{makedev, statat, statx, AtFlags, Stat, Statx, StatxFlags};
 
 use crate::components::builtins::file_response::etag;
 
@@ -49,12 +49,30 @@ impl Version {
         self.mtime
     }
 
-    /// The version of `rel` under `root` now, by one `newfstatat` (no symlink
-    /// followed), or `None` if it is gone.
+    /// The version of `rel` under `root` now, by one `statx` asking only for
+    /// the fields a version holds (no symlink followed), or `None` if it is
+    /// gone. A kernel without `statx` (before 4.11) gets one `newfstatat`.
     pub(super) fn on_disk(root: BorrowedFd<'_>, rel: &str) -> Option<Version> {
-        statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| Version::of_stat(&st))
+        let wanted = StatxFlags::INO | StatxFlags::SIZE | StatxFlags::MTIME | StatxFlags::CTIME;
+        match statx(root, rel, AtFlags::SYMLINK_NOFOLLOW, wanted) {
+            Ok(sx) if sx.stx_mask & wanted.bits() == wanted.bits() => Some(Version::of_statx(&sx)),
+            Err(e) if e != rustix::io::Errno::NOSYS => None,
+            // No statx, or a file system that could not give every field.
+            _ => statat(root, rel, AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|st| Version::of_stat(&st)),
+        }
+    }
+
+    fn of_statx(sx: &Statx) -> Version {
+        let time = |t: &rustix::fs::StatxTimestamp| (t.tv_sec, i64::from(t.tv_nsec));
+        Version {
+            dev: makedev(sx.stx_dev_major, sx.stx_dev_minor),
+            ino: sx.stx_ino,
+            size: sx.stx_size,
+            mtime: time(&sx.stx_mtime),
+            ctime: time(&sx.stx_ctime),
+        }
     }
 
     #[allow(clippy::unnecessary_cast)] // the field types differ between targets
@@ -225,7 +243,7 @@ impl Memo {
         false
     }
 
-    /// `peek` then `still` with the version one `newfstatat` finds.
+    /// `peek` then `still` with the version one `statx` finds.
     #[cfg(test)]
     fn get(&self, root: BorrowedFd<'_>, rel: &str) -> Option<Arc<Entry>> {
         let entry = self.peek(rel)?;
@@ -315,6 +333,26 @@ mod tests {
             assert_eq!(total, inner.total);
         }
         assert_eq!(memo.len(), 2);
+    }
+
+    /// The per-hit check and the version an entry is made with agree.
+    #[test]
+    fn the_version_on_disk_is_the_version_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::File::open(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("p"), "one").unwrap();
+        let meta = std::fs::symlink_metadata(tmp.path().join("p")).unwrap();
+        assert_eq!(
+            Version::on_disk(root.as_fd(), "p"),
+            Some(Version::of(&meta))
+        );
+        assert_eq!(Version::on_disk(root.as_fd(), "gone"), None);
+        // A symlink is not followed: its own version, not its target's.
+        std::os::unix::fs::symlink("p", tmp.path().join("l")).unwrap();
+        assert_ne!(
+            Version::on_disk(root.as_fd(), "l"),
+            Some(Version::of(&meta))
+        );
     }
 
     #[test]
