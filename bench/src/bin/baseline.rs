@@ -6,6 +6,7 @@
 //!
 //!     baseline --port 0 --size 2048
 //!     baseline --port 8081 --body-file page.html
+//!     baseline --port 0 --body-file page.html --header 'ETag: "x"' --header 'Accept-Ranges: bytes'
 //!
 //! Prints `listening on http://ADDR` once it listens; listens on 127.0.0.1 only.
 
@@ -39,6 +40,10 @@ struct Args {
     /// Content-Type of the answer (the hello app's by default).
     #[arg(long, default_value = "text/plain; charset=utf-8")]
     content_type: String,
+    /// One more response header, `Name: value` (repeatable): to answer with
+    /// the same head as another server (loadbench gives it a cache hit's).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -52,14 +57,29 @@ fn main() -> Result<()> {
     };
     let content_type = http::HeaderValue::from_str(&args.content_type)
         .context("--content-type is not a valid header value")?;
+    // Prepared once and cloned per response, as a server answering a prepared
+    // page does; hyper adds Date and Content-Length.
+    let mut head = http::HeaderMap::new();
+    head.insert(http::header::CONTENT_TYPE, content_type);
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?}: expected `Name: value`"))?;
+        head.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("--header {h:?}: not a header name"))?,
+            http::HeaderValue::from_str(value.trim())
+                .with_context(|| format!("--header {h:?}: not a header value"))?,
+        );
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?
-        .block_on(serve(args.port, body, content_type))
+        .block_on(serve(args.port, body, head))
 }
 
-async fn serve(port: u16, body: Bytes, content_type: http::HeaderValue) -> Result<()> {
+async fn serve(port: u16, body: Bytes, head: http::HeaderMap) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -79,11 +99,10 @@ async fn serve(port: u16, body: Bytes, content_type: http::HeaderValue) -> Resul
         };
         let _ = stream.set_nodelay(true);
         let body = body.clone();
-        let content_type = content_type.clone();
+        let head = head.clone();
         let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
             let mut resp = Response::new(Full::new(body.clone()));
-            resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, content_type.clone());
+            *resp.headers_mut() = head.clone();
             async move { Ok::<_, Infallible>(resp) }
         });
         tokio::spawn(async move {

@@ -97,8 +97,14 @@ const SCENARIOS: &[Scenario] = &[
         key: "hit-2k",
         title: "cache hit 2 KiB",
         path: HIT_SMALL,
-        // The baseline answers the same bytes from memory: the stack's limit.
-        servers: &[Server::Plughost, Server::Nginx, Server::Baseline],
+        // The baselines answer the same bytes from memory, with the hit's
+        // head and with the minimal one: the stack's limit.
+        servers: &[
+            Server::Plughost,
+            Server::Nginx,
+            Server::BaselineSameHead,
+            Server::Baseline,
+        ],
         many: false,
         miss_script: false,
     },
@@ -142,6 +148,8 @@ struct Running {
     nocache: (Proc, SocketAddr),
     nginx: (Proc, SocketAddr),
     baseline: (Proc, SocketAddr),
+    /// Started once the cache is warm, with the hit's head (see [`same_head`]).
+    same_head: Option<(Proc, SocketAddr)>,
 }
 
 impl Running {
@@ -151,6 +159,10 @@ impl Running {
             Server::PlughostNoCache => &mut self.nocache,
             Server::Nginx => &mut self.nginx,
             Server::Baseline => &mut self.baseline,
+            Server::BaselineSameHead => self
+                .same_head
+                .as_mut()
+                .expect("started once the cache is warm"),
             Server::PlughostDeploy => unreachable!("measured alone, before the others start"),
         }
     }
@@ -416,6 +428,7 @@ fn bench(
         nocache,
         nginx,
         baseline,
+        same_head: None,
     };
     eprintln!(
         "loadbench: plughost (cache) on {}, plughost (no cache) on {}, nginx on {}, baseline on {}",
@@ -436,6 +449,12 @@ fn bench(
     }
 
     warm_and_verify(&mut run, cache_dir, small, big)?;
+    run.same_head = Some(same_head(
+        run.plughost.1,
+        &bins.baseline,
+        small_file,
+        &dir.join("baseline-same-head.log"),
+    )?);
 
     // nginx with many idle keep-alive connections, to compare.
     let nginx_addr = run.nginx.1;
@@ -524,6 +543,7 @@ fn bench(
         Server::PlughostNoCache,
         Server::Nginx,
         Server::Baseline,
+        Server::BaselineSameHead,
     ] {
         run.get(s).0.check_running()?;
     }
@@ -620,6 +640,44 @@ fn expect_body(what: &str, resp: &http::Resp, want: &str) -> Result<()> {
 
 /// Fill the cache through plughost and check that every server answers the same
 /// bytes (so the comparisons compare like with like).
+/// The bare hyper baseline answering the 2 KiB page with exactly the head
+/// plughost's hit sends (its Content-Type, validators, Accept-Ranges and
+/// X-Cache; hyper adds Date and Content-Length to both): the same response
+/// bytes, so the hit's ratio to it is the cost of the cache alone.
+fn same_head(
+    plughost: SocketAddr,
+    bin: &Path,
+    small_file: &Path,
+    log: &Path,
+) -> Result<(Proc, SocketAddr)> {
+    let hit = http::get(plughost, HIT_SMALL)?;
+    ensure!(
+        hit.header("x-cache") == Some("HIT"),
+        "plughost GET {HIT_SMALL} is no hit, cannot copy its head"
+    );
+    let content_type = hit.header("content-type").map(str::to_owned);
+    let headers: Vec<(String, String)> = hit
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            !["date", "content-length", "content-type"]
+                .iter()
+                .any(|x| n.eq_ignore_ascii_case(x))
+        })
+        .cloned()
+        .collect();
+    let started =
+        servers::start_baseline_with(bin, small_file, content_type.as_deref(), &headers, log)?;
+    let copy = http::get(started.1, HIT_SMALL)?;
+    ensure!(
+        copy.headers.len() == hit.headers.len() && copy.body == hit.body,
+        "the same-head baseline answers differently: {:?} vs {:?}",
+        copy.headers,
+        hit.headers
+    );
+    Ok(started)
+}
+
 fn warm_and_verify(run: &mut Running, cache_dir: &Path, small: &str, big: &str) -> Result<()> {
     let p = run.plughost.1;
     for (path, body) in [(HIT_SMALL, small), (HIT_BIG, big)] {

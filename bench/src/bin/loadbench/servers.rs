@@ -117,8 +117,26 @@ pub fn start_plughost_with(
 
 /// Start the bare hyper baseline answering `body_file`'s bytes.
 pub fn start_baseline(bin: &Path, body_file: &Path, log: &Path) -> Result<(Proc, SocketAddr)> {
+    start_baseline_with(bin, body_file, None, &[], log)
+}
+
+/// Start the bare hyper baseline answering `body_file`'s bytes with
+/// `content_type` (the baseline's default if `None`) and `headers`.
+pub fn start_baseline_with(
+    bin: &Path,
+    body_file: &Path,
+    content_type: Option<&str>,
+    headers: &[(String, String)],
+    log: &Path,
+) -> Result<(Proc, SocketAddr)> {
     let mut cmd = Command::new(bin);
     cmd.args(["--port", "0", "--body-file"]).arg(body_file);
+    if let Some(ct) = content_type {
+        cmd.args(["--content-type", ct]);
+    }
+    for (name, value) in headers {
+        cmd.arg("--header").arg(format!("{name}: {value}"));
+    }
     let mut p = Proc::spawn("baseline", cmd, log, true)?;
     let addr = p.wait_listening(START_TIMEOUT)?;
     Ok((p, addr))
