@@ -581,10 +581,11 @@ fn deleting_renaming_over_and_truncating_hot_pages_under_load_never_serves_the_o
 /// response that looks complete (the check before `sendfile` passed, and
 /// `sendfile` was not short). Seen on ext4 (a temporary directory) in about
 /// 5% of the truncations of a 96 KiB hot page under this load; never on a
-/// request sent after the truncation returned. The README's purge is `rm`, never truncate;
-/// this test stays ignored until the cache guards against it (or it is
-/// accepted as documented): `cargo test -p plughost --test hot_page_purge --
-/// --ignored`.
+/// request sent after the truncation returned. Accepted and documented (the
+/// README's purge is `rm` or rename, never truncate; nginx's `sendfile on` has
+/// the same hazard, and no check before or after `sendfile` can close it while
+/// the pages are shared with the socket), so this reproducer stays ignored:
+/// `cargo test -p plughost --test hot_page_purge -- --ignored`.
 #[test]
 #[ignore = "known: sendfile + in-place truncation sends zeros in a complete-looking response"]
 fn a_large_hot_page_truncated_while_it_is_sent_is_never_a_complete_looking_corrupt_response() {
