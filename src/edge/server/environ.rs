@@ -1,5 +1,6 @@
 //! Turning an HTTP request into the pipeline's [`Request`] (WSGI's environ).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -45,7 +46,9 @@ impl Peer {
 /// Build the environ from the request head; `body` is the (limited) request body.
 pub fn environ(parts: http::request::Parts, body: Body, peer: &Peer, env: &ServerEnv) -> Request {
     let raw_path = parts.uri.path().to_owned();
-    let decoded: Vec<u8> = percent_decode_str(&raw_path).collect();
+    // Borrowed when there is nothing to decode (most paths), so this is one
+    // exact copy rather than a vector grown byte by byte.
+    let decoded: Vec<u8> = Cow::from(percent_decode_str(&raw_path)).into_owned();
     let (script_name, path_info) = split_prefix(&env.url_prefix, decoded);
     // An absolute-form or authority-form target's host wins over Host (RFC 9112
     // §3.2.2): `[::1]` loses its brackets as in Host, and an empty one
