@@ -80,6 +80,7 @@ unsafe fn owned_pairs(pairs: *const PhPair, count: usize) -> Vec<(String, String
 ///
 /// # Safety
 /// `s` must be valid and unchanged for `'a`.
+#[inline]
 unsafe fn text<'a>(s: PhStr) -> Cow<'a, str> {
     // SAFETY: guaranteed by the caller.
     let bytes: &'a [u8] = unsafe { s.as_bytes() };
@@ -88,6 +89,14 @@ unsafe fn text<'a>(s: PhStr) -> Cow<'a, str> {
         // UTF-8 validation on short strings).
         return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
+    non_ascii_text(bytes)
+}
+
+/// [`text`] for bytes that are not ASCII: out of line, as request heads rarely
+/// need it, so the common case inlines into the request view.
+#[cold]
+#[inline(never)]
+fn non_ascii_text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(t) => Cow::Borrowed(t),
         Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).into_owned()),
@@ -1108,7 +1117,6 @@ mod tests {
         assert_eq!((chunks.len(), hint), (0, 0));
     }
 
-
     #[test]
     fn a_released_response_and_body_leave_their_storage_to_the_next_ones() {
         let mut out = PhResponse::empty();
@@ -1124,7 +1132,11 @@ mod tests {
         assert!(next.headers.capacity() >= 2, "the headers array is reused");
         let mut out = PhResponse::empty();
         response_into_raw(next.header("C", "3").body(Arc::<str>::from("x")), &mut out);
-        assert_eq!((out.owner, out.body.this), (owner, body), "both boxes reused");
+        assert_eq!(
+            (out.owner, out.body.this),
+            (owner, body),
+            "both boxes reused"
+        );
         // SAFETY: as above.
         let again = unsafe { response_from_raw(out) };
         assert_eq!(
