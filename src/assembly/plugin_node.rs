@@ -73,43 +73,50 @@ fn inline_limit() -> Duration {
 
 impl Handler for PluginNode {
     fn call(&self, req: Request) -> ResponseFuture<'_> {
-        Box::pin(async move {
-            if req.on_worker {
-                // Already on a worker (called from a filter's `next`): no second queue.
-                return call_here(&self.instance, self.next.as_ref(), &self.rt, req);
+        if req.on_worker {
+            // Already on a worker (called from a filter's `next`): no second queue.
+            let resp = call_here(&self.instance, self.next.as_ref(), &self.rt, req);
+            return Box::pin(std::future::ready(resp));
+        }
+        if self.instance.runs_inline() && http_body::Body::is_end_stream(&req.body) {
+            // A non-blocking app with nothing to read: answer right here, without
+            // the two thread hand-offs of the pool. Answered before the future is
+            // made, so the request is not moved into it (nor the pool's timer).
+            let started = Instant::now();
+            let resp = call_here(&self.instance, None, &self.rt, req);
+            self.instance
+                .judge_inline(started.elapsed(), inline_limit());
+            return Box::pin(std::future::ready(resp));
+        }
+        Box::pin(self.on_pool(req))
+    }
+}
+
+impl PluginNode {
+    /// Run the call on the worker pool, answering 504 past `request_timeout`.
+    async fn on_pool(&self, req: Request) -> Response {
+        let instance = self.instance.clone();
+        let next = self.next.clone();
+        let rt = self.rt.clone();
+        let job = self
+            .pool
+            .run(move || call_here(&instance, next.as_ref(), &rt, req));
+        match tokio::time::timeout(self.pool.timeout(), job).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                tracing::error!(plugin = self.instance.label(), "worker failed: {e}");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            if self.instance.runs_inline() && http_body::Body::is_end_stream(&req.body) {
-                // A non-blocking app with nothing to read: answer right here, without
-                // the two thread hand-offs of the pool.
-                let started = Instant::now();
-                let resp = call_here(&self.instance, None, &self.rt, req);
-                self.instance
-                    .judge_inline(started.elapsed(), inline_limit());
-                return resp;
+            Err(_) => {
+                // The call goes on (a thread cannot be stopped) and keeps its
+                // worker until it returns, so the pool never oversubscribes.
+                tracing::error!(
+                    plugin = self.instance.label(),
+                    "no response within request_timeout ({:?}); answering 504",
+                    self.pool.timeout()
+                );
+                error_response(StatusCode::GATEWAY_TIMEOUT)
             }
-            let instance = self.instance.clone();
-            let next = self.next.clone();
-            let rt = self.rt.clone();
-            let job = self
-                .pool
-                .run(move || call_here(&instance, next.as_ref(), &rt, req));
-            match tokio::time::timeout(self.pool.timeout(), job).await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => {
-                    tracing::error!(plugin = self.instance.label(), "worker failed: {e}");
-                    error_response(StatusCode::INTERNAL_SERVER_ERROR)
-                }
-                Err(_) => {
-                    // The call goes on (a thread cannot be stopped) and keeps its
-                    // worker until it returns, so the pool never oversubscribes.
-                    tracing::error!(
-                        plugin = self.instance.label(),
-                        "no response within request_timeout ({:?}); answering 504",
-                        self.pool.timeout()
-                    );
-                    error_response(StatusCode::GATEWAY_TIMEOUT)
-                }
-            }
-        })
+        }
     }
 }

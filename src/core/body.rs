@@ -11,12 +11,15 @@
 use std::any::Any;
 use std::fs::File;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
+
+use super::Handler;
 
 /// Why a body stream failed.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,7 +33,17 @@ pub const FILE_BACKED_MIN_BYTES: usize = 64 * 1024;
 pub struct Body {
     kind: Kind,
     /// Whatever must live as long as the body (see [`Body::keep_alive`]).
-    _guard: Option<Box<dyn Any + Send>>,
+    _guard: Guard,
+}
+
+/// What a body keeps alive (held only to be dropped with it).
+#[allow(dead_code)]
+enum Guard {
+    None,
+    /// The pipeline the response came from, which every response carries (see
+    /// `assembly::swap`): held as it is, without a box of its own.
+    Pipeline(Arc<dyn Handler>),
+    Other(Box<dyn Any + Send>),
 }
 
 enum Kind {
@@ -54,16 +67,26 @@ impl Body {
     }
 
     fn of(kind: Kind) -> Body {
-        Body { kind, _guard: None }
+        Body {
+            kind,
+            _guard: Guard::None,
+        }
     }
 
     /// Keep `guard` alive until this body is dropped, whatever its kind (a
-    /// file-backed body stays file-backed).
-    pub fn keep_alive(mut self, guard: impl Send + 'static) -> Body {
-        self._guard = Some(match self._guard.take() {
-            None => Box::new(guard),
-            Some(earlier) => Box::new((earlier, guard)),
-        });
+    /// file-backed body stays file-backed). A pipeline (`Arc<dyn Handler>`) as
+    /// the first guard costs no allocation.
+    pub fn keep_alive<G: Send + 'static>(mut self, guard: G) -> Body {
+        let mut guard = Some(guard);
+        let pipeline = (&mut guard as &mut dyn Any)
+            .downcast_mut::<Option<Arc<dyn Handler>>>()
+            .and_then(Option::take);
+        self._guard = match (std::mem::replace(&mut self._guard, Guard::None), pipeline) {
+            (Guard::None, Some(pipeline)) => Guard::Pipeline(pipeline),
+            (Guard::None, None) => Guard::Other(Box::new(guard)),
+            (earlier, Some(pipeline)) => Guard::Other(Box::new((earlier, pipeline))),
+            (earlier, None) => Guard::Other(Box::new((earlier, guard))),
+        };
         self
     }
 
@@ -226,5 +249,27 @@ mod tests {
         assert!(!dropped.load(Ordering::SeqCst));
         drop(body);
         assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    struct Probe;
+
+    impl Handler for Probe {
+        fn call(&self, _req: crate::core::Request) -> crate::core::ResponseFuture<'_> {
+            Box::pin(async { crate::core::error_response(http::StatusCode::NO_CONTENT) })
+        }
+    }
+
+    #[test]
+    fn a_pipeline_guard_is_held_unboxed_and_released_with_the_body() {
+        let pipeline: Arc<dyn Handler> = Arc::new(Probe);
+        let body = full(big()).keep_alive(pipeline.clone());
+        assert!(matches!(body._guard, Guard::Pipeline(_)));
+        assert_eq!(Arc::strong_count(&pipeline), 2);
+        // A second guard (or a pipeline after another guard) joins the first.
+        let body = body.keep_alive(7u8).keep_alive(pipeline.clone());
+        assert!(matches!(body._guard, Guard::Other(_)));
+        assert_eq!(Arc::strong_count(&pipeline), 3);
+        drop(body);
+        assert_eq!(Arc::strong_count(&pipeline), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! The host's own request and response types and the [`Handler`] trait that
 //! plugin apps, plugin filters and built-ins all implement.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,7 +46,73 @@ pub struct Request {
     pub on_worker: bool,
 }
 
+/// The string buffers of the last request a handler finished with on this
+/// thread ([`Request::recycle`]), for the next environ built here, so a request
+/// answered where it arrived (a non-blocking plugin app) allocates no strings
+/// of its own.
+#[derive(Debug, Default)]
+pub(crate) struct SpareBuffers {
+    pub raw_path: String,
+    pub path_info: Vec<u8>,
+    pub server_name: String,
+}
+
+/// A recycled buffer keeps its storage only up to this many bytes.
+const SPARE_BYTES: usize = 1024;
+
+thread_local! {
+    static SPARE: Cell<SpareBuffers> = const {
+        Cell::new(SpareBuffers {
+            raw_path: String::new(),
+            path_info: Vec::new(),
+            server_name: String::new(),
+        })
+    };
+}
+
+impl SpareBuffers {
+    /// This thread's spare buffers, emptied (new ones if there are none).
+    pub(crate) fn take() -> SpareBuffers {
+        let mut spare = SPARE.try_with(Cell::take).unwrap_or_default();
+        spare.raw_path.clear();
+        spare.path_info.clear();
+        spare.server_name.clear();
+        spare
+    }
+}
+
+/// `buf` if it is small enough to keep, else an empty one.
+fn keepable<T: Default>(buf: T, capacity: usize) -> T {
+    if capacity <= SPARE_BYTES {
+        buf
+    } else {
+        T::default()
+    }
+}
+
 impl Request {
+    /// Done with the request: its path and server-name buffers go to the next
+    /// environ built on this thread ([`SpareBuffers::take`]); the rest is dropped.
+    pub fn recycle(self) {
+        let Request {
+            raw_path,
+            path_info,
+            server_name,
+            ..
+        } = self;
+        let (a, b, c) = (
+            raw_path.capacity(),
+            path_info.capacity(),
+            server_name.capacity(),
+        );
+        let spare = SpareBuffers {
+            raw_path: keepable(raw_path, a),
+            path_info: keepable(path_info, b),
+            server_name: keepable(server_name, c),
+        };
+        let _ = SPARE.try_with(|cell| cell.set(spare));
+    }
+
     /// `HTTP/1.1` and friends, as WSGI's SERVER_PROTOCOL.
     pub fn protocol(&self) -> &'static str {
         match self.version {

@@ -127,6 +127,7 @@ impl PhStr {
     /// # Safety
     /// `ptr` must point at `len` readable bytes (or be null with `len == 0`) that stay
     /// valid and unchanged for `'a`.
+    #[inline]
     pub unsafe fn as_bytes<'a>(self) -> &'a [u8] {
         if self.len == 0 || self.ptr.is_null() {
             &[]

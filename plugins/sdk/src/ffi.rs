@@ -20,6 +20,7 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::io::{self, Read};
 use std::marker::PhantomData;
@@ -79,6 +80,7 @@ unsafe fn owned_pairs(pairs: *const PhPair, count: usize) -> Vec<(String, String
 ///
 /// # Safety
 /// `s` must be valid and unchanged for `'a`.
+#[inline]
 unsafe fn text<'a>(s: PhStr) -> Cow<'a, str> {
     // SAFETY: guaranteed by the caller.
     let bytes: &'a [u8] = unsafe { s.as_bytes() };
@@ -87,6 +89,14 @@ unsafe fn text<'a>(s: PhStr) -> Cow<'a, str> {
         // UTF-8 validation on short strings).
         return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
+    non_ascii_text(bytes)
+}
+
+/// [`text`] for bytes that are not ASCII: out of line, as request heads rarely
+/// need it, so the common case inlines into the request view.
+#[cold]
+#[inline(never)]
+fn non_ascii_text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(t) => Cow::Borrowed(t),
         Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).into_owned()),
@@ -421,6 +431,18 @@ impl Drop for ForeignBody {
 // ---------------------------------------------------------------------------
 // Bodies the plugin produces.
 
+thread_local! {
+    /// The box of this thread's last released body, for the next body: a plugin
+    /// answering a request allocates no body box of its own (the host releases a
+    /// body on the thread that answers, or one that answers next).
+    static SPARE_BODY: Cell<Option<Box<BodySource>>> = const { Cell::new(None) };
+    /// The same for the storage behind a response's head.
+    static SPARE_OWNER: Cell<Option<Box<ResponseOwner>>> = const { Cell::new(None) };
+}
+
+/// A spare [`ResponseOwner`] keeps its pairs array only up to this many pairs.
+const SPARE_PAIRS: usize = 32;
+
 struct BodySource {
     source: Source,
     /// Storage for the chunk last handed out.
@@ -457,10 +479,16 @@ fn body_into_raw(body: Body) -> PhBody {
         Inner::Reader(r) => Source::Reader(r),
         Inner::Iter(it) => Source::Iter(it),
     };
-    let state = Box::new(BodySource {
-        source,
-        buf: Vec::new(),
-    });
+    let state = match SPARE_BODY.try_with(Cell::take).ok().flatten() {
+        Some(mut spare) => {
+            spare.source = source;
+            spare
+        }
+        None => Box::new(BodySource {
+            source,
+            buf: Vec::new(),
+        }),
+    };
     PhBody {
         vtbl: &BODY_VTBL,
         this: Box::into_raw(state).cast(),
@@ -597,7 +625,11 @@ ffi_export! {
         // SAFETY: `this` came from `Box::into_raw` in `body_into_raw` (checked
         // non-null); the host calls release exactly once. A panicking drop is caught
         // by the boundary.
-        drop(unsafe { Box::from_raw(this.cast::<BodySource>()) });
+        let mut state = unsafe { Box::from_raw(this.cast::<BodySource>()) };
+        state.source = Source::Done;
+        // A large chunk buffer is not kept for the next body.
+        state.buf = Vec::new();
+        let _ = SPARE_BODY.try_with(|spare| spare.set(Some(state)));
     }
 }
 
@@ -666,9 +698,12 @@ fn exact<'a>(shown: &'a str, raw: &'a Option<Cow<'_, [u8]>>) -> &'a [u8] {
 }
 
 /// Storage behind a response's status line and headers, freed by `release`.
+/// Reused through [`SPARE_OWNER`], so answering allocates neither the box nor
+/// the pairs array.
+#[derive(Default)]
 struct ResponseOwner {
-    _reason: String,
-    _headers: Vec<(String, String)>,
+    reason: String,
+    headers: Vec<(String, String)>,
     pairs: Vec<PhPair>,
 }
 
@@ -683,22 +718,34 @@ ffi_export! {
     } {
         // SAFETY: `owner` came from `Box::into_raw` in `response_into_raw` (checked
         // non-null); the receiver calls release exactly once.
-        drop(unsafe { Box::from_raw(owner.cast::<ResponseOwner>()) });
+        let mut owner = unsafe { Box::from_raw(owner.cast::<ResponseOwner>()) };
+        owner.pairs.clear();
+        if owner.pairs.capacity() > SPARE_PAIRS {
+            owner.pairs = Vec::new();
+        }
+        crate::response::recycle_headers(std::mem::take(&mut owner.headers));
+        owner.reason = String::new();
+        let _ = SPARE_OWNER.try_with(|spare| spare.set(Some(owner)));
     }
 }
 
 fn response_into_raw(resp: Response, out: &mut PhResponse) {
-    let reason = resp.reason.unwrap_or_default();
-    let pairs = borrow_pairs(&resp.headers);
-    let owner = Box::new(ResponseOwner {
-        pairs,
-        _reason: reason,
-        _headers: resp.headers,
-    });
+    let mut owner = SPARE_OWNER
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let o = &mut *owner;
+    o.reason = resp.reason.unwrap_or_default();
+    o.headers = resp.headers;
+    o.pairs.extend(o.headers.iter().map(|(n, v)| PhPair {
+        name: PhStr::from_str(n),
+        value: PhStr::from_str(v),
+    }));
     out.status = resp.status;
-    out.reason = PhStr::from_str(&owner._reason);
-    out.headers = owner.pairs.as_ptr();
-    out.header_count = owner.pairs.len();
+    out.reason = PhStr::from_str(&o.reason);
+    out.headers = o.pairs.as_ptr();
+    out.header_count = o.pairs.len();
     out.body = body_into_raw(resp.body);
     out.owner = Box::into_raw(owner).cast();
     out.release = Some(response_release);
@@ -1070,6 +1117,34 @@ mod tests {
         assert_eq!((chunks.len(), hint), (0, 0));
     }
 
+    #[test]
+    fn a_released_response_and_body_leave_their_storage_to_the_next_ones() {
+        let mut out = PhResponse::empty();
+        let resp = Response::new(200).header("A", "1").header("B", "2");
+        response_into_raw(resp.body(Arc::<str>::from("page")), &mut out);
+        let (owner, body) = (out.owner, out.body.this);
+        // SAFETY: `out` was just filled, as a successful call fills it.
+        let first = unsafe { response_from_raw(out) };
+        assert_eq!(first.headers.len(), 2);
+        drop(first); // releases the body
+
+        let next = Response::new(201);
+        assert!(next.headers.capacity() >= 2, "the headers array is reused");
+        let mut out = PhResponse::empty();
+        response_into_raw(next.header("C", "3").body(Arc::<str>::from("x")), &mut out);
+        assert_eq!(
+            (out.owner, out.body.this),
+            (owner, body),
+            "both boxes reused"
+        );
+        // SAFETY: as above.
+        let again = unsafe { response_from_raw(out) };
+        assert_eq!(
+            (again.status, again.headers),
+            (201, vec![("C".to_owned(), "3".to_owned())])
+        );
+        assert_eq!(again.body.into_bytes().unwrap(), b"x");
+    }
     fn decode(bytes: &[u8]) -> (Cow<'_, str>, Option<Cow<'_, [u8]>>) {
         // SAFETY: the view points into `bytes`, alive as long as the result.
         unsafe { decoded(PhStr::from_bytes(bytes)) }

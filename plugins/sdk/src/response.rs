@@ -1,4 +1,25 @@
+use std::cell::Cell;
+
 use crate::Body;
+
+thread_local! {
+    /// The headers array of the last response the host released on this thread,
+    /// emptied: the next [`Response::new`] starts from it, so building the usual
+    /// response allocates no array of its own.
+    static SPARE_HEADERS: Cell<Vec<(String, String)>> = const { Cell::new(Vec::new()) };
+}
+
+/// A spare headers array keeps its storage only up to this many headers.
+const SPARE_CAPACITY: usize = 32;
+
+/// Give a released response's headers array back for the next [`Response::new`]
+/// on this thread (its strings are freed here).
+pub(crate) fn recycle_headers(mut headers: Vec<(String, String)>) {
+    headers.clear();
+    if headers.capacity() <= SPARE_CAPACITY {
+        let _ = SPARE_HEADERS.try_with(|spare| spare.set(headers));
+    }
+}
 
 /// A response: status, optional reason phrase, headers in order, and a body.
 #[derive(Debug)]
@@ -19,7 +40,7 @@ impl Response {
         Response {
             status,
             reason: None,
-            headers: Vec::new(),
+            headers: SPARE_HEADERS.try_with(Cell::take).unwrap_or_default(),
             body: Body::empty(),
         }
     }

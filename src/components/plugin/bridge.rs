@@ -15,6 +15,7 @@ use plughost_sdk::abi::{self, PhBody, PhBodyVtbl, PhPair, PhRequest, PhResponse,
 use tokio::runtime::Handle;
 
 use super::guard::{host_callback, nullable_fn};
+use super::header_cache;
 use super::host_api::lossy;
 use super::library::same_ptr;
 use crate::core::blocking;
@@ -85,11 +86,21 @@ impl RequestView {
     pub(super) fn new(req: &Request) -> RequestView {
         let mut headers = VIEW_PAIRS.try_with(Cell::take).unwrap_or_default();
         headers.reserve(req.headers.len());
-        headers.extend(req.headers.iter().map(|(n, v)| PhPair {
-            name: PhStr::from_str(n.as_str()),
-            value: PhStr::from_bytes(v.as_bytes()),
+        let mut has_length = false;
+        headers.extend(req.headers.iter().map(|(n, v)| {
+            has_length |= n == http::header::CONTENT_LENGTH;
+            PhPair {
+                name: PhStr::from_str(n.as_str()),
+                value: PhStr::from_bytes(v.as_bytes()),
+            }
         }));
-        let content_length = req.content_length();
+        // Seen on the way through the headers, so most requests (no body, no
+        // Content-Length) skip the lookup.
+        let content_length = if has_length {
+            req.content_length()
+        } else {
+            None
+        };
         RequestView {
             headers,
             extras: req
@@ -603,7 +614,10 @@ pub(crate) unsafe fn response_from_plugin(
         // SAFETY: as above.
         for p in unsafe { pairs(raw.headers, raw.header_count) } {
             // SAFETY: as above.
-            let (name, value) = unsafe { header(p) }?;
+            let (name_bytes, value_bytes) = unsafe { (p.name.as_bytes(), p.value.as_bytes()) };
+            // SAFETY: as above.
+            let (name, value) =
+                header_cache::parsed(name_bytes, value_bytes, || unsafe { header(p) })?;
             if HOP_BY_HOP.contains(&name.as_str()) {
                 tracing::debug!(header = %name, "dropping a hop-by-hop header set by a plugin");
                 continue;

@@ -236,6 +236,9 @@ impl Instance {
             ((*self.vtbl).call)(self.this, &raw_req, raw_body, next_ptr, &mut out, &raw_sink)
         };
         drop(view);
+        // The view's strings are no longer read: their buffers go to the next
+        // environ built on this thread.
+        req.recycle();
         match rc {
             // SAFETY: the call succeeded, so `out` is filled.
             abi::PH_OK => {

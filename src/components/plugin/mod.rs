@@ -7,6 +7,7 @@
 mod bridge;
 #[allow(unsafe_code)]
 mod guard;
+mod header_cache;
 #[allow(unsafe_code)]
 mod host_api;
 #[allow(unsafe_code)]

@@ -1,5 +1,6 @@
 //! Turning an HTTP request into the pipeline's [`Request`] (WSGI's environ).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::core::hostport::split_host_port;
 
+use crate::core::request::SpareBuffers;
 use crate::core::{Body, Request};
 
 /// Per-listener facts that go into every request.
@@ -43,14 +45,23 @@ impl Peer {
 }
 
 /// Build the environ from the request head; `body` is the (limited) request body.
+///
+/// The strings go into the buffers of the last request this thread recycled
+/// (`Request::recycle`), so most requests allocate none.
 pub fn environ(parts: http::request::Parts, body: Body, peer: &Peer, env: &ServerEnv) -> Request {
-    let raw_path = parts.uri.path().to_owned();
-    let decoded: Vec<u8> = percent_decode_str(&raw_path).collect();
+    let SpareBuffers {
+        mut raw_path,
+        path_info: mut decoded,
+        mut server_name,
+    } = SpareBuffers::take();
+    raw_path.push_str(parts.uri.path());
+    // Borrowed when there is nothing to decode (most paths): one copy.
+    decoded.extend_from_slice(&Cow::from(percent_decode_str(&raw_path)));
     let (script_name, path_info) = split_prefix(&env.url_prefix, decoded);
     // An absolute-form or authority-form target's host wins over Host (RFC 9112
     // §3.2.2): `[::1]` loses its brackets as in Host, and an empty one
     // (`GET : HTTP/1.0`) is no name.
-    let server_name = parts
+    let host = parts
         .uri
         .host()
         .and_then(host_without_port)
@@ -62,9 +73,14 @@ pub fn environ(parts: http::request::Parts, body: Body, peer: &Peer, env: &Serve
                 .and_then(|h| h.to_str().ok())
                 .and_then(host_without_port)
                 .filter(|h| !h.is_empty())
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| env.local.ip().to_string());
+        });
+    match host {
+        Some(host) => server_name.push_str(host),
+        None => {
+            use std::fmt::Write;
+            let _ = write!(server_name, "{}", env.local.ip());
+        }
+    }
     Request {
         method: parts.method,
         scheme: env.url_scheme.clone(),
@@ -170,6 +186,35 @@ mod tests {
         assert_eq!(
             environ_of("http://example.com/x", None).server_name,
             "example.com"
+        );
+    }
+
+    #[test]
+    fn a_recycled_request_lends_its_buffers_to_the_next_environ() {
+        let first = environ_of("/a/much/longer/path%20here?x=1", Some("first.example:81"));
+        assert_eq!(first.path_info, b"/a/much/longer/path here");
+        let ptrs = (first.raw_path.as_ptr(), first.server_name.as_ptr());
+        first.recycle();
+        let second = environ_of("/b", Some("b.example"));
+        assert_eq!(
+            (
+                second.raw_path.as_str(),
+                &second.path_info[..],
+                second.server_name.as_str()
+            ),
+            ("/b", &b"/b"[..], "b.example"),
+            "nothing of the longer request is left in the buffers"
+        );
+        assert_eq!(
+            (second.raw_path.as_ptr(), second.server_name.as_ptr()),
+            ptrs,
+            "the same buffers"
+        );
+        // Without a recycled request the environ is built as before.
+        let third = environ_of("/c", None);
+        assert_eq!(
+            (third.raw_path.as_str(), third.server_name.as_str()),
+            ("/c", "127.0.0.1")
         );
     }
 

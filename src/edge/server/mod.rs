@@ -31,7 +31,7 @@ pub(crate) use environ::{Peer, ServerEnv};
 use crate::core::config::ServerConfig;
 use crate::core::metrics::METRICS;
 use crate::core::socket::Sock;
-use crate::core::{error_response, Handler, Head, Response};
+use crate::core::{error_response, Handler, Head, Response, ResponseFuture};
 
 /// Every socket the server listens on.
 pub struct Listeners {
@@ -425,6 +425,13 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
         peer,
         ..
     } = conn;
+    if http_body::Body::is_end_stream(req.body()) {
+        // No body (most GETs): nothing to limit or time, no allocation, and no
+        // length to check (hyper ends a body at once only when it is 0 or absent).
+        let (parts, _) = req.into_parts();
+        let request = environ::environ(parts, crate::core::body::empty(), peer, env);
+        return call(handler, request, cfg, peer).await;
+    }
     let declared = crate::core::headers::content_length(req.headers())
         .ok()
         .flatten();
@@ -433,11 +440,6 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
         return error_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let (parts, incoming) = req.into_parts();
-    if http_body::Body::is_end_stream(&incoming) {
-        // No body (most GETs): nothing to limit or time, no allocation.
-        let request = environ::environ(parts, crate::core::body::empty(), peer, env);
-        return call(handler, request, cfg, peer).await;
-    }
     let (body, overflow) = limit::LimitedBody::new(incoming, cfg.max_body_bytes, cfg.body_timeout);
     // Read the whole body first: no plugin worker waits on a client's bytes.
     let body = match request_body::read(body, &overflow, declared, cfg).await {
@@ -452,15 +454,17 @@ async fn respond(req: hyper::Request<Incoming>, conn: &Connection) -> Response {
 }
 
 /// Apply the trusted proxy headers, then hand the request to the pipeline.
-async fn call(
-    handler: &Arc<dyn Handler>,
+/// Not `async`: the request goes straight into the pipeline's future instead of
+/// being moved into one of its own first (it is several hundred bytes).
+fn call<'a>(
+    handler: &'a Arc<dyn Handler>,
     mut request: crate::core::Request,
     cfg: &ServerConfig,
     peer: &Peer,
-) -> Response {
+) -> ResponseFuture<'a> {
     if let Err(e) = proxy_headers::apply(&mut request, &cfg.trusted_proxy, &peer.ip) {
         tracing::info!(peer = %peer.addr, "{e}");
-        return error_response(StatusCode::BAD_REQUEST);
+        return Box::pin(std::future::ready(error_response(StatusCode::BAD_REQUEST)));
     }
-    handler.call(request).await
+    handler.call(request)
 }
