@@ -129,15 +129,20 @@ fn max_size_holds_under_a_storm_of_unique_urls_evicting_the_least_recently_used(
         assert!(Instant::now() < deadline + Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        evicted_now(&host),
-        241 - files,
-        "every stored page not on disk was evicted"
-    );
-    assert_eq!(
-        metric(&host, "plughost_cache_disk_files{section=\"filter:cache\"}"),
-        files
-    );
+    // The eviction counter follows each unlink by a moment too: read both
+    // until they agree (they must, within the deadline).
+    let mut files = files;
+    let gauge = |host: &Host| metric(host, "plughost_cache_disk_files{section=\"filter:cache\"}");
+    while evicted_now(&host) != 241 - files || gauge(&host) != files {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "every stored page not on disk was evicted: {} evicted, {files} files",
+            evicted_now(&host)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        files = usage(&cache).1;
+    }
+    assert_eq!(gauge(&host), files);
     assert_eq!(
         metric(&host, "plughost_cache_disk_bytes{section=\"filter:cache\"}"),
         bytes

@@ -73,22 +73,60 @@ impl Drop for Busy {
 /// Looks taken per timeout: the connection closes after this many quiet ones.
 const LOOKS: u32 = 4;
 
+/// The server is shutting down (or handing its sockets to a new process):
+/// every response then says `Connection: close`, and a connection with no
+/// request in progress closes after [`DRAIN_QUIET`] without progress.
+///
+/// Closing an idle keep-alive connection at once races with a request the
+/// client is sending on it right then, which would fail ("connection closed
+/// before a response"); a client that keeps sending instead gets its answer,
+/// told to reconnect, and reaches the new process.
+#[derive(Debug, Default)]
+pub(crate) struct Draining {
+    on: std::sync::atomic::AtomicBool,
+    started: Notify,
+}
+
+impl Draining {
+    pub(crate) fn start(&self) {
+        self.on.store(true, Relaxed);
+        self.started.notify_waiters();
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        self.on.load(Relaxed)
+    }
+}
+
+/// How long a connection with nothing in progress may stay quiet once the
+/// server drains: two looks this far apart.
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+
 /// Abort `connection` (the task serving it, which closes the socket) once
 /// `activity` has been quiet for `timeout`: no progress and no request in
 /// progress at [`LOOKS`] looks in a row a quarter of `timeout` apart. Returns
 /// whether it did; returns `false` as soon as the connection ends by itself.
+/// Once `draining` starts, the same with two looks [`DRAIN_QUIET`] apart.
 pub(crate) async fn watchdog(
     connection: AbortHandle,
     activity: Arc<Activity>,
     timeout: Duration,
+    draining: Arc<Draining>,
 ) -> bool {
-    let step = (timeout / LOOKS).max(Duration::from_millis(1));
+    let mut step = (timeout / LOOKS).max(Duration::from_millis(1));
+    let mut looks = LOOKS;
     let (mut seen, _) = activity.state();
     let mut quiet = 0;
     loop {
+        let drain_starts = draining.started.notified();
+        if draining.is_on() && looks != 2 {
+            (step, looks, quiet) = (DRAIN_QUIET, 2, 0);
+            seen = activity.state().0;
+        }
         tokio::select! {
             biased;
             () = activity.ended.notified() => return false,
+            () = drain_starts, if looks != 2 => continue,
             () = tokio::time::sleep(step) => {}
         }
         let (now, busy) = activity.state();
@@ -98,7 +136,7 @@ pub(crate) async fn watchdog(
             continue;
         }
         quiet += 1;
-        if quiet == LOOKS {
+        if quiet == looks {
             connection.abort();
             return true;
         }
@@ -122,7 +160,15 @@ mod tests {
     async fn a_quiet_connection_is_closed_within_a_quarter_past_the_timeout() {
         let (task, activity) = connection();
         let t = Instant::now();
-        assert!(watchdog(task.abort_handle(), activity, Duration::from_secs(8)).await);
+        assert!(
+            watchdog(
+                task.abort_handle(),
+                activity,
+                Duration::from_secs(8),
+                Arc::default()
+            )
+            .await
+        );
         let waited = t.elapsed();
         assert!(
             waited >= Duration::from_secs(8) && waited <= Duration::from_secs(10),
@@ -138,6 +184,7 @@ mod tests {
             task.abort_handle(),
             activity.clone(),
             Duration::from_secs(4),
+            Arc::default(),
         ));
         let t = Instant::now();
         // Progress every 3 s for 30 s, then a request held for 20 s.
@@ -166,11 +213,49 @@ mod tests {
             task.abort_handle(),
             activity.clone(),
             Duration::from_secs(4),
+            Arc::default(),
         ));
         tokio::time::sleep(Duration::from_secs(1)).await;
         activity.end();
         assert!(!dog.await.unwrap());
         assert!(!task.is_finished());
         task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_closes_a_quiet_connection_soon_and_a_busy_one_after_its_request() {
+        let draining = Arc::new(Draining::default());
+        let (idle, idle_activity) = connection();
+        let (busy_task, busy_activity) = connection();
+        let timeout = Duration::from_secs(30);
+        let idle_dog = tokio::spawn(watchdog(
+            idle.abort_handle(),
+            idle_activity,
+            timeout,
+            draining.clone(),
+        ));
+        let busy_dog = tokio::spawn(watchdog(
+            busy_task.abort_handle(),
+            busy_activity.clone(),
+            timeout,
+            draining.clone(),
+        ));
+        let request = busy_activity.busy();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!idle.is_finished() && !busy_task.is_finished());
+        let t = Instant::now();
+        draining.start();
+        assert!(idle_dog.await.unwrap());
+        assert!(
+            t.elapsed() <= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+        // A request in progress holds its connection however long it takes.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!busy_task.is_finished());
+        drop(request);
+        assert!(busy_dog.await.unwrap());
+        assert!(idle.await.unwrap_err().is_cancelled());
     }
 }

@@ -135,6 +135,7 @@ pub async fn serve(
     let cfg = Arc::new(cfg);
     let mut accept_loops = tokio::task::JoinSet::new();
     let connections = Arc::new(Semaphore::new(cfg.max_connections));
+    let draining = Arc::new(head_timeout::Draining::default());
     let env_of = |local| {
         Arc::new(ServerEnv {
             url_scheme: cfg.url_scheme.as_str().into(),
@@ -153,6 +154,7 @@ pub async fn serve(
             env,
             graceful.clone(),
             connections.clone(),
+            draining.clone(),
         ));
     }
     for listener in tcp {
@@ -167,6 +169,7 @@ pub async fn serve(
             env,
             graceful.clone(),
             connections.clone(),
+            draining.clone(),
         ));
     }
     shutdown.await;
@@ -176,8 +179,17 @@ pub async fn serve(
         "shutting down: waiting up to {:?} for requests in flight",
         cfg.shutdown_timeout
     );
+    // Connections close after their next answer (`Connection: close`), or
+    // once quiet; then whatever is left is shut down gracefully.
+    draining.start();
+    let deadline = tokio::time::Instant::now() + cfg.shutdown_timeout;
+    while connections.available_permits() < cfg.max_connections
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
-    match tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown()).await {
+    match tokio::time::timeout_at(deadline, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown timeout reached; closing remaining connections"),
     }
@@ -213,6 +225,7 @@ async fn accept_loop(
     env: Arc<ServerEnv>,
     graceful: Arc<GracefulShutdown>,
     connections: Arc<Semaphore>,
+    draining: Arc<head_timeout::Draining>,
 ) {
     loop {
         // At `max_connections`, stop accepting: further clients wait in the
@@ -243,6 +256,7 @@ async fn accept_loop(
             peer,
             offers: offers.clone(),
             activity: activity.clone(),
+            draining: draining.clone(),
             ready_answers,
         });
         let per_request = shared.clone();
@@ -277,8 +291,10 @@ async fn accept_loop(
             drop(permit);
         });
         let header_timeout = cfg.header_timeout;
+        let draining = draining.clone();
         tokio::spawn(async move {
-            if head_timeout::watchdog(task.abort_handle(), activity, header_timeout).await {
+            if head_timeout::watchdog(task.abort_handle(), activity, header_timeout, draining).await
+            {
                 tracing::debug!(%peer, "connection closed: no request within header_timeout ({header_timeout:?})");
             }
         });
@@ -294,6 +310,8 @@ struct Connection {
     peer: Peer,
     offers: sendfile::Offers,
     activity: Arc<head_timeout::Activity>,
+    /// The server is shutting down: every answer closes its connection.
+    draining: Arc<head_timeout::Draining>,
     /// Whether the pipeline may answer from the head alone.
     ready_answers: bool,
 }
@@ -324,9 +342,10 @@ fn handle(
             query: req.uri().query(),
             headers: req.headers(),
         };
-        if let Some(resp) = conn.handler.answer_now(&head) {
+        if let Some(mut resp) = conn.handler.answer_now(&head) {
             // Framed by its maker: Content-Length is the body's (empty for HEAD).
             conn.activity.tick();
+            close_if_draining(&mut resp, conn);
             METRICS.answered_at_once(resp.status().as_u16());
             if tracing::enabled!(tracing::Level::DEBUG) {
                 tracing::debug!(peer = %conn.peer.addr, method = %req.method(), path = req.uri().path(), status = resp.status().as_u16(), elapsed_us = 0, "request");
@@ -370,6 +389,18 @@ impl<F: Future<Output = Response>> Future for Answer<F> {
     }
 }
 
+/// While the server drains, an answer tells its client to reconnect (hyper
+/// then closes the connection after it): the next request reaches whoever
+/// listens now.
+fn close_if_draining(resp: &mut Response, conn: &Connection) {
+    if conn.draining.is_on() {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
 /// What is measured and logged of a request the pipeline answers, from its
 /// head's arrival; it keeps the connection busy (see `head_timeout`).
 struct Done {
@@ -397,6 +428,7 @@ impl Done {
     /// body keeps the connection busy until it is dropped.
     fn finish(self, resp: Response, conn: &Connection) -> Response {
         let mut resp = framing::frame(resp, self.head_request);
+        close_if_draining(&mut resp, conn);
         // A file-backed body that reached the edge as it left the cache:
         // let the connection send its bytes from the file.
         if let Some((bytes, file)) = resp.body_mut().take_file() {
