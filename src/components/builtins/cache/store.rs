@@ -171,31 +171,44 @@ impl Job {
         );
     }
 
-    /// Write the new page's twins on a blocking thread (the miss is not kept waiting).
-    fn write_twins(&self) {
+    /// The new page's twins to write, if it gets any.
+    fn twin_job(&self) -> Option<impl FnOnce() + Send + 'static> {
         let (Some(c), true) = (&self.compress, self.twins) else {
-            return;
+            return None;
         };
         let (c, dir, path, fsync) = (c.clone(), self.dir.clone(), self.path.clone(), self.fsync);
         let (budget, stats) = (self.budget.clone(), self.stats.clone());
-        tokio::task::spawn_blocking(move || {
-            match twins::write(&dir, &path, &c.encs, c.min_size, fsync) {
+        Some(
+            move || match twins::write(&dir, &path, &c.encs, c.min_size, fsync) {
                 Ok(bytes) => {
                     if let Some(b) = budget {
                         b.add_twins(path.rel(), bytes);
                     }
                 }
                 Err(e) => stats.problem(classify(&e), path.rel(), &e),
-            }
-        });
+            },
+        )
     }
 
+    /// The page is in place: waiting requests may read it now; its twins are
+    /// written on a blocking thread (the miss is not kept waiting), and who
+    /// asked for a report (`cache warm`) hears "stored" once they are written
+    /// too, so it never exits with a twin unwritten.
     fn stored(self) {
-        self.write_twins();
         let n = self.stats.count(Event::Store);
         tracing::debug!(path = self.path.rel(), count = n, stats = %self.stats, "cache: stored");
-        self.reporter.decide(Outcome::Stored);
+        let twins = self.twin_job();
         self.leader.stored();
+        match twins {
+            Some(write) => {
+                let reporter = self.reporter;
+                tokio::task::spawn_blocking(move || {
+                    write();
+                    reporter.decide(Outcome::Stored);
+                });
+            }
+            None => self.reporter.decide(Outcome::Stored),
+        }
     }
 }
 
