@@ -100,9 +100,19 @@ async fn serve(port: u16, body: Bytes, head: http::HeaderMap) -> Result<()> {
         let _ = stream.set_nodelay(true);
         let body = body.clone();
         let head = head.clone();
+        let only_type = (head.len() == 1)
+            .then(|| head.get(http::header::CONTENT_TYPE).cloned())
+            .flatten();
         let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
             let mut resp = Response::new(Full::new(body.clone()));
-            *resp.headers_mut() = head.clone();
+            if let Some(ct) = &only_type {
+                // Content-Type alone (no --header): one insert into the empty
+                // map, the cheapest head hyper can send.
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_TYPE, ct.clone());
+            } else {
+                *resp.headers_mut() = head.clone();
+            }
             async move { Ok::<_, Infallible>(resp) }
         });
         tokio::spawn(async move {
