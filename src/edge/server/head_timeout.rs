@@ -148,6 +148,21 @@ mod tests {
     use super::*;
     use tokio::time::Instant;
 
+    /// The watchdog of `task`, running.
+    fn dog(
+        task: &tokio::task::JoinHandle<()>,
+        activity: &Arc<Activity>,
+        timeout: Duration,
+        draining: &Arc<Draining>,
+    ) -> tokio::task::JoinHandle<bool> {
+        tokio::spawn(watchdog(
+            task.abort_handle(),
+            activity.clone(),
+            timeout,
+            draining.clone(),
+        ))
+    }
+
     /// A connection task that never ends by itself, and its activity.
     fn connection() -> (tokio::task::JoinHandle<()>, Arc<Activity>) {
         (
@@ -180,12 +195,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn progress_and_requests_in_progress_keep_it_open() {
         let (task, activity) = connection();
-        let dog = tokio::spawn(watchdog(
-            task.abort_handle(),
-            activity.clone(),
-            Duration::from_secs(4),
-            Arc::default(),
-        ));
+        let dog = dog(&task, &activity, Duration::from_secs(4), &Arc::default());
         let t = Instant::now();
         // Progress every 3 s for 30 s, then a request held for 20 s.
         for _ in 0..10 {
@@ -209,12 +219,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_watchdog_goes_when_the_connection_ends() {
         let (task, activity) = connection();
-        let dog = tokio::spawn(watchdog(
-            task.abort_handle(),
-            activity.clone(),
-            Duration::from_secs(4),
-            Arc::default(),
-        ));
+        let dog = dog(&task, &activity, Duration::from_secs(4), &Arc::default());
         tokio::time::sleep(Duration::from_secs(1)).await;
         activity.end();
         assert!(!dog.await.unwrap());
@@ -228,18 +233,8 @@ mod tests {
         let (idle, idle_activity) = connection();
         let (busy_task, busy_activity) = connection();
         let timeout = Duration::from_secs(30);
-        let idle_dog = tokio::spawn(watchdog(
-            idle.abort_handle(),
-            idle_activity,
-            timeout,
-            draining.clone(),
-        ));
-        let busy_dog = tokio::spawn(watchdog(
-            busy_task.abort_handle(),
-            busy_activity.clone(),
-            timeout,
-            draining.clone(),
-        ));
+        let idle_dog = dog(&idle, &idle_activity, timeout, &draining);
+        let busy_dog = dog(&busy_task, &busy_activity, timeout, &draining);
         let request = busy_activity.busy();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!idle.is_finished() && !busy_task.is_finished());
