@@ -52,21 +52,22 @@ fn component(kind: &str, c: &Component, plugin_dirs: &[PathBuf]) -> Map<String, 
     m.insert("line".into(), json!(c.line));
     m.insert("entry".into(), json!(entry));
     // No native library: a Python entry point, through the WSGI bridge.
+    let mut plugin = plugin;
+    let mut python = None;
     if let (Value::Null, Source::Egg { dist, entry }) = (&plugin, &c.source) {
         let filter = c.kind == crate::core::config::Kind::Filter;
         if let Some(origin) = super::python_origin::origin(dist, entry, filter) {
             let dirs = search::search_dirs(plugin_dirs);
-            let bridge = search::find_library("plughost-wsgi", &dirs)
+            plugin = search::find_library("plughost-wsgi", &dirs)
                 .map(|p| Value::String(p.display().to_string()))
                 .unwrap_or(Value::Null);
-            m.insert("plugin".into(), bridge);
-            m.insert("python".into(), origin);
-            m.insert("global_conf".into(), conf(&c.global_conf));
-            m.insert("local_conf".into(), conf(&c.local_conf));
-            return m;
+            python = Some(origin);
         }
     }
     m.insert("plugin".into(), plugin);
+    if let Some(origin) = python {
+        m.insert("python".into(), origin);
+    }
     m.insert("global_conf".into(), conf(&c.global_conf));
     m.insert("local_conf".into(), conf(&c.local_conf));
     m

@@ -183,11 +183,9 @@ pub async fn serve(
     // once quiet; then whatever is left is shut down gracefully.
     draining.start();
     let deadline = tokio::time::Instant::now() + cfg.shutdown_timeout;
-    while connections.available_permits() < cfg.max_connections
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // Every connection holds one permit: all of them back means all closed.
+    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout_at(deadline, connections.acquire_many(all)).await;
     let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
     match tokio::time::timeout_at(deadline, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),

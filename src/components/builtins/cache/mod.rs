@@ -259,38 +259,25 @@ impl Cache {
 
     /// The file for `req`, or why the cache stays out of it.
     fn candidate(&self, req: &Request) -> Result<CachePath, Event> {
-        self.stays_out(&req.method, &req.query_string, &req.headers, &req.path_info)?;
-        self.page_for(req)
-    }
-
-    /// Why the cache stays out of a request with this method, query string,
-    /// headers and PATH_INFO, if it does.
-    fn stays_out(
-        &self,
-        method: &Method,
-        query: &str,
-        headers: &HeaderMap,
-        path_info: &[u8],
-    ) -> Result<(), Event> {
-        if method != Method::GET && method != Method::HEAD {
+        if req.method != Method::GET && req.method != Method::HEAD {
             return Err(Event::BypassMethod);
         }
-        if !query.is_empty() {
+        if !req.query_string.is_empty() {
             return Err(Event::BypassQuery);
         }
-        if headers.contains_key(header::AUTHORIZATION) {
+        if req.headers.contains_key(header::AUTHORIZATION) {
             return Err(Event::BypassAuthorization);
         }
-        if self.settings.ignore_cookies.personal(headers) {
+        if self.settings.ignore_cookies.personal(&req.headers) {
             return Err(Event::BypassCookie);
         }
         // `cache_paths` are the app's own paths, relative to its mount...
         if let Some(prefixes) = &self.settings.cache_paths {
-            if !path::in_scope(path_info, prefixes) {
+            if !path::in_scope(&req.path_info, prefixes) {
                 return Err(Event::BypassScope);
             }
         }
-        Ok(())
+        self.page_for(req)
     }
 
     /// The page a request's path names, whatever its method: the file a GET
@@ -381,7 +368,7 @@ impl Cache {
                 return resp;
             }
         }
-        if let Some(resp) = self.memory_hit(&Ask::of(&req), &path, true) {
+        if let Some(resp) = self.memory_hit(&Ask::of(&req), &path) {
             reporter.decide(report::Outcome::Hit);
             return resp;
         }
@@ -435,16 +422,15 @@ impl Cache {
     }
 
     /// The answer from the page's copy in memory, if a plain request may
-    /// have it and the file is still the version the copy was read from.
-    /// `file_backed`: a page the connection may send from its file is
-    /// checked by opening it (the body then carries the open file); without,
-    /// such a page is left to the caller (`None`).
-    fn memory_hit(&self, ask: &Ask<'_>, path: &CachePath, file_backed: bool) -> Option<Response> {
+    /// have it and the file is still the version the copy was read from (a
+    /// page the connection may send from its file is checked by opening it,
+    /// and the body then carries the open file).
+    fn memory_hit(&self, ask: &Ask<'_>, path: &CachePath) -> Option<Response> {
         if !self.memo.enabled() || !plain(ask.headers) {
             return None;
         }
         let entry = self.memo.peek(path.rel())?;
-        self.answer_entry(ask, entry, file_backed.then_some(path))
+        self.answer_entry(ask, entry, Some(path))
     }
 
     /// The answer from `entry` if its file is still the version it was read
@@ -510,14 +496,8 @@ impl Cache {
             }
         }
         // The environ's PATH_INFO: the percent-decoded path (no url_prefix
-        // here, so SCRIPT_NAME is empty).
-        let decoded: std::borrow::Cow<'_, [u8]> = if head.raw_path.contains('%') {
-            percent_encoding::percent_decode_str(head.raw_path)
-                .collect::<Vec<u8>>()
-                .into()
-        } else {
-            head.raw_path.as_bytes().into()
-        };
+        // here, so SCRIPT_NAME is empty), borrowed when nothing is encoded.
+        let decoded = std::borrow::Cow::from(percent_encoding::percent_decode_str(head.raw_path));
         if let Some(prefixes) = &self.settings.cache_paths {
             if !path::in_scope(&decoded, prefixes) {
                 return None;
@@ -532,8 +512,10 @@ impl Cache {
     }
 
     /// In one pass over the request's headers: `plain` (no `If-*`, no
-    /// `Range`), and none that makes `stays_out` bypass the cache (no
-    /// `Authorization`, no cookie `ignore_cookies` does not list).
+    /// `Range`), and none that makes `candidate` bypass the cache (no
+    /// `Authorization`, no cookie `ignore_cookies` does not list). `ready`
+    /// repeats `candidate`'s other rules on the head; the unit test
+    /// `ready_answers_are_exactly_the_memory_hits` holds the two together.
     fn plain_and_public(&self, headers: &HeaderMap) -> bool {
         headers.iter().all(|(name, value)| {
             if name == header::AUTHORIZATION {
