@@ -7,6 +7,7 @@
 //!     baseline --port 0 --size 2048
 //!     baseline --port 8081 --body-file page.html
 //!     baseline --port 0 --body-file page.html --header 'ETag: "x"' --header 'Accept-Ranges: bytes'
+//!     baseline --port 0 --body-file page.html --stat cache/page.html
 //!
 //! Prints `listening on http://ADDR` once it listens; listens on 127.0.0.1 only.
 
@@ -44,6 +45,12 @@ struct Args {
     /// the same head as another server (loadbench gives it a cache hit's).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
+    /// Stat this file before each answer (one `statx`, as std's metadata
+    /// does it): what keeping a page in memory exact under deletion costs
+    /// the bare stack (loadbench compares the cache hit with it). A failed
+    /// stat answers 404.
+    #[arg(long, value_name = "PATH")]
+    stat: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -76,10 +83,11 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?
-        .block_on(serve(args.port, body, head))
+        .block_on(serve(args.port, body, head, args.stat))
 }
 
-async fn serve(port: u16, body: Bytes, head: http::HeaderMap) -> Result<()> {
+async fn serve(port: u16, body: Bytes, head: http::HeaderMap, stat: Option<PathBuf>) -> Result<()> {
+    let stat: Option<std::sync::Arc<std::path::Path>> = stat.map(Into::into);
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -103,8 +111,13 @@ async fn serve(port: u16, body: Bytes, head: http::HeaderMap) -> Result<()> {
         let only_type = (head.len() == 1)
             .then(|| head.get(http::header::CONTENT_TYPE).cloned())
             .flatten();
+        let stat = stat.clone();
         let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
-            let mut resp = Response::new(Full::new(body.clone()));
+            let gone = stat.as_ref().is_some_and(|p| std::fs::metadata(p).is_err());
+            let mut resp = Response::new(Full::new(if gone { Bytes::new() } else { body.clone() }));
+            if gone {
+                *resp.status_mut() = http::StatusCode::NOT_FOUND;
+            }
             if let Some(ct) = &only_type {
                 // Content-Type alone (no --header): one insert into the empty
                 // map, the cheapest head hyper can send.

@@ -1,7 +1,10 @@
 //! The WSGI benchmark: one hello app (a 2 KiB page) under plughost's WSGI
 //! bridge, gunicorn (sync and gthread), waitress and Granian, plus a cache hit
-//! in front of the Python app, all in one run with wrk. Prints a table of
-//! requests per second; no target is asserted (numbers, not tests).
+//! in front of the Python app, all in one run with wrk: every server started
+//! once, then `--rounds` rounds in which the servers take turns (so a noisy
+//! neighbour hits all of them alike). Prints the median, min and max
+//! requests per second of each and the ratios of the medians; no target is
+//! asserted (numbers, not tests). loadbench's `wsgi` scenario runs it.
 //!
 //! `cargo build --release -p plughost -p plughost-wsgi && cargo run --release -p plughost-bench --bin wsgibench`
 //! (needs wrk and python3 with venv/pip; the servers are installed from PyPI
@@ -17,9 +20,12 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// Seconds of load per server.
+    /// Seconds of load per server and round.
     #[arg(long, default_value_t = 5)]
     duration: u32,
+    /// Rounds; the servers alternate within each.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// wrk connections.
     #[arg(long, default_value_t = 32)]
     connections: u32,
@@ -201,11 +207,12 @@ fn main() -> Result<()> {
         ("gunicorn gthread (1 worker)", gunicorn("gthread")),
         ("waitress", waitress()),
     ];
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
     println!(
-        "WSGI hello app, 2 KiB page; wrk -t2 -c{} -d{}s; {} threads where threaded",
-        args.connections, args.duration, args.threads
+        "WSGI hello app, 2 KiB page; wrk -t2 -c{} -d{}s, {} rounds, servers alternating; {} threads where threaded",
+        args.connections, args.duration, args.rounds, args.threads
     );
-    let mut results = Vec::new();
+    let mut servers = Vec::new();
     for (name, (mut command, port)) in runs {
         command
             .current_dir(dir)
@@ -217,18 +224,46 @@ fn main() -> Result<()> {
                 .with_context(|| format!("starting {name}"))?,
         );
         wait_port(port, &mut server.0).with_context(|| name.to_owned())?;
-        // Warm up (and fill the cache), then measure.
+        // Warm up (and fill the cache) before any measurement.
         let _ = Command::new("curl")
             .args(["-s", "-o", "/dev/null"])
             .arg(format!("http://127.0.0.1:{port}/hello"))
             .status();
-        let (rps, errors) = wrk(port, &args).with_context(|| name.to_owned())?;
-        println!("{name:<40} {rps:>10.0} req/s  {errors}");
-        results.push((name, rps));
-        drop(server);
+        servers.push((name, port, server, Vec::new(), Vec::new()));
     }
+    for round in 1..=args.rounds {
+        for (name, port, _, rates, errors) in &mut servers {
+            let (rps, errs) = wrk(*port, &args).with_context(|| name.to_owned())?;
+            eprintln!("round {round}: {name:<40} {rps:>10.0} req/s  {errs}");
+            rates.push(rps);
+            if !errs.is_empty() {
+                errors.push(errs);
+            }
+        }
+    }
+    println!(
+        "| WSGI hello 2 KiB (c={}) | req/s median | min | max | errors |\n|---|---:|---:|---:|---|",
+        args.connections
+    );
+    let mut medians = Vec::new();
+    for (name, _, _, rates, errors) in &mut servers {
+        rates.sort_by(f64::total_cmp);
+        let median = rates[rates.len() / 2];
+        println!(
+            "| {name} | {median:.0} | {:.0} | {:.0} | {} |",
+            rates[0],
+            rates[rates.len() - 1],
+            if errors.is_empty() {
+                "0".to_owned()
+            } else {
+                errors.join("; ")
+            }
+        );
+        medians.push((*name, median));
+    }
+    drop(servers);
     let rps = |n: &str| {
-        results
+        medians
             .iter()
             .find(|(k, _)| k.starts_with(n))
             .map(|(_, r)| *r)
@@ -236,10 +271,11 @@ fn main() -> Result<()> {
     };
     let ours = rps("plughost wsgi");
     println!(
-        "plughost wsgi / granian: {:.2}x; / gunicorn sync: {:.2}x; / gunicorn gthread: {:.2}x",
+        "plughost wsgi / granian: {:.2}x (target 1.0x); / gunicorn sync: {:.2}x (target 5x); / gunicorn gthread: {:.2}x; cache hit in front / plughost wsgi: {:.2}x",
         ours / rps("granian"),
         ours / rps("gunicorn sync"),
-        ours / rps("gunicorn gthread")
+        ours / rps("gunicorn gthread"),
+        rps("plughost cache hit") / ours
     );
     Ok(())
 }

@@ -21,6 +21,7 @@ mod svg;
 mod tools;
 mod tree;
 mod wrk;
+mod wsgi;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -57,7 +58,8 @@ struct Args {
     server_threads: u32,
     /// Only these scenarios (comma-separated): hit-2k, hit-1m, hello-abi, hit-2k-many, miss-store,
     /// the page-tree rows (tree), the front rows proxy-2k, gzip-32k, the purge rows (purge), and
-    /// the cluster rows (cluster: 1-3 nodes behind nginx's consistent hash, purge propagation).
+    /// the cluster rows (cluster: 1-3 nodes behind nginx's consistent hash, purge propagation),
+    /// and the WSGI rows (wsgi: one Python hello app under plughost, Granian, gunicorn, waitress).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Do not run `cargo build --release` first; use what is in target/release.
@@ -103,6 +105,7 @@ const SCENARIOS: &[Scenario] = &[
             Server::Plughost,
             Server::Nginx,
             Server::BaselineSameHead,
+            Server::BaselineSameHeadStat,
             Server::Baseline,
         ],
         many: false,
@@ -150,6 +153,8 @@ struct Running {
     baseline: (Proc, SocketAddr),
     /// Started once the cache is warm, with the hit's head (see [`same_head`]).
     same_head: Option<(Proc, SocketAddr)>,
+    /// The same, stat-ing the hit's cache file per request.
+    same_head_stat: Option<(Proc, SocketAddr)>,
 }
 
 impl Running {
@@ -161,6 +166,10 @@ impl Running {
             Server::Baseline => &mut self.baseline,
             Server::BaselineSameHead => self
                 .same_head
+                .as_mut()
+                .expect("started once the cache is warm"),
+            Server::BaselineSameHeadStat => self
+                .same_head_stat
                 .as_mut()
                 .expect("started once the cache is warm"),
             Server::PlughostDeploy => unreachable!("measured alone, before the others start"),
@@ -190,13 +199,14 @@ fn run(args: Args) -> Result<i32> {
             s == tree::KEY
                 || s == purge::KEY
                 || s == cluster::KEY
+                || s == wsgi::KEY
                 || SCENARIOS.iter().any(|x| x.key == s)
                 || front::KEYS.contains(&s.as_str()),
             "unknown scenario {s:?}; known: {}",
             SCENARIOS
                 .iter()
                 .map(|x| x.key)
-                .chain([tree::KEY, purge::KEY, cluster::KEY])
+                .chain([tree::KEY, purge::KEY, cluster::KEY, wsgi::KEY])
                 .chain(front::KEYS.iter().copied())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -208,6 +218,10 @@ fn run(args: Args) -> Result<i32> {
     let tools = tools::ensure(!args.no_install)?;
     if !args.no_build {
         tools::build(&root)?;
+        let named = args.scenarios.iter().any(|k| k == wsgi::KEY);
+        if named || (args.scenarios.is_empty() && tools::on_path("python3-config")) {
+            wsgi::build(&root)?;
+        }
     }
     let bins = tools::binaries(&tools::release_dir(&root))?;
     let machine = report::Machine::detect(&root);
@@ -358,6 +372,23 @@ fn extra_rows(
             }
         }
     }
+    let release = &bins.plugin_dir;
+    let skip_wsgi = args
+        .scenarios
+        .is_empty()
+        .then(|| wsgi::unavailable(release))
+        .flatten();
+    if let Some(why) = skip_wsgi {
+        eprintln!("loadbench: WSGI rows skipped: {why}");
+    } else if selected(wsgi::KEY) {
+        match wsgi::run(&setup, release) {
+            Ok(table) => println!("{table}"),
+            Err(e) => {
+                eprintln!("loadbench: WSGI rows FAILED: {e:#}");
+                ok = false;
+            }
+        }
+    }
     ok
 }
 
@@ -429,6 +460,7 @@ fn bench(
         nginx,
         baseline,
         same_head: None,
+        same_head_stat: None,
     };
     eprintln!(
         "loadbench: plughost (cache) on {}, plughost (no cache) on {}, nginx on {}, baseline on {}",
@@ -453,7 +485,15 @@ fn bench(
         run.plughost.1,
         &bins.baseline,
         small_file,
+        None,
         &dir.join("baseline-same-head.log"),
+    )?);
+    run.same_head_stat = Some(same_head(
+        run.plughost.1,
+        &bins.baseline,
+        small_file,
+        Some(&cache_file(cache_dir, HIT_SMALL)),
+        &dir.join("baseline-same-head-stat.log"),
     )?);
 
     // nginx with many idle keep-alive connections, to compare.
@@ -544,6 +584,7 @@ fn bench(
         Server::Nginx,
         Server::Baseline,
         Server::BaselineSameHead,
+        Server::BaselineSameHeadStat,
     ] {
         run.get(s).0.check_running()?;
     }
@@ -644,10 +685,13 @@ fn expect_body(what: &str, resp: &http::Resp, want: &str) -> Result<()> {
 /// plughost's hit sends (its Content-Type, validators, Accept-Ranges and
 /// X-Cache; hyper adds Date and Content-Length to both): the same response
 /// bytes, so the hit's ratio to it is the cost of the cache alone.
+/// The baseline answering with the hit's head; with `stat`, it stats that
+/// file before each answer.
 fn same_head(
     plughost: SocketAddr,
     bin: &Path,
     small_file: &Path,
+    stat: Option<&Path>,
     log: &Path,
 ) -> Result<(Proc, SocketAddr)> {
     let hit = http::get(plughost, HIT_SMALL)?;
@@ -666,8 +710,14 @@ fn same_head(
         })
         .cloned()
         .collect();
-    let started =
-        servers::start_baseline_with(bin, small_file, content_type.as_deref(), &headers, log)?;
+    let started = servers::start_baseline_with(
+        bin,
+        small_file,
+        content_type.as_deref(),
+        &headers,
+        stat,
+        log,
+    )?;
     let copy = http::get(started.1, HIT_SMALL)?;
     ensure!(
         copy.headers.len() == hit.headers.len() && copy.body == hit.body,

@@ -117,7 +117,7 @@ pub fn start_plughost_with(
 
 /// Start the bare hyper baseline answering `body_file`'s bytes.
 pub fn start_baseline(bin: &Path, body_file: &Path, log: &Path) -> Result<(Proc, SocketAddr)> {
-    start_baseline_with(bin, body_file, None, &[], log)
+    start_baseline_with(bin, body_file, None, &[], None, log)
 }
 
 /// Start the bare hyper baseline answering `body_file`'s bytes with
@@ -127,10 +127,14 @@ pub fn start_baseline_with(
     body_file: &Path,
     content_type: Option<&str>,
     headers: &[(String, String)],
+    stat: Option<&Path>,
     log: &Path,
 ) -> Result<(Proc, SocketAddr)> {
     let mut cmd = Command::new(bin);
     cmd.args(["--port", "0", "--body-file"]).arg(body_file);
+    if let Some(file) = stat {
+        cmd.arg("--stat").arg(file);
+    }
     if let Some(ct) = content_type {
         cmd.args(["--content-type", ct]);
     }

@@ -23,7 +23,7 @@ fn color(s: Server) -> &'static str {
     match s {
         Server::Plughost | Server::PlughostNoCache | Server::PlughostDeploy => "#2b6cb0",
         Server::Nginx => "#2f855a",
-        Server::Baseline | Server::BaselineSameHead => "#6b46c1",
+        Server::Baseline | Server::BaselineSameHead | Server::BaselineSameHeadStat => "#6b46c1",
     }
 }
 

@@ -20,6 +20,11 @@ fn which(name: &str, extra: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Whether `name` is on PATH.
+pub fn on_path(name: &str) -> bool {
+    which(name, &[]).is_some()
+}
+
 fn find() -> (Option<PathBuf>, Option<PathBuf>) {
     (
         which("wrk", &[]),
