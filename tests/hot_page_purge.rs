@@ -601,3 +601,53 @@ fn a_large_hot_page_truncated_while_it_is_sent_is_never_a_complete_looking_corru
         show(&o.corrupt_in_flight)
     );
 }
+
+/// `mv cache cache.old && mkdir cache`, the quick way to purge a whole tree,
+/// purges every page for the very next request: a page in memory and a large
+/// one answered from its file alike, although the host held cache_dir open.
+/// Then the new directory is taken and caches again.
+#[test]
+fn moving_cache_dir_away_purges_every_page_for_the_next_request() {
+    let dir = tempdir();
+    let host = Host::start_in(
+        dir.path(),
+        "[app:main]\nuse = egg:echo\nfilter-with = cache\n\n\
+         [filter:cache]\nuse = egg:wsgi_cache#middleware\ncache_dir = cache\n\
+         status_header = X-Cache\n",
+    );
+    let cache = dir.path().join("cache");
+    let small = 0;
+    for page in [small, BIG_PAGE] {
+        std::fs::create_dir_all(cache.join("hot")).unwrap();
+        install(&cache.join(format!("hot/{page}")), page, 1);
+        for _ in 0..HOT_HITS + 1 {
+            let r = host.get(&format!("/hot/{page}"));
+            assert_eq!(x_cache(&r), "HIT", "/hot/{page} before the move");
+            assert_eq!(r.body, version(page, 1), "/hot/{page} before the move");
+        }
+    }
+    std::fs::rename(&cache, dir.path().join("cache.old")).unwrap();
+    std::fs::create_dir(&cache).unwrap();
+    for page in [small, BIG_PAGE] {
+        let r = host.get(&format!("/hot/{page}"));
+        assert_eq!(x_cache(&r), "MISS", "/hot/{page} after the move");
+        assert_ne!(parse(&r.body), Some((page, 1)), "old bytes after the move");
+    }
+    // The new directory is taken within a second of misses and used.
+    let start = Instant::now();
+    loop {
+        std::fs::create_dir_all(cache.join("hot")).unwrap();
+        install(&cache.join(format!("hot/{small}")), small, 2);
+        let r = host.get(&format!("/hot/{small}"));
+        if x_cache(&r) == "HIT" {
+            assert_eq!(r.body, version(small, 2));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the new cache_dir is not read\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -20,6 +20,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use super::memo::Version;
 use super::owner::{self, OwnerError};
 use super::path::{CachePath, MAX_DEPTH};
 use super::stats::Event;
@@ -146,10 +147,20 @@ pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 /// cache_dir, held open. When the path comes to name another directory (`rm -rf
-/// cache && mkdir cache`), the new one is taken (if it passes the ownership
-/// rule), checked on misses and failed stores at most once per [`RECHECK`].
+/// cache && mkdir cache`, or `mv cache cache.old && mkdir cache`), the new one
+/// is taken (if it passes the ownership rule), checked on misses and failed
+/// stores at most once per [`RECHECK`].
+///
+/// Writes (stores, purges, evictions) go through the held directory. Reads
+/// that answer requests ([`CacheDir::lookup`], [`CacheDir::version`]) go
+/// through the path instead, from cache_dir's parent by name, so a cache_dir
+/// moved away is seen by the very next hit (one more path component for the
+/// kernel to walk), not only once a miss has noticed the new directory.
 pub(super) struct CacheDir {
     root: ArcSwap<Root>,
+    /// cache_dir's parent (held open) and cache_dir's name in it: what hits
+    /// are read through. `None` for a cache_dir without a parent (`/`).
+    seen: Option<(OwnedFd, String)>,
     path: PathBuf,
     adopt: bool,
     /// Milliseconds after `born` of the last check for a replaced directory.
@@ -225,6 +236,7 @@ impl CacheDir {
     fn with_root(root: OwnedFd, path: &Path, adopt: bool) -> io::Result<CacheDir> {
         Ok(CacheDir {
             root: ArcSwap::from_pointee(Root::new(root)?),
+            seen: seen_through(path)?,
             path: path.to_owned(),
             adopt,
             checked: AtomicU64::new(0),
@@ -305,10 +317,37 @@ impl CacheDir {
         }
     }
 
+    /// Call `f` with where `rel` is read from for a request: cache_dir's
+    /// parent and `NAME/rel` (joined on the stack when short), or the held
+    /// directory and `rel` itself.
+    fn through<R>(&self, rel: &str, f: impl FnOnce(BorrowedFd<'_>, &str) -> R) -> R {
+        let Some((parent, name)) = &self.seen else {
+            return f(self.root().as_fd(), rel);
+        };
+        let len = name.len() + 1 + rel.len();
+        let mut buf = [0u8; 240];
+        if len <= buf.len() {
+            buf[..name.len()].copy_from_slice(name.as_bytes());
+            buf[name.len()] = b'/';
+            buf[name.len() + 1..len].copy_from_slice(rel.as_bytes());
+            // Two `str`s and an ASCII '/' joined: still UTF-8.
+            let joined = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+            f(parent.as_fd(), joined)
+        } else {
+            f(parent.as_fd(), &format!("{name}/{rel}"))
+        }
+    }
+
+    /// The version of the page at `rel` now (`None`: gone), read through the
+    /// path: one `statx`, the check every hit from memory makes.
+    pub(super) fn version(&self, rel: &str) -> Option<Version> {
+        self.through(rel, Version::on_disk)
+    }
+
     /// Open the file for `p` if it can answer a request: open, fstat, nothing more.
     pub(super) fn lookup(&self, p: &CachePath) -> Lookup {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let fd = match open_beneath(self.root().as_fd(), p.rel(), flags) {
+        let fd = match self.through(p.rel(), |at, rel| open_beneath(at, rel, flags)) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => {
                 self.check_replaced();
@@ -404,6 +443,19 @@ impl CacheDir {
         sweep_dir(self.root().as_fd(), &self.path, 0, &mut removed);
         removed
     }
+}
+
+/// cache_dir's parent, opened, and cache_dir's name in it, for reads through
+/// the path (see [`CacheDir`]). Resolved once, so a cache_dir that is a
+/// symlink is read through its target's real parent.
+fn seen_through(path: &Path) -> io::Result<Option<(OwnedFd, String)>> {
+    let real = std::fs::canonicalize(path)?;
+    let (Some(parent), Some(name)) = (real.parent(), real.file_name().and_then(|n| n.to_str()))
+    else {
+        return Ok(None);
+    };
+    let fd = rustix::fs::open(parent, DIR_FLAGS, Mode::empty())?;
+    Ok(Some((fd, name.to_owned())))
 }
 
 /// Open `rel` (segments already validated) beneath `root` without following symlinks.

@@ -36,7 +36,6 @@ pub(crate) mod stats;
 mod store;
 mod twins;
 
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Weak};
 
@@ -453,7 +452,7 @@ impl Cache {
                 _ => (None, None),
             }
         } else {
-            (Version::on_disk(self.dir.root().as_fd(), rel), None)
+            (self.dir.version(rel), None)
         };
         if !self.memo.still(rel, &entry, current) {
             return None;
@@ -725,7 +724,7 @@ impl Cache {
         let enc = match twins::negotiate(ask.headers, &c.encs) {
             Choice::Identity => return None,
             Choice::None => {
-                Version::on_disk(self.dir.root().as_fd(), path.rel())?;
+                self.dir.version(path.rel())?;
                 let mut resp = crate::core::error_response(StatusCode::NOT_ACCEPTABLE);
                 resp.headers_mut().insert(header::VARY, ACCEPT_ENCODING);
                 return Some(self.mark(resp, HIT));
@@ -738,14 +737,11 @@ impl Cache {
         let twin = path.clone().with_suffix(enc.suffix());
         if self.memo.enabled() {
             if let Some(entry) = self.memo.peek(twin.rel()) {
-                let root = self.dir.root();
-                let page = Version::on_disk(root.as_fd(), path.rel())?;
+                let page = self.dir.version(path.rel())?;
                 if entry.twin_of == Some(page.mtime())
-                    && self.memo.still(
-                        twin.rel(),
-                        &entry,
-                        Version::on_disk(root.as_fd(), twin.rel()),
-                    )
+                    && self
+                        .memo
+                        .still(twin.rel(), &entry, self.dir.version(twin.rel()))
                 {
                     if let Some(b) = &self.budget {
                         b.touch(path.rel(), entry.body.len() as u64);
