@@ -45,10 +45,11 @@ struct Args {
     /// the same head as another server (loadbench gives it a cache hit's).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
-    /// Stat this file before each answer (one `statx`, as std's metadata
-    /// does it): what keeping a page in memory exact under deletion costs
-    /// the bare stack (loadbench compares the cache hit with it). A failed
-    /// stat answers 404.
+    /// Stat this file before each answer, as the cache checks a page it holds
+    /// in memory: one `statx` for inode, size and times, from the parent of
+    /// the file's directory by `DIR/NAME`. What keeping a page in memory exact
+    /// under deletion costs the bare stack (loadbench compares the cache hit
+    /// with it). A failed stat answers 404.
     #[arg(long, value_name = "PATH")]
     stat: Option<PathBuf>,
 }
@@ -87,7 +88,10 @@ fn main() -> Result<()> {
 }
 
 async fn serve(port: u16, body: Bytes, head: http::HeaderMap, stat: Option<PathBuf>) -> Result<()> {
-    let stat: Option<std::sync::Arc<std::path::Path>> = stat.map(Into::into);
+    let stat = stat
+        .map(|p| Stat::new(&p))
+        .transpose()?
+        .map(std::sync::Arc::new);
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -113,7 +117,7 @@ async fn serve(port: u16, body: Bytes, head: http::HeaderMap, stat: Option<PathB
             .flatten();
         let stat = stat.clone();
         let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
-            let gone = stat.as_ref().is_some_and(|p| std::fs::metadata(p).is_err());
+            let gone = stat.as_ref().is_some_and(|s| !s.exists());
             let mut resp = Response::new(Full::new(if gone { Bytes::new() } else { body.clone() }));
             if gone {
                 *resp.status_mut() = http::StatusCode::NOT_FOUND;
@@ -134,5 +138,51 @@ async fn serve(port: u16, body: Bytes, head: http::HeaderMap, stat: Option<PathB
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// A file checked the way the cache checks a page in memory.
+struct Stat {
+    from: std::os::fd::OwnedFd,
+    rel: String,
+}
+
+impl Stat {
+    fn new(path: &std::path::Path) -> Result<Stat> {
+        let real = std::fs::canonicalize(path)
+            .with_context(|| format!("--stat {}: cannot resolve it", path.display()))?;
+        let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let dir = real.parent().context("--stat: the file has no directory")?;
+        let (Some(file), Some(dir_name), Some(from)) = (name(&real), name(dir), dir.parent())
+        else {
+            anyhow::bail!(
+                "--stat {}: needs a file two levels below a directory",
+                path.display()
+            );
+        };
+        let from = rustix::fs::open(
+            from,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .with_context(|| format!("--stat: cannot open {}", from.display()))?;
+        Ok(Stat {
+            from,
+            rel: format!("{dir_name}/{file}"),
+        })
+    }
+
+    fn exists(&self) -> bool {
+        use rustix::fs::{statx, AtFlags, StatxFlags};
+        let wanted = StatxFlags::INO | StatxFlags::SIZE | StatxFlags::MTIME | StatxFlags::CTIME;
+        statx(
+            &self.from,
+            self.rel.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            wanted,
+        )
+        .is_ok()
     }
 }
