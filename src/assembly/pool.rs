@@ -97,3 +97,59 @@ impl WorkerPool {
         rx.await.map_err(|_| WorkerGone)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    fn pool(threads: usize) -> WorkerPool {
+        WorkerPool::new(threads, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn jobs_answer_from_worker_threads() {
+        let p = pool(2);
+        let name = p
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert!(name.unwrap().starts_with("plughost-worker-"));
+        for i in 0..100 {
+            assert_eq!(p.run(move || i * 2).await.unwrap(), i * 2);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_than_threads_jobs_run_at_once_and_all_of_them_run() {
+        let p = pool(3);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..60)
+            .map(|_| {
+                let (p, running, most) = (p.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    p.run(move || {
+                        let now = running.fetch_add(1, SeqCst) + 1;
+                        most.fetch_max(now, SeqCst);
+                        std::thread::sleep(Duration::from_millis(2));
+                        running.fetch_sub(1, SeqCst);
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(SeqCst), 3, "three workers, all of them used");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_costs_its_caller_an_answer_not_the_pool_a_worker() {
+        let p = pool(1);
+        assert!(p.run(|| panic!("in a job")).await.is_err());
+        assert_eq!(p.run(|| 7).await.unwrap(), 7);
+    }
+}
