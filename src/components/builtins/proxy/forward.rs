@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -122,17 +121,25 @@ impl Origin {
     }
 }
 
-/// The headers sent to the backend: the client's, less hop-by-hop and
-/// suppressed ones, with `Host` the backend's and the `X-Forwarded-*` trio.
-/// `X-Forwarded-For` appends REMOTE_ADDR to the chain that reached the
-/// pipeline (the server's `trusted_proxy` keys decide what chain that is).
+/// The headers sent to the backend, each handed to `emit` as name and value
+/// bytes (the head writer puts them straight into the request head; no map is
+/// built): the client's, less hop-by-hop, suppressed and framing ones
+/// (`Content-Length`: the writer frames the body itself), then `Host` the
+/// backend's and the `X-Forwarded-*` trio. `X-Forwarded-For` appends
+/// REMOTE_ADDR to the chain that reached the pipeline (the server's
+/// `trusted_proxy` keys decide what chain that is). Every value is a valid
+/// header value (no CR, LF or other control bytes).
 ///
-/// A new map built from the request, which is left as it was: a retry builds
-/// the same headers again instead of every request keeping a copy.
-pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
+/// The client's request is left as it was: a retry emits the same headers
+/// again instead of every request keeping a copy.
+pub(crate) fn each_request_header(
+    req: &Origin,
+    host: &HeaderValue,
+    suppress: &[String],
+    mut emit: impl FnMut(&[u8], &[u8]),
+) {
     let incoming = &req.headers;
     let suppressed = |name: &HeaderName| suppress.iter().any(|s| s.as_str() == name.as_str());
-    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
     let named = if incoming.contains_key(header::CONNECTION) {
         connection_named(incoming)
     } else {
@@ -155,40 +162,62 @@ pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[Stri
         } else if !(is_hop_by_hop(name)
             // The server has read the whole body already: nothing to continue.
             || name == header::EXPECT
+            || name == header::CONTENT_LENGTH
             || name == X_FORWARDED_PROTO
             || name == X_FORWARDED_HOST)
         {
-            out.append(name.clone(), value.clone());
+            emit(name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    out.insert(header::HOST, host.clone());
-    xff.extend_from_slice(req.remote_addr.as_bytes());
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
-        out.insert(X_FORWARDED_FOR, v);
+    emit(b"host", host.as_bytes());
+    let remote = req.remote_addr.as_bytes();
+    if valid_value(remote) {
+        if xff.is_empty() {
+            emit(b"x-forwarded-for", remote);
+        } else {
+            xff.extend_from_slice(remote);
+            emit(b"x-forwarded-for", &xff);
+        }
     }
-    let proto = match &*req.scheme {
-        "http" => Ok(HeaderValue::from_static("http")),
-        "https" => Ok(HeaderValue::from_static("https")),
-        other => HeaderValue::from_str(other),
-    };
-    if let Ok(v) = proto {
-        out.insert(X_FORWARDED_PROTO, v);
+    if valid_value(req.scheme.as_bytes()) {
+        emit(b"x-forwarded-proto", req.scheme.as_bytes());
     }
-    let fwd_host = match original_host {
-        Some(h) => Some(h.clone()),
+    let name = b"x-forwarded-host";
+    match original_host {
+        Some(h) => emit(name, h.as_bytes()),
         None => {
             let default = if &*req.scheme == "https" { 443 } else { 80 };
-            let text = if req.server_port == default {
-                req.server_name.clone()
+            if req.server_port == default {
+                if valid_value(req.server_name.as_bytes()) {
+                    emit(name, req.server_name.as_bytes());
+                }
             } else {
-                format!("{}:{}", req.server_name, req.server_port)
-            };
-            HeaderValue::from_str(&text).ok()
+                let text = format!("{}:{}", req.server_name, req.server_port);
+                if valid_value(text.as_bytes()) {
+                    emit(name, text.as_bytes());
+                }
+            }
         }
-    };
-    if let Some(v) = fwd_host {
-        out.insert(X_FORWARDED_HOST, v);
     }
+}
+
+/// What `HeaderValue::from_bytes` accepts: visible ASCII, obs-text, space
+/// and tab (so nothing can end the header line early).
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+/// The backend headers as a map (for tests: the proxy writes them straight
+/// into the request head).
+#[cfg(test)]
+pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    each_request_header(req, host, suppress, |name, value| {
+        out.append(
+            HeaderName::from_bytes(name).unwrap(),
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+    });
     out
 }
 
@@ -237,6 +266,7 @@ mod tests {
             ("cookie", "a=b"),
             ("accept", "text/html"),
             ("accept", "*/*"),
+            ("content-length", "0"),
         ]);
         let h = request_headers(&req, &host, &["cookie".into()]);
         assert_eq!(h["host"], "backend:9000");
@@ -245,12 +275,19 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "site.example");
         let accept: Vec<_> = h.get_all("accept").iter().collect();
         assert_eq!(accept, ["text/html", "*/*"]);
-        for gone in ["connection", "x-private", "te", "expect", "cookie"] {
+        for gone in [
+            "connection",
+            "x-private",
+            "te",
+            "expect",
+            "cookie",
+            "content-length",
+        ] {
             assert!(!h.contains_key(gone), "{gone} was forwarded");
         }
         assert_eq!(h.len(), 6, "{h:?}");
         // The request is left as it came, for a retry to build the same again.
-        assert_eq!(req.headers.len(), 11);
+        assert_eq!(req.headers.len(), 12);
         assert_eq!(request_headers(&req, &host, &["cookie".into()]), h);
     }
 

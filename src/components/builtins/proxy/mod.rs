@@ -5,6 +5,7 @@
 //! log line naming the backend; trailers from the backend are dropped.
 
 mod backend;
+mod codec;
 mod connector;
 mod forward;
 mod pool;
@@ -18,8 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
+use http_body::{Body as _, Frame, SizeHint};
 use tokio::time::Sleep;
 
 use crate::core::builtin::{Builtin, Make, SettingError};
@@ -27,7 +27,8 @@ use crate::core::config::Component;
 use crate::core::request::error_response;
 use crate::core::{Body, BodyError, Handler, Request, Response, ResponseFuture};
 
-use backend::{Backend, BackendError, Lease};
+use backend::{Backend, BackendError, Lease, BODY_READ};
+use codec::{Decoded, Decoder, Framing, RequestFraming, ResponseHead};
 use connector::Dialer;
 use forward::Origin;
 use settings::{Settings, Target};
@@ -76,22 +77,6 @@ impl Handler for Proxy {
 }
 
 impl Proxy {
-    /// The backend request for `origin`: its method, the joined path (origin
-    /// form: the connection is the backend's already) and the forwarded
-    /// headers. Built again, not copied, when a request is retried.
-    fn backend_request(
-        &self,
-        origin: &Origin,
-        target: &str,
-        body: Body,
-    ) -> Result<http::Request<Body>, http::Error> {
-        let mut out = http::Request::new(body);
-        *out.method_mut() = origin.method.clone();
-        *out.uri_mut() = http::Uri::try_from(target)?;
-        *out.headers_mut() = forward::request_headers(origin, &self.host, &self.settings.suppress);
-        Ok(out)
-    }
-
     async fn forward(&self, req: Request) -> Response {
         let allowed = &self.settings.allowed_methods;
         if !allowed.is_empty() && !allowed.contains(&req.method) {
@@ -103,44 +88,43 @@ impl Proxy {
             return resp;
         }
         let target = forward::target(&self.settings.base_path, &req.path_info, &req.query_string);
-        let (origin, body) = Origin::split(req);
+        if !codec::valid_target(&target) {
+            tracing::warn!(
+                "proxy {}: cannot form a backend request for {target:?}",
+                self.backend
+            );
+            return error_response(StatusCode::BAD_REQUEST);
+        }
+        let (origin, mut body) = Origin::split(req);
+        let framing = RequestFraming::of(
+            &origin.method,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
         // A request that can be sent twice: idempotent and without a body. If its
         // pooled connection was closed by the backend just as it went out (an idle
         // keep-alive timing out on the other side), it is sent once more on a new
         // connection instead of failing the client with a 502.
-        let retry = origin.method.is_idempotent() && http_body::Body::is_end_stream(&body);
-        let out = match self.backend_request(&origin, &target, body) {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::warn!(
-                    "proxy {}: cannot form a backend request for {target:?}: {e}",
-                    self.backend
-                );
-                return error_response(StatusCode::BAD_REQUEST);
-            }
+        let retry = origin.method.is_idempotent() && body.is_end_stream();
+        let head_request = origin.method == http::Method::HEAD;
+        // The request head, written straight into the connection's buffer from
+        // the client's request (again, for a retry).
+        let write_head = |buf: &mut Vec<u8>| {
+            codec::request_line(buf, &origin.method, &target);
+            forward::each_request_header(&origin, &self.host, &self.settings.suppress, |n, v| {
+                codec::header(buf, n, v)
+            });
         };
         let timeout = self.settings.timeout;
         let exchange = async {
             let mut lease = self.pool.checkout().await?;
-            let failure = match lease.send(out).await {
-                Ok(resp) => return Ok((resp, lease)),
+            let failure = match lease.send(write_head, framing, &mut body, head_request).await {
+                Ok(head) => return Ok((head, lease)),
                 Err(failure) => failure,
             };
-            if !lease.reused() || failure.error.timed_out() {
+            if !(retry && lease.reused() && failure.retryable) {
                 return Err(failure.error);
             }
-            // Never written (hyper hands it back): sent again as it is, body and
-            // all. Written: only a request that can be sent twice, built again.
-            let again = match failure.unsent {
-                Some(req) => req,
-                None if retry => {
-                    match self.backend_request(&origin, &target, crate::core::body::empty()) {
-                        Ok(req) => req,
-                        Err(_) => return Err(failure.error),
-                    }
-                }
-                None => return Err(failure.error),
-            };
             tracing::debug!(
                 "proxy {}: retrying once after: {}",
                 self.backend,
@@ -150,12 +134,12 @@ impl Proxy {
                 return Err(BackendError::Closed);
             };
             let mut lease = self.pool.checkout_new(permit).await?;
-            match lease.send(again).await {
-                Ok(resp) => Ok((resp, lease)),
+            match lease.send(write_head, framing, &mut body, head_request).await {
+                Ok(head) => Ok((head, lease)),
                 Err(failure) => Err(failure.error),
             }
         };
-        let (resp, lease) = match tokio::time::timeout(timeout, exchange).await {
+        let (head, lease) = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(pair)) => pair,
             Err(_) => {
                 tracing::warn!(
@@ -183,29 +167,64 @@ impl Proxy {
                 return error_response(status);
             }
         };
-        let (mut parts, incoming) = resp.into_parts();
-        forward::strip_hop_by_hop(&mut parts.headers);
-        let body = Body::new(Streamed {
-            inner: incoming,
+        let ResponseHead {
+            status,
+            version,
+            mut headers,
+            framing,
+            keep_alive,
+        } = head;
+        forward::strip_hop_by_hop(&mut headers);
+        let mut resp = http::Response::new(self.response_body(lease, framing, keep_alive));
+        *resp.status_mut() = status;
+        *resp.version_mut() = version;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// The response body. One already read whole (a small page, or none) is
+    /// answered from memory, its connection back in the pool at once; any
+    /// other is read from the connection as the client takes it.
+    fn response_body(&self, mut lease: Lease, framing: Framing, keep_alive: bool) -> Body {
+        let decoder = Decoder::new(framing);
+        if let Some(conn) = lease.conn() {
+            let whole = match framing {
+                Framing::Empty => Some(crate::core::body::empty()),
+                Framing::Length(n) if conn.rbuf.len() as u64 >= n => Some(
+                    crate::core::body::full(conn.rbuf.split_to(n as usize).freeze()),
+                ),
+                _ => None,
+            };
+            if let Some(body) = whole {
+                // Anything more than the response (never sent by a sound
+                // backend) makes the connection unusable.
+                let reusable = keep_alive && conn.rbuf.is_empty();
+                lease.release(reusable);
+                return body;
+            }
+        }
+        Body::new(Streamed {
             lease,
+            decoder,
+            keep_alive,
             idle: None,
             waiting: false,
-            timeout,
+            timeout: self.settings.timeout,
             backend: self.backend.clone(),
-        });
-        http::Response::from_parts(parts, body)
+        })
     }
 }
 
-/// The backend's body as it arrives: trailers dropped, a read that waits
-/// longer than `timeout` fails the body (the connection is cut). It drives its
-/// connection (see `backend.rs`), which holds the connection slot, and hands
-/// the connection back to the pool once the body has been read to its end.
+/// The backend's body as it arrives, decoded from its connection (trailers
+/// dropped); a read that waits longer than `timeout` fails the body (the
+/// connection is cut). Holds the connection slot, and hands the connection
+/// back to the pool as soon as the body has been read to its end.
 struct Streamed {
-    inner: Incoming,
     lease: Lease,
-    /// The read timeout, made on the first wait (a body that is already
-    /// there, as a small page is, never needs one).
+    decoder: Decoder,
+    /// Whether the connection may be reused once the body is read.
+    keep_alive: bool,
+    /// The read timeout, made on the first wait.
     idle: Option<Pin<Box<Sleep>>>,
     /// Whether `idle` runs from the current wait (false after each frame).
     waiting: bool,
@@ -226,6 +245,20 @@ impl Streamed {
             None => self.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
+
+    /// The body was read to its end: the connection goes back (unless more
+    /// than the body arrived, or the backend asked to close).
+    fn done(&mut self) {
+        let reusable = self.keep_alive && self.lease.conn().is_some_and(|c| c.rbuf.is_empty());
+        self.lease.release(reusable);
+    }
+
+    fn fail(&mut self, why: impl std::fmt::Display) -> BodyError {
+        tracing::warn!("proxy {}: response body failed: {why}", self.backend);
+        self.lease.release(false);
+        self.decoder = Decoder::Done;
+        format!("backend body failed: {why}").into()
+    }
 }
 
 impl http_body::Body for Streamed {
@@ -236,44 +269,52 @@ impl http_body::Body for Streamed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let mut drove = false;
+        let this = &mut *self;
         loop {
-            let this = &mut *self;
-            let mut quiet = this.lease.quiet(cx);
-            match Pin::new(&mut this.inner).poll_frame(&mut quiet) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        self.waiting = false;
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+            let Some(conn) = this.lease.conn() else {
+                // Released (the body ended) or failed.
+                return Poll::Ready(None);
+            };
+            match this.decoder.decode(&mut conn.rbuf) {
+                Ok(Decoded::Data(data)) => {
+                    this.waiting = false;
+                    if this.decoder.is_done() {
+                        this.done();
                     }
-                    Err(_trailers) => continue,
-                },
-                Poll::Ready(Some(Err(e))) => {
-                    tracing::warn!("proxy {}: response body failed: {e}", self.backend);
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(None) => {
-                    self.lease.finish();
+                Ok(Decoded::End) => {
+                    this.done();
                     return Poll::Ready(None);
                 }
-                Poll::Pending if !drove => {
-                    // Nothing buffered: let the connection read (and write what is
-                    // left of the request body), then look again.
-                    self.lease.poll_conn(cx);
-                    drove = true;
-                }
+                Ok(Decoded::More) => {}
+                Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+            }
+            match conn.poll_fill(cx, BODY_READ) {
+                Poll::Ready(Ok(0)) => match this.decoder.eof() {
+                    Ok(()) => {
+                        // A body that ends with its connection.
+                        this.lease.release(false);
+                        return Poll::Ready(None);
+                    }
+                    Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+                },
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(this.fail(e)))),
                 Poll::Pending => {
-                    self.arm();
-                    let stalled = self
+                    this.arm();
+                    let stalled = this
                         .idle
                         .as_mut()
                         .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
                     if stalled {
                         tracing::warn!(
                             "proxy {}: response body stalled for {:?}",
-                            self.backend,
-                            self.timeout
+                            this.backend,
+                            this.timeout
                         );
+                        this.lease.release(false);
+                        this.decoder = Decoder::Done;
                         return Poll::Ready(Some(Err("backend body timed out".into())));
                     }
                     return Poll::Pending;
@@ -283,19 +324,13 @@ impl http_body::Body for Streamed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Streamed {
-    fn drop(&mut self) {
-        // The server stops at the declared length without asking for the end.
-        if http_body::Body::is_end_stream(&self.inner) {
-            self.lease.finish();
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
         }
     }
 }
