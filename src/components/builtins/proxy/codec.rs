@@ -475,3 +475,276 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Decoded, Malf
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_bytes(method: &Method, target: &str, framing: RequestFraming) -> String {
+        let mut buf = Vec::new();
+        request_line(&mut buf, method, target);
+        header(&mut buf, b"host", b"backend:9000");
+        header(&mut buf, b"x-forwarded-for", b"192.0.2.7");
+        end_head(&mut buf, framing);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn the_request_head_is_the_line_headers_and_framing() {
+        assert_eq!(
+            head_bytes(&Method::GET, "/a%20b?q=1", RequestFraming::None),
+            "GET /a%20b?q=1 HTTP/1.1\r\nhost: backend:9000\r\nx-forwarded-for: 192.0.2.7\r\n\r\n"
+        );
+        assert_eq!(
+            head_bytes(&Method::PUT, "/", RequestFraming::Length(1234567890)),
+            "PUT / HTTP/1.1\r\nhost: backend:9000\r\nx-forwarded-for: 192.0.2.7\r\n\
+             content-length: 1234567890\r\n\r\n"
+        );
+        assert!(head_bytes(&Method::POST, "/", RequestFraming::Chunked)
+            .ends_with("\r\ntransfer-encoding: chunked\r\n\r\n"));
+        assert!(head_bytes(&Method::POST, "/", RequestFraming::Length(0))
+            .ends_with("\r\ncontent-length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn request_framing_follows_the_body() {
+        use RequestFraming::*;
+        assert_eq!(RequestFraming::of(&Method::GET, true, Some(0)), None);
+        assert_eq!(RequestFraming::of(&Method::HEAD, true, Some(0)), None);
+        assert_eq!(RequestFraming::of(&Method::POST, true, Some(0)), Length(0));
+        assert_eq!(RequestFraming::of(&Method::PUT, false, Some(7)), Length(7));
+        assert_eq!(RequestFraming::of(&Method::GET, false, Some(7)), Length(7));
+        assert_eq!(RequestFraming::of(&Method::POST, false, Option::None), Chunked);
+        assert_eq!(RequestFraming::of(&Method::DELETE, false, Some(0)), None);
+    }
+
+    #[test]
+    fn chunk_lines_are_hex() {
+        let mut buf = Vec::new();
+        chunk_start(&mut buf, 0x1a2b);
+        chunk_start(&mut buf, 1);
+        assert_eq!(buf, b"1a2b\r\n1\r\n");
+    }
+
+    #[test]
+    fn request_targets_are_visible_ascii() {
+        assert!(valid_target("/a%20b?x=1&y=%2F"));
+        assert!(!valid_target("/a b"));
+        assert!(!valid_target("/a\r\nX: y"));
+        assert!(!valid_target(""));
+    }
+
+    fn parse(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, Malformed> {
+        parse_head(&mut BytesMut::from(raw.as_bytes()), head_request)
+    }
+
+    fn parsed(raw: &str) -> ResponseHead {
+        parse(raw, false).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_response_head_is_parsed_and_the_rest_is_the_body() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello"[..],
+        );
+        let head = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.framing, Framing::Length(5));
+        assert!(head.keep_alive);
+        let xa: Vec<_> = head.headers.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+        assert_eq!(head.headers["content-length"], "5");
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn an_incomplete_head_asks_for_more_and_a_huge_one_is_refused() {
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", false)
+            .unwrap()
+            .is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(
+            parse(&huge, false).unwrap_err(),
+            Malformed("response head too large")
+        );
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        for raw in [
+            "HTTP/1.1 abc OK\r\n\r\n",
+            "SMTP ready\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(parse(raw, false).is_err(), "{raw:?} was accepted");
+        }
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), false).is_err());
+        // The same length repeated is one length.
+        let head = parsed("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n");
+        assert_eq!(head.framing, Framing::Length(3));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+               HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"[..],
+        );
+        let head = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::CREATED);
+        assert!(!head.headers.contains_key("link"));
+        assert_eq!(&buf[..], b"ok");
+        // An interim head alone: consumed, the final one still to come.
+        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2"[..]);
+        assert!(parse_head(&mut buf, false).unwrap().is_none());
+        assert_eq!(&buf[..], b"HTTP/1.1 2");
+    }
+
+    #[test]
+    fn head_204_and_304_have_no_body_whatever_their_headers_say() {
+        let head = parse("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Empty);
+        assert_eq!(head.headers["content-length"], "50");
+        assert!(head.keep_alive);
+        let head = parsed("HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(head.framing, Framing::Empty);
+        let head = parsed("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(head.framing, Framing::Empty);
+        assert_eq!(
+            parsed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").framing,
+            Framing::Empty
+        );
+    }
+
+    #[test]
+    fn framing_and_keep_alive_rules() {
+        let h = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.keep_alive);
+        let h = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert_eq!(h.framing, Framing::Close);
+        assert!(!h.keep_alive);
+        // No length: until the connection closes, which it then must.
+        let h = parsed("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(h.framing, Framing::Close);
+        assert!(!h.keep_alive);
+        let h = parsed("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\nContent-Length: 1\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = parsed("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!(h.version, Version::HTTP_10);
+        assert!(!h.keep_alive);
+        let h = parsed("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n");
+        assert!(h.keep_alive);
+        let h = parsed("HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\n");
+        assert!(h.keep_alive);
+    }
+
+    /// Decode `pieces` fed one after another (as reads would bring them),
+    /// asking for more between them: the body and whether it ended.
+    fn decode_all(mut decoder: Decoder, pieces: &[&[u8]]) -> Result<(Vec<u8>, bool), Malformed> {
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut pieces = pieces.iter();
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(d) => {
+                    assert!(!d.is_empty());
+                    body.extend_from_slice(&d)
+                }
+                Decoded::End => return Ok((body, true)),
+                Decoded::More => match pieces.next() {
+                    Some(p) => buf.extend_from_slice(p),
+                    None => return Ok((body, false)),
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn a_length_body_ends_at_its_length_and_leaves_what_follows() {
+        let mut d = Decoder::new(Framing::Length(5));
+        let mut buf = BytesMut::from(&b"hel"[..]);
+        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::Data("hel".into()));
+        assert_eq!(d.remaining(), Some(2));
+        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::More);
+        buf.extend_from_slice(b"loEXTRA");
+        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::Data("lo".into()));
+        assert!(d.is_done());
+        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::End);
+        assert_eq!(&buf[..], b"EXTRA");
+        assert!(Decoder::new(Framing::Length(5)).eof().is_err());
+    }
+
+    #[test]
+    fn a_body_until_close_ends_at_the_end_of_the_stream() {
+        let (body, ended) = decode_all(Decoder::new(Framing::Close), &[b"ab", b"cd"]).unwrap();
+        assert_eq!((body.as_slice(), ended), (&b"abcd"[..], false));
+        let mut d = Decoder::new(Framing::Close);
+        assert!(d.eof().is_ok());
+        assert!(d.is_done());
+    }
+
+    const CHUNKED: &[u8] =
+        b"5\r\nhello\r\n1A;name=value\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\n";
+
+    #[test]
+    fn a_chunked_body_is_decoded_and_its_trailers_dropped() {
+        let (body, ended) = decode_all(Decoder::new(Framing::Chunked), &[CHUNKED]).unwrap();
+        assert!(ended);
+        assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz");
+    }
+
+    #[test]
+    fn a_chunked_body_split_anywhere_across_reads_decodes_the_same() {
+        for cut in 1..CHUNKED.len() {
+            for second in cut..CHUNKED.len() {
+                let pieces = [&CHUNKED[..cut], &CHUNKED[cut..second], &CHUNKED[second..]];
+                let (body, ended) = decode_all(Decoder::new(Framing::Chunked), &pieces).unwrap();
+                assert!(ended, "cut at {cut}, {second}");
+                assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz");
+            }
+        }
+        // One byte per read.
+        let pieces: Vec<&[u8]> = CHUNKED.chunks(1).collect();
+        let (body, ended) = decode_all(Decoder::new(Framing::Chunked), &pieces).unwrap();
+        assert!(ended);
+        assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz");
+    }
+
+    #[test]
+    fn a_chunked_body_cut_short_or_malformed_is_an_error() {
+        let (_, ended) = decode_all(Decoder::new(Framing::Chunked), &[b"5\r\nhel"]).unwrap();
+        assert!(!ended);
+        let mut d = Decoder::new(Framing::Chunked);
+        assert!(d.eof().is_err());
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloX\r\n",
+            b"5\rX",
+            b"11111111111111111\r\n",
+            b"0\r\n\rX",
+        ] {
+            assert!(
+                decode_all(Decoder::new(Framing::Chunked), &[bad]).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        // What follows the last chunk stays for the connection to judge.
+        let mut buf = BytesMut::from(&b"0\r\n\r\nNEXT"[..]);
+        let mut d = Decoder::new(Framing::Chunked);
+        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::End);
+        assert!(d.is_done());
+        assert_eq!(&buf[..], b"NEXT");
+    }
+}
