@@ -266,7 +266,8 @@ impl Backend {
             }
             tracing::debug!("proxy: an idle backend connection was closed; not reused");
         }
-        let conn = self.dial().await?;
+        // Boxed: the dial's future is large, and only a new connection needs it.
+        let conn = Box::pin(self.dial()).await?;
         Ok(self.lease(conn, false, permit))
     }
 
@@ -277,7 +278,8 @@ impl Backend {
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Lease, BackendError> {
-        let conn = self.dial().await?;
+        // Boxed: the dial's future is large, and only a new connection needs it.
+        let conn = Box::pin(self.dial()).await?;
         Ok(self.lease(conn, false, permit))
     }
 
@@ -295,7 +297,7 @@ impl Backend {
         }
     }
 
-    async fn dial(&self) -> Result<Box<Conn>, BackendError> {
+    pub(super) async fn dial(&self) -> Result<Box<Conn>, BackendError> {
         Ok(Box::new(Conn::new(self.dialer.dial().await?)))
     }
 

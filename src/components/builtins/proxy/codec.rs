@@ -7,6 +7,8 @@
 //! dropped, or until the connection closes) without holding more than what
 //! was read.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -154,9 +156,11 @@ pub(crate) fn parse_head(
     head_request: bool,
 ) -> Result<Option<ResponseHead>, Malformed> {
     loop {
-        let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut lines);
-        let len = match parsed.parse(buf) {
+        // Left uninitialised: httparse fills what it uses (a head has a few).
+        let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut lines) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err(Malformed("response head too large"))

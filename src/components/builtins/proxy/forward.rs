@@ -23,23 +23,30 @@ const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
 /// plus the query. A base without a trailing slash has its last segment
 /// replaced, as in Paste (`/app` + `/x` is `/x`; `/app/` + `/x` is `/app/x`).
 pub(crate) fn target(base: &str, path_info: &[u8], query: &str) -> String {
-    let quoted = percent_encode(path_info, QUOTE).to_string();
-    let mut out = if base.is_empty() {
-        if quoted.starts_with('/') {
-            quoted
-        } else {
-            format!("/{quoted}")
-        }
-    } else {
-        let rel = quoted.strip_prefix('/').unwrap_or(&quoted);
-        let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
-        let dir = if dir.is_empty() { "/" } else { dir };
-        if rel.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{dir}{rel}")
+    // Built in one string. `/` is never quoted, so the quoted PATH_INFO starts
+    // with one exactly when PATH_INFO does, and stripping it before quoting is
+    // the same as after.
+    let mut out = String::with_capacity(base.len() + path_info.len() + query.len() + 8);
+    let push_quoted = |out: &mut String, raw: &[u8]| {
+        for piece in percent_encode(raw, QUOTE) {
+            out.push_str(piece);
         }
     };
+    if base.is_empty() {
+        if !path_info.starts_with(b"/") {
+            out.push('/');
+        }
+        push_quoted(&mut out, path_info);
+    } else {
+        let rel = path_info.strip_prefix(b"/").unwrap_or(path_info);
+        if rel.is_empty() {
+            out.push_str(base);
+        } else {
+            let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+            out.push_str(if dir.is_empty() { "/" } else { dir });
+            push_quoted(&mut out, rel);
+        }
+    }
     if !query.is_empty() {
         out.push('?');
         out.push_str(query);
@@ -234,6 +241,9 @@ mod tests {
         assert_eq!(target("/base/", b"/", ""), "/base/");
         assert_eq!(target("/base/", b"", ""), "/base/");
         assert_eq!(target("", b"/caf\xc3\xa9", ""), "/caf%C3%A9");
+        assert_eq!(target("", b"x y", ""), "/x%20y");
+        assert_eq!(target("app", b"/x", ""), "/x");
+        assert_eq!(target("/base/", b"//x", ""), "/base//x");
     }
 
     fn origin(headers: &[(&'static str, &'static str)]) -> Origin {

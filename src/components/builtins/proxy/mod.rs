@@ -11,7 +11,7 @@ mod forward;
 mod pool;
 mod settings;
 
-use std::future::Future as _;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -72,12 +72,18 @@ fn app(c: &Component) -> Result<Arc<dyn Handler>, SettingError> {
 
 impl Handler for Proxy {
     fn call(&self, req: Request) -> ResponseFuture<'_> {
-        Box::pin(self.forward(req))
+        // What needs no waiting is done before the future is made, which
+        // then holds only what the exchange needs.
+        match self.prepare(req) {
+            Ok(exchange) => Box::pin(self.forward(exchange)),
+            Err(resp) => Box::pin(std::future::ready(resp)),
+        }
     }
 }
 
 impl Proxy {
-    async fn forward(&self, req: Request) -> Response {
+    /// The backend request to make for `req`, or the answer without one.
+    fn prepare(&self, req: Request) -> Result<Exchange, Response> {
         let allowed = &self.settings.allowed_methods;
         if !allowed.is_empty() && !allowed.contains(&req.method) {
             let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED);
@@ -85,7 +91,7 @@ impl Proxy {
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 resp.headers_mut().insert(http::header::ALLOW, v);
             }
-            return resp;
+            return Err(resp);
         }
         let target = forward::target(&self.settings.base_path, &req.path_info, &req.query_string);
         if !codec::valid_target(&target) {
@@ -93,36 +99,52 @@ impl Proxy {
                 "proxy {}: cannot form a backend request for {target:?}",
                 self.backend
             );
-            return error_response(StatusCode::BAD_REQUEST);
+            return Err(error_response(StatusCode::BAD_REQUEST));
         }
-        let (origin, mut body) = Origin::split(req);
+        let (origin, body) = Origin::split(req);
         let framing = RequestFraming::of(
             &origin.method,
             body.is_end_stream(),
             body.size_hint().exact(),
         );
-        // A request that can be sent twice: idempotent and without a body. If its
-        // pooled connection was closed by the backend just as it went out (an idle
-        // keep-alive timing out on the other side), it is sent once more on a new
-        // connection instead of failing the client with a 502.
-        let retry = origin.method.is_idempotent() && body.is_end_stream();
-        let head_request = origin.method == http::Method::HEAD;
+        Ok(Exchange {
+            // A request that can be sent twice: idempotent and without a body.
+            // If its pooled connection was closed by the backend just as it
+            // went out (an idle keep-alive timing out on the other side), it is
+            // sent once more on a new connection instead of failing the client
+            // with a 502.
+            retry: origin.method.is_idempotent() && body.is_end_stream(),
+            head_request: origin.method == http::Method::HEAD,
+            origin,
+            target,
+            body,
+            framing,
+        })
+    }
+
+    /// Send the request and read the response head, on a pooled connection
+    /// or a new one, sending it once more if it may be (see `retry`).
+    async fn exchange(&self, x: &mut Exchange) -> Result<(ResponseHead, Lease), BackendError> {
+        let (origin, target) = (&x.origin, &x.target);
         // The request head, written straight into the connection's buffer from
         // the client's request (again, for a retry).
         let write_head = |buf: &mut Vec<u8>| {
-            codec::request_line(buf, &origin.method, &target);
-            forward::each_request_header(&origin, &self.host, &self.settings.suppress, |n, v| {
+            codec::request_line(buf, &origin.method, target);
+            forward::each_request_header(origin, &self.host, &self.settings.suppress, |n, v| {
                 codec::header(buf, n, v)
             });
         };
-        let timeout = self.settings.timeout;
-        let exchange = async {
-            let mut lease = self.pool.checkout().await?;
-            let failure = match lease.send(write_head, framing, &mut body, head_request).await {
+        let mut lease = self.pool.checkout().await?;
+        // One call site for the send and its retry: a future of its own for
+        // each would make this one larger.
+        loop {
+            let sent = lease.send(write_head, x.framing, &mut x.body, x.head_request);
+            let failure = match sent.await {
                 Ok(head) => return Ok((head, lease)),
                 Err(failure) => failure,
             };
-            if !(retry && lease.reused() && failure.retryable) {
+            // Once only: the retry's connection is a new one.
+            if !(x.retry && lease.reused() && failure.retryable) {
                 return Err(failure.error);
             }
             tracing::debug!(
@@ -133,53 +155,60 @@ impl Proxy {
             let Some(permit) = lease.into_permit() else {
                 return Err(BackendError::Closed);
             };
-            let mut lease = self.pool.checkout_new(permit).await?;
-            match lease.send(write_head, framing, &mut body, head_request).await {
-                Ok(head) => Ok((head, lease)),
-                Err(failure) => Err(failure.error),
-            }
-        };
-        let (head, lease) = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(pair)) => pair,
-            Err(_) => {
-                tracing::warn!(
-                    "proxy {}: no response within {timeout:?} for {} {target}",
-                    self.backend,
-                    origin.method
-                );
-                return error_response(StatusCode::GATEWAY_TIMEOUT);
-            }
-            Ok(Err(BackendError::Closed)) => {
-                return error_response(StatusCode::SERVICE_UNAVAILABLE)
-            }
-            Ok(Err(e)) => {
-                let status = if e.timed_out() {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                tracing::warn!(
-                    "proxy {}: {} {target}: {e} ({})",
-                    self.backend,
-                    origin.method,
-                    status.as_u16()
-                );
-                return error_response(status);
-            }
-        };
-        let ResponseHead {
-            status,
-            version,
-            mut headers,
-            framing,
-            keep_alive,
-        } = head;
-        forward::strip_hop_by_hop(&mut headers);
-        let mut resp = http::Response::new(self.response_body(lease, framing, keep_alive));
-        *resp.status_mut() = status;
-        *resp.version_mut() = version;
-        *resp.headers_mut() = headers;
-        resp
+            lease = self.pool.checkout_new(permit).await?;
+        }
+    }
+
+    /// The exchange, under the timeout, and the response made of it. Not an
+    /// `async fn`: the block's captured `x` is used where it lies, where an
+    /// argument would be moved into a second place in the future first.
+    fn forward(&self, mut x: Exchange) -> impl Future<Output = Response> + Send + '_ {
+        async move {
+            let timeout = self.settings.timeout;
+            let exchange = tokio::time::timeout(timeout, self.exchange(&mut x)).await;
+            let (origin, target) = (&x.origin, &x.target);
+            let (head, lease) = match exchange {
+                Ok(Ok(pair)) => pair,
+                Err(_) => {
+                    tracing::warn!(
+                        "proxy {}: no response within {timeout:?} for {} {target}",
+                        self.backend,
+                        origin.method
+                    );
+                    return error_response(StatusCode::GATEWAY_TIMEOUT);
+                }
+                Ok(Err(BackendError::Closed)) => {
+                    return error_response(StatusCode::SERVICE_UNAVAILABLE)
+                }
+                Ok(Err(e)) => {
+                    let status = if e.timed_out() {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    tracing::warn!(
+                        "proxy {}: {} {target}: {e} ({})",
+                        self.backend,
+                        origin.method,
+                        status.as_u16()
+                    );
+                    return error_response(status);
+                }
+            };
+            let ResponseHead {
+                status,
+                version,
+                mut headers,
+                framing,
+                keep_alive,
+            } = head;
+            forward::strip_hop_by_hop(&mut headers);
+            let mut resp = http::Response::new(self.response_body(lease, framing, keep_alive));
+            *resp.status_mut() = status;
+            *resp.version_mut() = version;
+            *resp.headers_mut() = headers;
+            resp
+        }
     }
 
     /// The response body. One already read whole (a small page, or none) is
@@ -213,6 +242,17 @@ impl Proxy {
             backend: self.backend.clone(),
         })
     }
+}
+
+/// One request to forward, as [`Proxy::prepare`] made it.
+struct Exchange {
+    origin: Origin,
+    /// The backend's request target (origin form).
+    target: String,
+    body: Body,
+    framing: RequestFraming,
+    retry: bool,
+    head_request: bool,
 }
 
 /// The backend's body as it arrives, decoded from its connection (trailers
