@@ -64,6 +64,7 @@ pub(crate) fn request_line(buf: &mut Vec<u8>, method: &Method, target: &str) {
 
 /// One header line (`name` and `value` already valid).
 pub(crate) fn header(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    buf.reserve(name.len() + value.len() + 4);
     buf.extend_from_slice(name);
     buf.extend_from_slice(b": ");
     buf.extend_from_slice(value);
@@ -216,8 +217,7 @@ fn build_head(
     let mut close = false;
     let mut keep_alive = false;
     for &(n0, n1, v0, v1) in spans {
-        let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
-            .map_err(|_| Malformed("invalid header name"))?;
+        let name = header_name(&head[n0 as usize..n1 as usize])?;
         let raw = &head[v0 as usize..v1 as usize];
         if name == http::header::CONTENT_LENGTH {
             let n = parse_length(raw)?;
@@ -269,6 +269,41 @@ fn build_head(
         framing,
         keep_alive: persistent && framing != Framing::Close,
     })
+}
+
+/// The names most responses carry, as most backends write them and in lower
+/// case, found with a comparison or two instead of `HeaderName::from_bytes`'s
+/// general lookup (a few hundred instructions a name). A static: a const would
+/// be copied (and dropped) at each use.
+static COMMON: [(&[u8], &[u8], HeaderName); 16] = {
+    use http::header::*;
+    [
+        (b"Content-Length", b"content-length", CONTENT_LENGTH),
+        (b"Content-Type", b"content-type", CONTENT_TYPE),
+        (b"Date", b"date", DATE),
+        (b"Server", b"server", SERVER),
+        (b"Connection", b"connection", CONNECTION),
+        (b"Transfer-Encoding", b"transfer-encoding", TRANSFER_ENCODING),
+        (b"Cache-Control", b"cache-control", CACHE_CONTROL),
+        (b"ETag", b"etag", ETAG),
+        (b"Last-Modified", b"last-modified", LAST_MODIFIED),
+        (b"Content-Encoding", b"content-encoding", CONTENT_ENCODING),
+        (b"Vary", b"vary", VARY),
+        (b"Expires", b"expires", EXPIRES),
+        (b"Location", b"location", LOCATION),
+        (b"Set-Cookie", b"set-cookie", SET_COOKIE),
+        (b"Accept-Ranges", b"accept-ranges", ACCEPT_RANGES),
+        (b"Keep-Alive", b"keep-alive", HeaderName::from_static("keep-alive")),
+    ]
+};
+
+fn header_name(raw: &[u8]) -> Result<HeaderName, Malformed> {
+    for (written, lower, name) in &COMMON {
+        if written.len() == raw.len() && (raw == *written || raw == *lower) {
+            return Ok(name.clone());
+        }
+    }
+    HeaderName::from_bytes(raw).map_err(|_| Malformed("invalid header name"))
 }
 
 fn parse_length(raw: &[u8]) -> Result<u64, Malformed> {
@@ -560,6 +595,19 @@ mod tests {
         assert_eq!(xa, ["1", "2"]);
         assert_eq!(head.headers["content-length"], "5");
         assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn common_and_other_header_names_are_read_in_any_case() {
+        assert_eq!(header_name(b"Content-Length").unwrap(), http::header::CONTENT_LENGTH);
+        assert_eq!(header_name(b"KEEP-ALIVE").unwrap(), "keep-alive");
+        assert_eq!(header_name(b"content-type").unwrap(), "content-type");
+        assert_eq!(header_name(b"ETag").unwrap(), "etag");
+        assert_eq!(header_name(b"CONTENT-TYPE").unwrap(), "content-type");
+        assert_eq!(header_name(b"X-Backend").unwrap(), "x-backend");
+        assert_eq!(header_name(b"Content-Lengtx").unwrap(), "content-lengtx");
+        assert!(header_name(b"Bad Name").is_err());
+        assert!(header_name(b"").is_err());
     }
 
     #[test]

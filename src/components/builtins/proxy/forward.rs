@@ -55,8 +55,9 @@ pub(crate) fn target(base: &str, path_info: &[u8], query: &str) -> String {
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1,
-/// plus the old `Keep-Alive` and `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// plus the old `Keep-Alive` and `Proxy-Connection`). Statics, not consts: a
+/// const would be made (and dropped) again at each use.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -68,9 +69,9 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
@@ -109,22 +110,33 @@ pub(crate) struct Origin {
     pub headers: HeaderMap,
     pub remote_addr: Arc<str>,
     pub scheme: Arc<str>,
+    /// Empty when the request has a Host header (only used without one).
     pub server_name: String,
     pub server_port: u16,
 }
 
 impl Origin {
-    /// Split `req` (by moving, no copies) into its origin and its body.
-    pub(crate) fn split(req: Request) -> (Origin, Body) {
+    /// Split `req` into its origin and its body. What the proxy does not keep
+    /// (the path buffers, and the server name unless X-Forwarded-Host needs
+    /// it) is recycled for the next request's environ on this thread.
+    pub(crate) fn split(mut req: Request) -> (Origin, Body) {
+        let headers = std::mem::take(&mut req.headers);
+        let server_name = if headers.contains_key(header::HOST) {
+            String::new()
+        } else {
+            std::mem::take(&mut req.server_name)
+        };
         let origin = Origin {
-            method: req.method,
-            headers: req.headers,
-            remote_addr: req.remote_addr,
-            scheme: req.scheme,
-            server_name: req.server_name,
+            method: std::mem::replace(&mut req.method, Method::GET),
+            headers,
+            remote_addr: req.remote_addr.clone(),
+            scheme: req.scheme.clone(),
+            server_name,
             server_port: req.server_port,
         };
-        (origin, req.body)
+        let body = std::mem::replace(&mut req.body, crate::core::body::empty());
+        req.recycle();
+        (origin, body)
     }
 }
 
@@ -163,15 +175,15 @@ pub(crate) fn each_request_header(
         }
         if name == header::HOST {
             original_host.get_or_insert(value);
-        } else if name == X_FORWARDED_FOR {
+        } else if name == &X_FORWARDED_FOR {
             xff.extend_from_slice(value.as_bytes());
             xff.extend_from_slice(b", ");
         } else if !(is_hop_by_hop(name)
             // The server has read the whole body already: nothing to continue.
             || name == header::EXPECT
             || name == header::CONTENT_LENGTH
-            || name == X_FORWARDED_PROTO
-            || name == X_FORWARDED_HOST)
+            || name == &X_FORWARDED_PROTO
+            || name == &X_FORWARDED_HOST)
         {
             emit(name.as_str().as_bytes(), value.as_bytes());
         }
