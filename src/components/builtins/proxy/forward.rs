@@ -55,9 +55,8 @@ pub(crate) fn target(base: &str, path_info: &[u8], query: &str) -> String {
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1,
-/// plus the old `Keep-Alive` and `Proxy-Connection`). Statics, not consts: a
-/// const would be made (and dropped) again at each use.
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// plus the old `Keep-Alive` and `Proxy-Connection`).
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -69,12 +68,25 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` is one of [`HOP_BY_HOP`]: one string match (by length,
+/// then bytes), where comparing with each name in turn costs more.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// The header names a `Connection` header lists (each one hop-by-hop too).
@@ -175,15 +187,15 @@ pub(crate) fn each_request_header(
         }
         if name == header::HOST {
             original_host.get_or_insert(value);
-        } else if name == &X_FORWARDED_FOR {
+        } else if name == X_FORWARDED_FOR {
             xff.extend_from_slice(value.as_bytes());
             xff.extend_from_slice(b", ");
         } else if !(is_hop_by_hop(name)
             // The server has read the whole body already: nothing to continue.
             || name == header::EXPECT
             || name == header::CONTENT_LENGTH
-            || name == &X_FORWARDED_PROTO
-            || name == &X_FORWARDED_HOST)
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST)
         {
             emit(name.as_str().as_bytes(), value.as_bytes());
         }
@@ -318,6 +330,16 @@ mod tests {
         let h = request_headers(&origin(&[]), &HeaderValue::from_static("b"), &[]);
         assert_eq!(h["x-forwarded-host"], "example.org:8080");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+    }
+
+    #[test]
+    fn the_hop_by_hop_match_is_the_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["x-kept", "host", "connectio", "tee", "content-length"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]
