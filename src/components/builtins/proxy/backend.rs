@@ -24,6 +24,7 @@ use bytes::BytesMut;
 use http_body::Body as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 
 use super::codec::{self, Malformed, RequestFraming, ResponseHead};
 use super::connector::{DialError, Dialer};
@@ -61,13 +62,16 @@ pub(crate) enum BackendError {
     /// The connection slots were closed (the proxy is going away).
     #[error("no connection slots left")]
     Closed,
+    /// No response head by the deadline (`timeout`).
+    #[error("no response in time")]
+    TimedOut,
 }
 
 impl BackendError {
     /// Whether the backend was too slow (a 504) rather than broken (a 502).
     pub(crate) fn timed_out(&self) -> bool {
         match self {
-            BackendError::Dial(DialError::TimedOut(_)) => true,
+            BackendError::Dial(DialError::TimedOut(_)) | BackendError::TimedOut => true,
             BackendError::Dial(DialError::Io(e)) | BackendError::Io(e) => {
                 e.kind() == io::ErrorKind::TimedOut
             }
@@ -85,8 +89,28 @@ pub(crate) struct SendFailure {
     pub retryable: bool,
 }
 
-/// One open connection and its buffers, kept across requests.
-pub(crate) struct Conn {
+/// One open connection: its socket and buffers, and a timer for the
+/// exchanges on it, all kept across requests.
+struct Conn {
+    io: Io,
+    /// The deadline of the exchange under way. One timer for every request
+    /// on the connection: moving it to a later deadline only updates it
+    /// (tokio's timer wheel is not touched unless it fires first), where a
+    /// timer of each request's own is registered and removed again.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Conn {
+    fn new(sock: Sock) -> Conn {
+        Conn {
+            io: Io::new(sock),
+            timer: Box::pin(tokio::time::sleep(Duration::from_secs(86400))),
+        }
+    }
+}
+
+/// A connection's socket and buffers.
+pub(crate) struct Io {
     sock: Sock,
     /// Read from the backend and not yet taken: the response head, then the
     /// body's bytes. Response headers and body pieces share its storage, which
@@ -96,9 +120,9 @@ pub(crate) struct Conn {
     wbuf: Vec<u8>,
 }
 
-impl Conn {
-    fn new(sock: Sock) -> Conn {
-        Conn {
+impl Io {
+    fn new(sock: Sock) -> Io {
+        Io {
             sock,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
@@ -119,7 +143,11 @@ impl Conn {
 
     /// Read what has arrived into `rbuf` (room for `want` bytes at least):
     /// the number of bytes read, 0 at the end of the stream.
-    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
         self.rbuf.reserve(want);
         pin!(self.sock.read_buf(&mut self.rbuf)).poll(cx)
     }
@@ -146,8 +174,7 @@ impl Conn {
         loop {
             // A piece the body has ready goes out with what is buffered; before
             // waiting for the next, what is buffered is sent.
-            let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await
-            {
+            let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     self.flush().await.map_err(BackendError::Io)?;
@@ -198,9 +225,45 @@ impl Conn {
         self.flush().await.map_err(BackendError::Io)
     }
 
+    /// Write the request (its head already in `wbuf`) and read the response
+    /// head.
+    async fn exchange(
+        &mut self,
+        framing: RequestFraming,
+        body: &mut Body,
+        head_request: bool,
+    ) -> Result<ResponseHead, SendFailure> {
+        let unwritten = match self.write_request(framing, body).await {
+            Ok(()) => None,
+            Err(BackendError::Io(e)) => Some(e),
+            Err(error) => {
+                return Err(SendFailure {
+                    error,
+                    retryable: false,
+                })
+            }
+        };
+        match self.read_head(head_request).await {
+            Ok(mut head) => {
+                // Answered early: the rest of the request is still unsent.
+                head.keep_alive &= unwritten.is_none();
+                Ok(head)
+            }
+            Err((error, responded)) => {
+                let error = unwritten.map_or(error, BackendError::Io);
+                let retryable =
+                    !responded && matches!(error, BackendError::Io(_) | BackendError::ClosedEarly);
+                Err(SendFailure { error, retryable })
+            }
+        }
+    }
+
     /// Read the (final) response head. The error says too whether any byte
     /// of a response had arrived.
-    async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, (BackendError, bool)> {
+    async fn read_head(
+        &mut self,
+        head_request: bool,
+    ) -> Result<ResponseHead, (BackendError, bool)> {
         let mut responded = false;
         loop {
             if !self.rbuf.is_empty() {
@@ -213,7 +276,10 @@ impl Conn {
             }
             match poll_fn(|cx| self.poll_fill(cx, HEAD_READ)).await {
                 Ok(0) if responded => {
-                    return Err((Malformed("connection closed within the response head").into(), true))
+                    return Err((
+                        Malformed("connection closed within the response head").into(),
+                        true,
+                    ))
                 }
                 Ok(0) => return Err((BackendError::ClosedEarly, false)),
                 Ok(_) => {}
@@ -261,7 +327,7 @@ impl Backend {
             .await
             .map_err(|_| BackendError::Closed)?;
         while let Some(mut conn) = self.take_idle() {
-            if conn.usable() {
+            if conn.io.usable() {
                 return Ok(self.lease(conn, true, permit));
             }
             tracing::debug!("proxy: an idle backend connection was closed; not reused");
@@ -269,6 +335,23 @@ impl Backend {
         // Boxed: the dial's future is large, and only a new connection needs it.
         let conn = Box::pin(self.dial()).await?;
         Ok(self.lease(conn, false, permit))
+    }
+
+    /// A connection without waiting, when a slot is free and an idle
+    /// connection is usable: the common case, with no future to make. Else
+    /// the free slot if there is one (a connection is to be dialled with
+    /// [`Backend::checkout_new`]), or nothing ([`Backend::checkout`] waits).
+    pub(crate) fn try_checkout(self: &Arc<Self>) -> Result<Lease, Option<OwnedSemaphorePermit>> {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return Err(None);
+        };
+        while let Some(mut conn) = self.take_idle() {
+            if conn.io.usable() {
+                return Ok(self.lease(conn, true, permit));
+            }
+            tracing::debug!("proxy: an idle backend connection was closed; not reused");
+        }
+        Err(Some(permit))
     }
 
     /// A lease on a new connection, for a request sent again after its
@@ -297,7 +380,7 @@ impl Backend {
         }
     }
 
-    pub(super) async fn dial(&self) -> Result<Box<Conn>, BackendError> {
+    async fn dial(&self) -> Result<Box<Conn>, BackendError> {
         Ok(Box::new(Conn::new(self.dialer.dial().await?)))
     }
 
@@ -389,17 +472,18 @@ impl Lease {
     }
 
     /// The connection, until it is released.
-    pub(crate) fn conn(&mut self) -> Option<&mut Conn> {
-        self.conn.as_deref_mut()
+    pub(crate) fn conn(&mut self) -> Option<&mut Io> {
+        self.conn.as_deref_mut().map(|c| &mut c.io)
     }
 
-    /// Send a request and read its response head: the head `write_head`
-    /// writes (the request line and headers; the framing header is added
-    /// here), then `body` framed as `framing`. A backend that answers before
-    /// reading the whole body (and then fails the write) has its answer read
-    /// all the same, on a connection that is not reused.
+    /// Send a request and read its response head by `deadline`: the head
+    /// `write_head` writes (the request line and headers; the framing header
+    /// is added here), then `body` framed as `framing`. A backend that
+    /// answers before reading the whole body (and then fails the write) has
+    /// its answer read all the same, on a connection that is not reused.
     pub(crate) async fn send(
         &mut self,
+        deadline: tokio::time::Instant,
         write_head: impl Fn(&mut Vec<u8>),
         framing: RequestFraming,
         body: &mut Body,
@@ -411,32 +495,25 @@ impl Lease {
                 retryable: false,
             });
         };
-        conn.wbuf.clear();
-        write_head(&mut conn.wbuf);
-        codec::end_head(&mut conn.wbuf, framing);
-        let unwritten = match conn.write_request(framing, body).await {
-            Ok(()) => None,
-            Err(BackendError::Io(e)) => Some(e),
-            Err(error) => {
-                return Err(SendFailure {
-                    error,
+        let Conn { io, timer } = conn;
+        io.wbuf.clear();
+        write_head(&mut io.wbuf);
+        codec::end_head(&mut io.wbuf, framing);
+        timer.as_mut().reset(deadline);
+        let mut exchange = pin!(io.exchange(framing, body, head_request));
+        poll_fn(|cx| {
+            if let Poll::Ready(done) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(done);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(SendFailure {
+                    error: BackendError::TimedOut,
                     retryable: false,
-                })
+                })),
+                Poll::Pending => Poll::Pending,
             }
-        };
-        match conn.read_head(head_request).await {
-            Ok(mut head) => {
-                // Answered early: the rest of the request is still unsent.
-                head.keep_alive &= unwritten.is_none();
-                Ok(head)
-            }
-            Err((error, responded)) => {
-                let error = unwritten.map_or(error, BackendError::Io);
-                let retryable = !responded
-                    && matches!(error, BackendError::Io(_) | BackendError::ClosedEarly);
-                Err(SendFailure { error, retryable })
-            }
-        }
+        })
+        .await
     }
 
     /// The exchange is over: the connection goes back to the pool if
@@ -464,8 +541,8 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::components::builtins::proxy::codec::{Decoded, Decoder, Framing};
     use crate::components::builtins::proxy::settings::Target;
-    use crate::components::builtins::proxy::codec::{Decoded, Decoder};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -527,8 +604,9 @@ mod tests {
 
     async fn send_get(lease: &mut Lease) -> ResponseHead {
         let mut body = crate::core::body::empty();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         lease
-            .send(get_head, RequestFraming::None, &mut body, false)
+            .send(deadline, get_head, RequestFraming::None, &mut body, false)
             .await
             .unwrap()
     }
@@ -630,5 +708,61 @@ mod tests {
         let third = tokio::time::timeout(Duration::from_secs(5), b.checkout()).await;
         assert!(third.unwrap().unwrap().reused());
         assert!(accepted.load(Ordering::SeqCst) <= 2);
+    }
+
+    /// A backend that reads requests and never answers.
+    async fn silent() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn no_response_by_the_deadline_is_a_timeout() {
+        let b = pool(silent().await, 4, Duration::from_secs(30));
+        let mut lease = b.checkout().await.unwrap();
+        let mut body = crate::core::body::empty();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let started = Instant::now();
+        let failure = lease
+            .send(deadline, get_head, RequestFraming::None, &mut body, false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(failure.error, BackendError::TimedOut),
+            "{failure:?}"
+        );
+        assert!(failure.error.timed_out());
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_connection_timer_that_fired_while_idle_times_the_next_request_afresh() {
+        let (port, accepted) = backend(usize::MAX).await;
+        let b = pool(port, 4, Duration::from_secs(30));
+        // A short deadline, met; then idle past it (the timer fires).
+        let mut lease = b.checkout().await.unwrap();
+        let mut body = crate::core::body::empty();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(30);
+        let head = lease
+            .send(deadline, get_head, RequestFraming::None, &mut body, false)
+            .await
+            .unwrap();
+        assert_eq!(head.framing, Framing::Length(2));
+        lease.conn().unwrap().rbuf.clear();
+        lease.release(true);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // The same connection, a later deadline: answered, not timed out.
+        let (reused, got) = exchange(&b).await;
+        assert_eq!((reused, got.as_slice()), (true, &b"ok"[..]));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }

@@ -240,24 +240,22 @@ fn build_head(
             .map_err(|_| Malformed("invalid header value"))?;
         headers.append(name, value);
     }
-    let framing = if head_request
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        Framing::Empty
-    } else if encoded {
-        if chunked {
-            Framing::Chunked
+    let framing =
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Empty
+        } else if encoded {
+            if chunked {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            }
         } else {
-            Framing::Close
-        }
-    } else {
-        match length {
-            Some(0) => Framing::Empty,
-            Some(n) => Framing::Length(n),
-            None => Framing::Close,
-        }
-    };
+            match length {
+                Some(0) => Framing::Empty,
+                Some(n) => Framing::Length(n),
+                None => Framing::Close,
+            }
+        };
     let persistent = match version {
         Version::HTTP_10 => keep_alive && !close,
         _ => !close,
@@ -283,7 +281,11 @@ static COMMON: [(&[u8], &[u8], HeaderName); 16] = {
         (b"Date", b"date", DATE),
         (b"Server", b"server", SERVER),
         (b"Connection", b"connection", CONNECTION),
-        (b"Transfer-Encoding", b"transfer-encoding", TRANSFER_ENCODING),
+        (
+            b"Transfer-Encoding",
+            b"transfer-encoding",
+            TRANSFER_ENCODING,
+        ),
         (b"Cache-Control", b"cache-control", CACHE_CONTROL),
         (b"ETag", b"etag", ETAG),
         (b"Last-Modified", b"last-modified", LAST_MODIFIED),
@@ -293,7 +295,11 @@ static COMMON: [(&[u8], &[u8], HeaderName); 16] = {
         (b"Location", b"location", LOCATION),
         (b"Set-Cookie", b"set-cookie", SET_COOKIE),
         (b"Accept-Ranges", b"accept-ranges", ACCEPT_RANGES),
-        (b"Keep-Alive", b"keep-alive", HeaderName::from_static("keep-alive")),
+        (
+            b"Keep-Alive",
+            b"keep-alive",
+            HeaderName::from_static("keep-alive"),
+        ),
     ]
 };
 
@@ -314,9 +320,7 @@ fn parse_length(raw: &[u8]) -> Result<u64, Malformed> {
         if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
             return Err(Malformed("invalid Content-Length"));
         }
-        let n = part
-            .iter()
-            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         if value.is_some_and(|v| v != n) {
             return Err(Malformed("conflicting Content-Length values"));
         }
@@ -326,7 +330,10 @@ fn parse_length(raw: &[u8]) -> Result<u64, Malformed> {
 }
 
 fn last_token(raw: &[u8]) -> &[u8] {
-    raw.rsplit(|&b| b == b',').next().unwrap_or(raw).trim_ascii()
+    raw.rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or(raw)
+        .trim_ascii()
 }
 
 /// What the decoder made of the bytes read so far.
@@ -363,7 +370,9 @@ pub(crate) enum Chunk {
     DataCr,
     DataLf,
     /// In the trailer section: at the start of a line or not.
-    Trailer { line_start: bool },
+    Trailer {
+        line_start: bool,
+    },
     /// Past the final empty line's CR.
     EndLf,
 }
@@ -553,7 +562,10 @@ mod tests {
         assert_eq!(RequestFraming::of(&Method::POST, true, Some(0)), Length(0));
         assert_eq!(RequestFraming::of(&Method::PUT, false, Some(7)), Length(7));
         assert_eq!(RequestFraming::of(&Method::GET, false, Some(7)), Length(7));
-        assert_eq!(RequestFraming::of(&Method::POST, false, Option::None), Chunked);
+        assert_eq!(
+            RequestFraming::of(&Method::POST, false, Option::None),
+            Chunked
+        );
         assert_eq!(RequestFraming::of(&Method::DELETE, false, Some(0)), None);
     }
 
@@ -599,7 +611,10 @@ mod tests {
 
     #[test]
     fn common_and_other_header_names_are_read_in_any_case() {
-        assert_eq!(header_name(b"Content-Length").unwrap(), http::header::CONTENT_LENGTH);
+        assert_eq!(
+            header_name(b"Content-Length").unwrap(),
+            http::header::CONTENT_LENGTH
+        );
         assert_eq!(header_name(b"KEEP-ALIVE").unwrap(), "keep-alive");
         assert_eq!(header_name(b"content-type").unwrap(), "content-type");
         assert_eq!(header_name(b"ETag").unwrap(), "etag");
@@ -680,7 +695,9 @@ mod tests {
 
     #[test]
     fn framing_and_keep_alive_rules() {
-        let h = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n");
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+        );
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.keep_alive);
         let h = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
@@ -690,7 +707,8 @@ mod tests {
         let h = parsed("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(h.framing, Framing::Close);
         assert!(!h.keep_alive);
-        let h = parsed("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\nContent-Length: 1\r\n\r\n");
+        let h =
+            parsed("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.keep_alive);
         let h = parsed("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
         assert_eq!(h.version, Version::HTTP_10);

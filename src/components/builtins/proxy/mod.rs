@@ -76,14 +76,14 @@ impl Handler for Proxy {
         // then holds only what the exchange needs.
         match self.prepare(req) {
             Ok(exchange) => Box::pin(self.forward(exchange)),
-            Err(resp) => Box::pin(std::future::ready(resp)),
+            Err(resp) => Box::pin(std::future::ready(*resp)),
         }
     }
 }
 
 impl Proxy {
     /// The backend request to make for `req`, or the answer without one.
-    fn prepare(&self, req: Request) -> Result<Exchange, Response> {
+    fn prepare(&self, req: Request) -> Result<Exchange, Box<Response>> {
         let allowed = &self.settings.allowed_methods;
         if !allowed.is_empty() && !allowed.contains(&req.method) {
             let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED);
@@ -91,7 +91,7 @@ impl Proxy {
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 resp.headers_mut().insert(http::header::ALLOW, v);
             }
-            return Err(resp);
+            return Err(Box::new(resp));
         }
         let target = forward::target(&self.settings.base_path, &req.path_info, &req.query_string);
         if !codec::valid_target(&target) {
@@ -99,7 +99,7 @@ impl Proxy {
                 "proxy {}: cannot form a backend request for {target:?}",
                 self.backend
             );
-            return Err(error_response(StatusCode::BAD_REQUEST));
+            return Err(Box::new(error_response(StatusCode::BAD_REQUEST)));
         }
         let (origin, body) = Origin::split(req);
         let framing = RequestFraming::of(
@@ -134,11 +134,25 @@ impl Proxy {
                 codec::header(buf, n, v)
             });
         };
-        let mut lease = self.pool.checkout().await?;
+        // The whole exchange has `timeout`: a wait for a slot or a dial under
+        // a timer of its own (rare), the send and response head under the
+        // connection's (see `backend.rs`).
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let in_time = |r: Result<Result<Lease, BackendError>, _>| match r {
+            Ok(lease) => lease,
+            Err(_) => Err(BackendError::TimedOut),
+        };
+        let mut lease = match self.pool.try_checkout() {
+            Ok(lease) => lease,
+            Err(Some(permit)) => {
+                in_time(tokio::time::timeout_at(deadline, self.pool.checkout_new(permit)).await)?
+            }
+            Err(None) => in_time(tokio::time::timeout_at(deadline, self.pool.checkout()).await)?,
+        };
         // One call site for the send and its retry: a future of its own for
         // each would make this one larger.
         loop {
-            let sent = lease.send(write_head, x.framing, &mut x.body, x.head_request);
+            let sent = lease.send(deadline, write_head, x.framing, &mut x.body, x.head_request);
             let failure = match sent.await {
                 Ok(head) => return Ok((head, lease)),
                 Err(failure) => failure,
@@ -155,21 +169,23 @@ impl Proxy {
             let Some(permit) = lease.into_permit() else {
                 return Err(BackendError::Closed);
             };
-            lease = self.pool.checkout_new(permit).await?;
+            let dialled = tokio::time::timeout_at(deadline, self.pool.checkout_new(permit)).await;
+            lease = in_time(dialled)?;
         }
     }
 
     /// The exchange, under the timeout, and the response made of it. Not an
     /// `async fn`: the block's captured `x` is used where it lies, where an
     /// argument would be moved into a second place in the future first.
+    #[allow(clippy::manual_async_fn)]
     fn forward(&self, mut x: Exchange) -> impl Future<Output = Response> + Send + '_ {
         async move {
             let timeout = self.settings.timeout;
-            let exchange = tokio::time::timeout(timeout, self.exchange(&mut x)).await;
+            let exchange = self.exchange(&mut x).await;
             let (origin, target) = (&x.origin, &x.target);
             let (head, lease) = match exchange {
-                Ok(Ok(pair)) => pair,
-                Err(_) => {
+                Ok(pair) => pair,
+                Err(BackendError::TimedOut) => {
                     tracing::warn!(
                         "proxy {}: no response within {timeout:?} for {} {target}",
                         self.backend,
@@ -177,10 +193,10 @@ impl Proxy {
                     );
                     return error_response(StatusCode::GATEWAY_TIMEOUT);
                 }
-                Ok(Err(BackendError::Closed)) => {
+                Err(BackendError::Closed) => {
                     return error_response(StatusCode::SERVICE_UNAVAILABLE)
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     let status = if e.timed_out() {
                         StatusCode::GATEWAY_TIMEOUT
                     } else {
@@ -219,9 +235,9 @@ impl Proxy {
         if let Some(conn) = lease.conn() {
             let whole = match framing {
                 Framing::Empty => Some(crate::core::body::empty()),
-                Framing::Length(n) if conn.rbuf.len() as u64 >= n => Some(
-                    crate::core::body::full(conn.rbuf.split_to(n as usize).freeze()),
-                ),
+                Framing::Length(n) if conn.rbuf.len() as u64 >= n => Some(crate::core::body::full(
+                    conn.rbuf.split_to(n as usize).freeze(),
+                )),
                 _ => None,
             };
             if let Some(body) = whole {
