@@ -17,12 +17,13 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Weak;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use http_body::Body as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustix::net::RecvFlags;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
@@ -131,14 +132,22 @@ impl Io {
 
     /// Whether an idle connection can take a request now: nothing unread
     /// and nothing arriving, not even the end of the stream (the backend
-    /// closed it). A non-blocking read with a no-op waker: the request sent
+    /// closed it). A peek, made only when the socket may be readable (once
+    /// a response was read to its end the readiness is still set; the peek's
+    /// `EWOULDBLOCK` clears it), and no waker registered: the request sent
     /// next registers its own.
     fn usable(&mut self) -> bool {
         if !self.rbuf.is_empty() {
             return false;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        self.poll_fill(&mut cx, HEAD_READ).is_pending()
+        let sock = &self.sock;
+        let peek = sock.try_io(Interest::READABLE, || {
+            let mut byte = [0u8; 1];
+            let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+            Ok(rustix::net::recv(sock, &mut byte[..], flags)?.0)
+        });
+        // Closed (0), bytes nobody asked for, or failed: not usable.
+        matches!(peek, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Read what has arrived into `rbuf` (room for `want` bytes at least):
@@ -544,7 +553,8 @@ mod tests {
     use crate::components::builtins::proxy::codec::{Decoded, Decoder, Framing};
     use crate::components::builtins::proxy::settings::Target;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use rustix::net::RecvFlags;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
     use tokio::net::TcpListener;
 
     /// A backend answering each request head with `ok` on keep-alive
