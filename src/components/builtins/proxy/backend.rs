@@ -552,9 +552,9 @@ mod tests {
     use super::*;
     use crate::components::builtins::proxy::codec::{Decoded, Decoder, Framing};
     use crate::components::builtins::proxy::settings::Target;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use rustix::net::RecvFlags;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
     use tokio::net::TcpListener;
 
     /// A backend answering each request head with `ok` on keep-alive

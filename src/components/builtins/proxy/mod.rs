@@ -1,8 +1,10 @@
 //! `egg:plughost#proxy` (= `egg:Paste#proxy`): forwards every request to one
 //! HTTP backend (`http://host:port/base` or `unix:/path.sock`) over a pool of
-//! keep-alive connections (`backend.rs`), streaming both bodies with bounded
-//! memory. A refused or reset backend is a 502, a slow one a 504, each with a
-//! log line naming the backend; trailers from the backend are dropped.
+//! keep-alive connections (`backend.rs`) speaking HTTP/1.1 through a small
+//! client codec of its own (`codec.rs`), streaming both bodies with bounded
+//! memory. A refused or reset backend, or a malformed response, is a 502, a
+//! slow one a 504, each with a log line naming the backend; trailers from the
+//! backend are dropped, interim 1xx responses skipped.
 
 mod backend;
 mod codec;
