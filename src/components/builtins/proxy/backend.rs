@@ -552,9 +552,8 @@ mod tests {
     use super::*;
     use crate::components::builtins::proxy::codec::{Decoded, Decoder, Framing};
     use crate::components::builtins::proxy::settings::Target;
-    use rustix::net::RecvFlags;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A backend answering each request head with `ok` on keep-alive
