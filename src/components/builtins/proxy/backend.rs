@@ -335,7 +335,7 @@ impl Backend {
             .acquire_owned()
             .await
             .map_err(|_| BackendError::Closed)?;
-        while let Some(mut conn) = self.take_idle() {
+        while let Some(mut conn) = self.take_idle(Instant::now()) {
             if conn.io.usable() {
                 return Ok(self.lease(conn, true, permit));
             }
@@ -350,11 +350,15 @@ impl Backend {
     /// connection is usable: the common case, with no future to make. Else
     /// the free slot if there is one (a connection is to be dialled with
     /// [`Backend::checkout_new`]), or nothing ([`Backend::checkout`] waits).
-    pub(crate) fn try_checkout(self: &Arc<Self>) -> Result<Lease, Option<OwnedSemaphorePermit>> {
+    /// `now` is the time already read for the request's deadline.
+    pub(crate) fn try_checkout(
+        self: &Arc<Self>,
+        now: Instant,
+    ) -> Result<Lease, Option<OwnedSemaphorePermit>> {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Err(None);
         };
-        while let Some(mut conn) = self.take_idle() {
+        while let Some(mut conn) = self.take_idle(now) {
             if conn.io.usable() {
                 return Ok(self.lease(conn, true, permit));
             }
@@ -393,13 +397,14 @@ impl Backend {
         Ok(Box::new(Conn::new(self.dialer.dial().await?)))
     }
 
-    fn take_idle(&self) -> Option<Box<Conn>> {
+    /// The most recent idle connection not idle too long at `now`.
+    fn take_idle(&self, now: Instant) -> Option<Box<Conn>> {
         let mut expired = Vec::new();
         let conn = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop(Instant::now(), &mut expired);
+            .pop(now, &mut expired);
         drop(expired); // closed outside the lock
         conn
     }

@@ -139,12 +139,13 @@ impl Proxy {
         // The whole exchange has `timeout`: a wait for a slot or a dial under
         // a timer of its own (rare), the send and response head under the
         // connection's (see `backend.rs`).
-        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now + self.settings.timeout;
         let in_time = |r: Result<Result<Lease, BackendError>, _>| match r {
             Ok(lease) => lease,
             Err(_) => Err(BackendError::TimedOut),
         };
-        let mut lease = match self.pool.try_checkout() {
+        let mut lease = match self.pool.try_checkout(now.into_std()) {
             Ok(lease) => lease,
             Err(Some(permit)) => {
                 in_time(tokio::time::timeout_at(deadline, self.pool.checkout_new(permit)).await)?
