@@ -392,3 +392,100 @@ fn a_reused_connection_the_backend_closed_is_retried_for_idempotent_requests() {
     let post = host.request("POST", "/once", &[], b"payload");
     assert_eq!(post.status, 502, "{}", host.log());
 }
+
+/// A raw backend answering every request on a connection with `reply(path)`
+/// (closing the connection after it when `close` says so). Returns its port.
+fn raw_backend(reply: fn(&str) -> (Vec<u8>, bool)) -> u16 {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let (bytes, close) = reply(&path);
+                    // In small pieces, so bodies cross reads.
+                    for piece in bytes.chunks(7) {
+                        if conn.write_all(piece).is_err() {
+                            return;
+                        }
+                        let _ = conn.flush();
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Bodies delimited by the connection's end, chunked ones with trailers after
+/// an interim 100, and malformed answers (a 502) all pass through the proxy's
+/// codec, and the host keeps serving.
+#[test]
+fn close_delimited_chunked_and_malformed_backend_answers() {
+    let port = raw_backend(|path| match path {
+        "/close" => (
+            b"HTTP/1.0 200 OK\r\nX-Kind: close\r\n\r\nuntil the end".to_vec(),
+            true,
+        ),
+        "/chunked" => (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+              Trailer: X-T\r\n\r\n6\r\nchunk \r\n4;x=y\r\nsent\r\n0\r\nX-T: 1\r\n\r\n"
+                .to_vec(),
+            false,
+        ),
+        "/bad" => (b"HTTP/1.1 2xx Nope\r\n\r\n".to_vec(), true),
+        "/short" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec(),
+            true,
+        ),
+        _ => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), false),
+    });
+    let (host, _dir) = Host::start(&format!(
+        "[app:main]\nuse = egg:plughost#proxy\naddress = http://127.0.0.1:{port}\n"
+    ));
+    for _ in 0..2 {
+        let r = host.get("/close");
+        assert_eq!((r.status, r.text().as_str()), (200, "until the end"));
+        assert_eq!(r.header("x-kind"), Some("close"));
+        let r = host.get("/chunked");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "chunk sent"),
+            "{}",
+            host.log()
+        );
+        assert_eq!(r.header("trailer"), None);
+        assert_eq!(host.get("/none").status, 204);
+    }
+    assert_eq!(host.get("/bad").status, 502);
+    assert!(
+        host.wait_log("malformed response", Duration::from_secs(5)),
+        "{}",
+        host.log()
+    );
+    // Cut short after its head: the client's connection is cut, not a full page.
+    let short = request(host.port, "GET", "/short", &[], b"");
+    assert!(short.map_or(true, |r| r.body.len() < 10));
+    assert_eq!(host.get("/chunked").text(), "chunk sent");
+}

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -24,23 +23,30 @@ const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
 /// plus the query. A base without a trailing slash has its last segment
 /// replaced, as in Paste (`/app` + `/x` is `/x`; `/app/` + `/x` is `/app/x`).
 pub(crate) fn target(base: &str, path_info: &[u8], query: &str) -> String {
-    let quoted = percent_encode(path_info, QUOTE).to_string();
-    let mut out = if base.is_empty() {
-        if quoted.starts_with('/') {
-            quoted
-        } else {
-            format!("/{quoted}")
-        }
-    } else {
-        let rel = quoted.strip_prefix('/').unwrap_or(&quoted);
-        let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
-        let dir = if dir.is_empty() { "/" } else { dir };
-        if rel.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{dir}{rel}")
+    // Built in one string. `/` is never quoted, so the quoted PATH_INFO starts
+    // with one exactly when PATH_INFO does, and stripping it before quoting is
+    // the same as after.
+    let mut out = String::with_capacity(base.len() + path_info.len() + query.len() + 8);
+    let push_quoted = |out: &mut String, raw: &[u8]| {
+        for piece in percent_encode(raw, QUOTE) {
+            out.push_str(piece);
         }
     };
+    if base.is_empty() {
+        if !path_info.starts_with(b"/") {
+            out.push('/');
+        }
+        push_quoted(&mut out, path_info);
+    } else {
+        let rel = path_info.strip_prefix(b"/").unwrap_or(path_info);
+        if rel.is_empty() {
+            out.push_str(base);
+        } else {
+            let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+            out.push_str(if dir.is_empty() { "/" } else { dir });
+            push_quoted(&mut out, rel);
+        }
+    }
     if !query.is_empty() {
         out.push('?');
         out.push_str(query);
@@ -66,8 +72,21 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` is one of [`HOP_BY_HOP`]: one string match (by length,
+/// then bytes), where comparing with each name in turn costs more.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// The header names a `Connection` header lists (each one hop-by-hop too).
@@ -103,37 +122,58 @@ pub(crate) struct Origin {
     pub headers: HeaderMap,
     pub remote_addr: Arc<str>,
     pub scheme: Arc<str>,
+    /// Empty when the request has a Host header (only used without one).
     pub server_name: String,
     pub server_port: u16,
 }
 
 impl Origin {
-    /// Split `req` (by moving, no copies) into its origin and its body.
-    pub(crate) fn split(req: Request) -> (Origin, Body) {
+    /// Split `req` into its origin and its body. What the proxy does not keep
+    /// (the path buffers, and the server name unless X-Forwarded-Host needs
+    /// it) is recycled for the next request's environ on this thread.
+    pub(crate) fn split(mut req: Request) -> (Origin, Body) {
+        let headers = std::mem::take(&mut req.headers);
+        // A scan of the few names, cheaper than hashing one for a lookup.
+        let server_name = if headers.keys().any(|k| k == header::HOST) {
+            String::new()
+        } else {
+            std::mem::take(&mut req.server_name)
+        };
         let origin = Origin {
-            method: req.method,
-            headers: req.headers,
-            remote_addr: req.remote_addr,
-            scheme: req.scheme,
-            server_name: req.server_name,
+            method: std::mem::replace(&mut req.method, Method::GET),
+            headers,
+            remote_addr: req.remote_addr.clone(),
+            scheme: req.scheme.clone(),
+            server_name,
             server_port: req.server_port,
         };
-        (origin, req.body)
+        let body = std::mem::replace(&mut req.body, crate::core::body::empty());
+        req.recycle();
+        (origin, body)
     }
 }
 
-/// The headers sent to the backend: the client's, less hop-by-hop and
-/// suppressed ones, with `Host` the backend's and the `X-Forwarded-*` trio.
-/// `X-Forwarded-For` appends REMOTE_ADDR to the chain that reached the
-/// pipeline (the server's `trusted_proxy` keys decide what chain that is).
+/// The headers sent to the backend, each handed to `emit` as name and value
+/// bytes (the head writer puts them straight into the request head; no map is
+/// built): the client's, less hop-by-hop, suppressed and framing ones
+/// (`Content-Length`: the writer frames the body itself), then `Host` the
+/// backend's and the `X-Forwarded-*` trio. `X-Forwarded-For` appends
+/// REMOTE_ADDR to the chain that reached the pipeline (the server's
+/// `trusted_proxy` keys decide what chain that is). Every value is a valid
+/// header value (no CR, LF or other control bytes).
 ///
-/// A new map built from the request, which is left as it was: a retry builds
-/// the same headers again instead of every request keeping a copy.
-pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
+/// The client's request is left as it was: a retry emits the same headers
+/// again instead of every request keeping a copy.
+pub(crate) fn each_request_header(
+    req: &Origin,
+    host: &HeaderValue,
+    suppress: &[String],
+    mut emit: impl FnMut(&[u8], &[u8]),
+) {
     let incoming = &req.headers;
     let suppressed = |name: &HeaderName| suppress.iter().any(|s| s.as_str() == name.as_str());
-    let mut out = HeaderMap::with_capacity(incoming.len() + 4);
-    let named = if incoming.contains_key(header::CONNECTION) {
+    // A scan of the few names, cheaper than hashing one for a lookup.
+    let named = if incoming.keys().any(|k| k == header::CONNECTION) {
         connection_named(incoming)
     } else {
         Vec::new()
@@ -155,40 +195,62 @@ pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[Stri
         } else if !(is_hop_by_hop(name)
             // The server has read the whole body already: nothing to continue.
             || name == header::EXPECT
+            || name == header::CONTENT_LENGTH
             || name == X_FORWARDED_PROTO
             || name == X_FORWARDED_HOST)
         {
-            out.append(name.clone(), value.clone());
+            emit(name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    out.insert(header::HOST, host.clone());
-    xff.extend_from_slice(req.remote_addr.as_bytes());
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
-        out.insert(X_FORWARDED_FOR, v);
+    emit(b"host", host.as_bytes());
+    let remote = req.remote_addr.as_bytes();
+    if valid_value(remote) {
+        if xff.is_empty() {
+            emit(b"x-forwarded-for", remote);
+        } else {
+            xff.extend_from_slice(remote);
+            emit(b"x-forwarded-for", &xff);
+        }
     }
-    let proto = match &*req.scheme {
-        "http" => Ok(HeaderValue::from_static("http")),
-        "https" => Ok(HeaderValue::from_static("https")),
-        other => HeaderValue::from_str(other),
-    };
-    if let Ok(v) = proto {
-        out.insert(X_FORWARDED_PROTO, v);
+    if valid_value(req.scheme.as_bytes()) {
+        emit(b"x-forwarded-proto", req.scheme.as_bytes());
     }
-    let fwd_host = match original_host {
-        Some(h) => Some(h.clone()),
+    let name = b"x-forwarded-host";
+    match original_host {
+        Some(h) => emit(name, h.as_bytes()),
         None => {
             let default = if &*req.scheme == "https" { 443 } else { 80 };
-            let text = if req.server_port == default {
-                req.server_name.clone()
+            if req.server_port == default {
+                if valid_value(req.server_name.as_bytes()) {
+                    emit(name, req.server_name.as_bytes());
+                }
             } else {
-                format!("{}:{}", req.server_name, req.server_port)
-            };
-            HeaderValue::from_str(&text).ok()
+                let text = format!("{}:{}", req.server_name, req.server_port);
+                if valid_value(text.as_bytes()) {
+                    emit(name, text.as_bytes());
+                }
+            }
         }
-    };
-    if let Some(v) = fwd_host {
-        out.insert(X_FORWARDED_HOST, v);
     }
+}
+
+/// What `HeaderValue::from_bytes` accepts: visible ASCII, obs-text, space
+/// and tab (so nothing can end the header line early).
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+/// The backend headers as a map (for tests: the proxy writes them straight
+/// into the request head).
+#[cfg(test)]
+pub(crate) fn request_headers(req: &Origin, host: &HeaderValue, suppress: &[String]) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    each_request_header(req, host, suppress, |name, value| {
+        out.append(
+            HeaderName::from_bytes(name).unwrap(),
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+    });
     out
 }
 
@@ -205,6 +267,9 @@ mod tests {
         assert_eq!(target("/base/", b"/", ""), "/base/");
         assert_eq!(target("/base/", b"", ""), "/base/");
         assert_eq!(target("", b"/caf\xc3\xa9", ""), "/caf%C3%A9");
+        assert_eq!(target("", b"x y", ""), "/x%20y");
+        assert_eq!(target("app", b"/x", ""), "/x");
+        assert_eq!(target("/base/", b"//x", ""), "/base//x");
     }
 
     fn origin(headers: &[(&'static str, &'static str)]) -> Origin {
@@ -237,6 +302,7 @@ mod tests {
             ("cookie", "a=b"),
             ("accept", "text/html"),
             ("accept", "*/*"),
+            ("content-length", "0"),
         ]);
         let h = request_headers(&req, &host, &["cookie".into()]);
         assert_eq!(h["host"], "backend:9000");
@@ -245,12 +311,19 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "site.example");
         let accept: Vec<_> = h.get_all("accept").iter().collect();
         assert_eq!(accept, ["text/html", "*/*"]);
-        for gone in ["connection", "x-private", "te", "expect", "cookie"] {
+        for gone in [
+            "connection",
+            "x-private",
+            "te",
+            "expect",
+            "cookie",
+            "content-length",
+        ] {
             assert!(!h.contains_key(gone), "{gone} was forwarded");
         }
         assert_eq!(h.len(), 6, "{h:?}");
         // The request is left as it came, for a retry to build the same again.
-        assert_eq!(req.headers.len(), 11);
+        assert_eq!(req.headers.len(), 12);
         assert_eq!(request_headers(&req, &host, &["cookie".into()]), h);
     }
 
@@ -259,6 +332,16 @@ mod tests {
         let h = request_headers(&origin(&[]), &HeaderValue::from_static("b"), &[]);
         assert_eq!(h["x-forwarded-host"], "example.org:8080");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+    }
+
+    #[test]
+    fn the_hop_by_hop_match_is_the_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["x-kept", "host", "connectio", "tee", "content-length"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]
