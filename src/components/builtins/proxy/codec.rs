@@ -240,6 +240,13 @@ fn build_head(
             .map_err(|_| Malformed("invalid header value"))?;
         headers.append(name, value);
     }
+    // Transfer-Encoding overrides Content-Length (RFC 9112 6.3): the length is
+    // not forwarded (the client would frame the decoded body by it), and a
+    // connection that sent both is not trusted with another request.
+    let ambiguous = encoded && length.is_some();
+    if ambiguous {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Empty
@@ -265,7 +272,7 @@ fn build_head(
         version,
         headers,
         framing,
-        keep_alive: persistent && framing != Framing::Close,
+        keep_alive: persistent && !ambiguous && framing != Framing::Close,
     })
 }
 
@@ -698,6 +705,11 @@ mod tests {
         let h = parsed(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
         );
+        assert_eq!(h.framing, Framing::Chunked);
+        // Both framings: the length goes, and so does the connection.
+        assert!(!h.headers.contains_key("content-length"));
+        assert!(!h.keep_alive);
+        let h = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.keep_alive);
         let h = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
