@@ -18,11 +18,19 @@ pub(crate) enum ContentLengthError {
 /// One `Content-Length` value: ASCII digits only (no sign, no whitespace, no
 /// list), fitting a `u64`.
 pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() {
         return None;
     }
-    // Digits only, so this fails only on overflow.
-    std::str::from_utf8(value).ok()?.parse().ok()
+    // One pass, digit by digit (every response that leaves the host is
+    // checked: `str::parse` after a separate digit scan cost a few hundred
+    // instructions a response).
+    value.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// The single length all of a head's `Content-Length` values agree on (`None`
