@@ -322,12 +322,31 @@ fn an_nginx_backend_and_its_chunked_gzipped_pages() {
     assert_eq!(host.get("/missing.html").status, 404);
 }
 
+/// Read one request head from a raw backend's connection: its target (`None`
+/// once the client has closed the connection).
+fn read_head(reader: &mut impl std::io::BufRead) -> Option<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let target = line.split(' ').nth(1).unwrap_or("/").to_owned();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some(target);
+        }
+    }
+}
+
 /// A backend that keeps each connection open after its first answer (keep-alive)
 /// and then closes it when the next request arrives, unanswered: the race of a
 /// backend's keep-alive timeout firing just as a pooled connection is reused.
 /// Returns the port and the number of connections accepted so far.
 fn closes_reused_connections() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -341,16 +360,9 @@ fn closes_reused_connections() -> (u16, std::sync::Arc<std::sync::atomic::Atomic
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 for answered in 0.. {
-                    // Read one request head (these requests have no body).
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
+                    // One request head (these requests have no body).
+                    if read_head(&mut reader).is_none() {
+                        return;
                     }
                     if answered == 1 {
                         return; // the second request: close without an answer
@@ -396,7 +408,7 @@ fn a_reused_connection_the_backend_closed_is_retried_for_idempotent_requests() {
 /// A raw backend answering every request on a connection with `reply(path)`
 /// (closing the connection after it when `close` says so). Returns its port.
 fn raw_backend(reply: fn(&str) -> (Vec<u8>, bool)) -> u16 {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -406,20 +418,9 @@ fn raw_backend(reply: fn(&str) -> (Vec<u8>, bool)) -> u16 {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    let Some(path) = read_head(&mut reader) else {
                         return;
-                    }
-                    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                    };
                     let (bytes, close) = reply(&path);
                     // In small pieces, so bodies cross reads.
                     for piece in bytes.chunks(7) {
