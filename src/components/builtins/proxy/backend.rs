@@ -8,8 +8,8 @@
 //! through the connection's read buffer. A request then wakes only its own
 //! task. Each connection keeps its read and write buffers from one request to
 //! the next. Nobody polls an idle connection, so a connection the backend
-//! closed while idle is found out when it is taken again (one non-blocking
-//! read sees the end of the stream) and replaced by another.
+//! closed while idle is found out when it is taken again (a non-blocking
+//! peek sees the end of the stream) and replaced by another.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -335,15 +335,10 @@ impl Backend {
             .acquire_owned()
             .await
             .map_err(|_| BackendError::Closed)?;
-        while let Some(mut conn) = self.take_idle(Instant::now()) {
-            if conn.io.usable() {
-                return Ok(self.lease(conn, true, permit));
-            }
-            tracing::debug!("proxy: an idle backend connection was closed; not reused");
+        match self.reuse_idle(permit, Instant::now()) {
+            Ok(lease) => Ok(lease),
+            Err(permit) => self.checkout_new(permit).await,
         }
-        // Boxed: the dial's future is large, and only a new connection needs it.
-        let conn = Box::pin(self.dial()).await?;
-        Ok(self.lease(conn, false, permit))
     }
 
     /// A connection without waiting, when a slot is free and an idle
@@ -358,13 +353,24 @@ impl Backend {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Err(None);
         };
+        self.reuse_idle(permit, now).map_err(Some)
+    }
+
+    /// A lease with `permit` on the most recently used idle connection that
+    /// is still usable (those the backend closed are dropped on the way), or
+    /// the permit back when none is.
+    fn reuse_idle(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        now: Instant,
+    ) -> Result<Lease, OwnedSemaphorePermit> {
         while let Some(mut conn) = self.take_idle(now) {
             if conn.io.usable() {
                 return Ok(self.lease(conn, true, permit));
             }
             tracing::debug!("proxy: an idle backend connection was closed; not reused");
         }
-        Err(Some(permit))
+        Err(permit)
     }
 
     /// A lease on a new connection, for a request sent again after its

@@ -323,11 +323,8 @@ fn parse_length(raw: &[u8]) -> Result<u64, Malformed> {
     // A list of the same value (`5, 5`) is one length, as RFC 9110 8.6 allows.
     let mut value = None;
     for part in raw.split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return Err(Malformed("invalid Content-Length"));
-        }
-        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        let n = crate::core::headers::parse_content_length(part.trim_ascii())
+            .ok_or(Malformed("invalid Content-Length"))?;
         if value.is_some_and(|v| v != n) {
             return Err(Malformed("conflicting Content-Length values"));
         }
